@@ -1,0 +1,152 @@
+//! Turns a planned [`StreamGraph`] into running actors wired by channels.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use tidemark_plan::{Distribution, Exchange, FragmentInput, OperatorSpec, RelationId, StreamGraph};
+use tidemark_types::{ActorId, Message};
+use tokio::sync::mpsc::{self, Receiver};
+
+use crate::actor::Actor;
+use crate::dispatch::{Dispatcher, Output};
+use crate::merge::Merge;
+use crate::operators::{Filter, HashAgg, Materialize, Project};
+use crate::outputs::Outputs;
+use crate::runtime::{Runtime, CHANNEL_CAPACITY};
+use crate::{Error, Operator, Result};
+
+/// What the coordinator needs to start a built job.
+pub(crate) struct BuiltJob {
+    pub actors: Vec<ActorId>,
+    pub output_actors: Vec<ActorId>,
+    /// Actors of upstream relations that gain outputs to this job.
+    pub upstream_actors: Vec<ActorId>,
+    pub upstreams: Vec<RelationId>,
+}
+
+/// `schema` is what the fragment's chain emits (the view's rows).
+fn build_operator(spec: &OperatorSpec, schema: &SchemaRef) -> Result<Box<dyn Operator>> {
+    Ok(match spec {
+        OperatorSpec::Filter { predicate } => Box::new(Filter::new(Arc::clone(predicate))),
+        OperatorSpec::Project { exprs, schema } => Box::new(Project::new(
+            exprs.iter().map(|(e, _)| Arc::clone(e)).collect(),
+            Arc::clone(schema),
+        )),
+        OperatorSpec::HashAgg {
+            group_exprs,
+            aggs,
+            schema,
+        } => Box::new(HashAgg::new(
+            group_exprs.iter().map(|(e, _)| Arc::clone(e)).collect(),
+            aggs.clone(),
+            Arc::clone(schema),
+        )?),
+        OperatorSpec::Materialize { relation, .. } => Box::new(Materialize::new(*relation, Arc::clone(schema))?),
+    })
+}
+
+/// A dispatcher from one upstream actor to all `targets`, plus the receivers.
+fn connect(exchange: &Exchange, targets: &[ActorId]) -> (Dispatcher, Vec<(ActorId, Receiver<Message>)>) {
+    let mut outputs = Vec::new();
+    let mut receivers = Vec::new();
+    for &actor in targets {
+        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        outputs.push(Output { actor, tx });
+        receivers.push((actor, rx));
+    }
+    let dispatcher = match exchange {
+        Exchange::Hash(key) if outputs.len() > 1 => Dispatcher::Hash {
+            key: key.clone(),
+            outputs,
+        },
+        _ => match outputs.pop() {
+            Some(o) if outputs.is_empty() => Dispatcher::Single(o),
+            Some(o) => {
+                outputs.push(o);
+                Dispatcher::Hash { key: Vec::new(), outputs }
+            }
+            None => Dispatcher::Hash { key: Vec::new(), outputs },
+        },
+    };
+    (dispatcher, receivers)
+}
+
+pub(crate) fn build_job(runtime: &Runtime, name: &str, graph: &StreamGraph) -> Result<BuiltJob> {
+    let parallelism = runtime.parallelism().max(1);
+    let mut actors_of: HashMap<u32, Vec<ActorId>> = HashMap::new();
+    for f in &graph.fragments {
+        let n = match f.distribution {
+            Distribution::Single => 1,
+            Distribution::Hashed => parallelism,
+        };
+        actors_of.insert(f.id, (0..n).map(|_| runtime.next_actor_id()).collect());
+    }
+    let mut receivers: HashMap<ActorId, Vec<Receiver<Message>>> = HashMap::new();
+    let mut dispatchers: HashMap<ActorId, Vec<Dispatcher>> = HashMap::new();
+    let mut upstream_actors = Vec::new();
+    let mut upstreams = Vec::new();
+    for f in &graph.fragments {
+        let targets = &actors_of[&f.id];
+        for input in &f.inputs {
+            let (sources, exchange, relation) = match input {
+                FragmentInput::Relation { id, exchange, name } => {
+                    let job = runtime
+                        .job_actors(*id)
+                        .ok_or_else(|| Error::Unsupported(format!("relation \"{name}\" is not running")))?;
+                    (job.outputs, exchange, Some(*id))
+                }
+                FragmentInput::Fragment { id, exchange } => (actors_of[id].clone(), exchange, None),
+            };
+            for source in sources {
+                let (dispatcher, rxs) = connect(exchange, targets);
+                for (actor, rx) in rxs {
+                    receivers.entry(actor).or_default().push(rx);
+                }
+                match relation {
+                    Some(rel) => {
+                        runtime.shared().register_output(source, dispatcher);
+                        upstream_actors.push(source);
+                        if !upstreams.contains(&rel) {
+                            upstreams.push(rel);
+                        }
+                    }
+                    None => dispatchers.entry(source).or_default().push(dispatcher),
+                }
+            }
+        }
+    }
+    let mut all = Vec::new();
+    let mut spawned = Vec::new();
+    for f in &graph.fragments {
+        for &actor in &actors_of[&f.id] {
+            let chain = f
+                .operators
+                .iter()
+                .map(|spec| build_operator(spec, &f.schema))
+                .collect::<Result<Vec<_>>>()?;
+            spawned.push(Actor {
+                id: actor,
+                merge: Merge::new(receivers.remove(&actor).unwrap_or_default()),
+                chain,
+                outputs: Outputs::new(actor, dispatchers.remove(&actor).unwrap_or_default()),
+                shared: Arc::clone(runtime.shared()),
+            });
+            all.push(actor);
+        }
+    }
+    for actor in spawned {
+        actor.spawn(name.to_string());
+    }
+    let output_actors = graph
+        .fragments
+        .last()
+        .map(|f| actors_of[&f.id].clone())
+        .unwrap_or_default();
+    Ok(BuiltJob {
+        actors: all,
+        output_actors,
+        upstream_actors,
+        upstreams,
+    })
+}

@@ -1,0 +1,220 @@
+//! The checkpoint coordinator: injects barriers at the sources, collects every
+//! actor's acknowledgement and state changes, and commits each epoch to the
+//! store in one atomic write. Also the single place where jobs start and stop,
+//! since those changes ride on barriers too.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tidemark_plan::RelationId;
+use tidemark_state::{table_prefix, StateStore, WriteBatch};
+use tidemark_types::{ActorId, Barrier, Epoch, Mutation};
+use tokio::sync::mpsc::{Sender, UnboundedReceiver};
+use tokio::sync::oneshot;
+
+use crate::outputs::ActorEvent;
+use crate::table_actor::TableMessage;
+use crate::{Error, Result};
+
+/// A change to the set of running jobs, applied at the next barrier.
+#[derive(Default)]
+pub struct JobChange {
+    pub mutation: Option<Mutation>,
+    /// A job that starts at this barrier: its actors must acknowledge it.
+    pub start: Option<(RelationId, Vec<ActorId>, Vec<RelationId>)>,
+    /// A table whose actor receives barriers from now on.
+    pub source: Option<(RelationId, Sender<TableMessage>)>,
+    /// A job that stops at this barrier; its state is deleted in the same commit.
+    pub stop: Option<RelationId>,
+}
+
+pub enum Command {
+    /// Inject a barrier now; reply once its epoch is committed.
+    Barrier {
+        change: JobChange,
+        reply: Option<oneshot::Sender<Result<Epoch>>>,
+    },
+}
+
+struct Job {
+    actors: Vec<ActorId>,
+    upstreams: Vec<RelationId>,
+}
+
+struct Inflight {
+    pending: HashSet<ActorId>,
+    batch: WriteBatch,
+    waiters: Vec<oneshot::Sender<Result<Epoch>>>,
+}
+
+/// Failed jobs, by relation, with the error that stopped them.
+pub type Failures = Arc<RwLock<HashMap<RelationId, Arc<Error>>>>;
+
+pub struct Coordinator {
+    store: Arc<dyn StateStore>,
+    failures: Failures,
+    next_epoch: Epoch,
+    jobs: HashMap<RelationId, Job>,
+    live: HashMap<ActorId, RelationId>,
+    sources: HashMap<RelationId, Sender<TableMessage>>,
+    inflight: BTreeMap<Epoch, Inflight>,
+}
+
+impl Coordinator {
+    pub fn new(store: Arc<dyn StateStore>, failures: Failures) -> Self {
+        let next_epoch = store.committed_epoch() + 1;
+        Self {
+            store,
+            failures,
+            next_epoch,
+            jobs: HashMap::new(),
+            live: HashMap::new(),
+            sources: HashMap::new(),
+            inflight: BTreeMap::new(),
+        }
+    }
+
+    pub async fn run(
+        mut self,
+        interval: Duration,
+        mut commands: UnboundedReceiver<Command>,
+        mut events: UnboundedReceiver<ActorEvent>,
+    ) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {
+                    if !self.sources.is_empty() && self.inflight.len() < 4 {
+                        self.inject(JobChange::default(), None).await;
+                    }
+                }
+                cmd = commands.recv() => match cmd {
+                    None => return,
+                    Some(Command::Barrier { change, reply }) => self.inject(change, reply).await,
+                },
+                Some(event) = events.recv() => self.on_event(event).await,
+            }
+        }
+    }
+
+    async fn inject(&mut self, change: JobChange, reply: Option<oneshot::Sender<Result<Epoch>>>) {
+        let epoch = self.next_epoch;
+        self.next_epoch += 1;
+        let mut batch = WriteBatch::default();
+        if let Some((id, actors, upstreams)) = change.start {
+            for a in &actors {
+                self.live.insert(*a, id);
+            }
+            self.jobs.insert(id, Job { actors, upstreams });
+        }
+        if let Some((id, tx)) = change.source {
+            self.sources.insert(id, tx);
+        }
+        let pending: HashSet<ActorId> = self.live.keys().copied().collect();
+        let stopped_source = change.stop.and_then(|id| {
+            batch.delete_prefixes.push(table_prefix(id));
+            if let Some(job) = self.jobs.remove(&id) {
+                for a in &job.actors {
+                    self.live.remove(a);
+                }
+            }
+            self.sources.remove(&id)
+        });
+        self.inflight.insert(
+            epoch,
+            Inflight {
+                pending,
+                batch,
+                waiters: reply.into_iter().collect(),
+            },
+        );
+        let barrier = Barrier {
+            epoch,
+            mutation: change.mutation,
+        };
+        for tx in self.sources.values().chain(stopped_source.as_ref()) {
+            let _ = tx.send(TableMessage::Barrier(barrier.clone())).await;
+        }
+        self.try_commit();
+    }
+
+    async fn on_event(&mut self, event: ActorEvent) {
+        match event {
+            ActorEvent::Ack { actor, epoch, batch } => {
+                if let Some(inflight) = self.inflight.get_mut(&epoch) {
+                    if inflight.pending.remove(&actor) {
+                        inflight.batch.append(batch);
+                    }
+                }
+                self.try_commit();
+            }
+            ActorEvent::Failed { actor, error } => {
+                let Some(job) = self.live.get(&actor).copied() else { return };
+                let error = Arc::new(error);
+                let stopped = self.fail_job(job, error);
+                if !stopped.is_empty() {
+                    let change = JobChange {
+                        mutation: Some(Mutation::Stop(stopped)),
+                        ..JobChange::default()
+                    };
+                    self.inject(change, None).await;
+                }
+                self.try_commit();
+            }
+        }
+    }
+
+    /// Marks `job` and every job reading from it as failed and forgets their
+    /// actors; returns those actors, to be stopped.
+    fn fail_job(&mut self, job: RelationId, error: Arc<Error>) -> Vec<ActorId> {
+        let mut doomed = vec![job];
+        let mut i = 0;
+        while i < doomed.len() {
+            let current = doomed[i];
+            for (id, j) in &self.jobs {
+                if j.upstreams.contains(&current) && !doomed.contains(id) {
+                    doomed.push(*id);
+                }
+            }
+            i += 1;
+        }
+        let mut failures = self.failures.write().unwrap_or_else(|e| e.into_inner());
+        let mut stopped = Vec::new();
+        for id in doomed {
+            failures.entry(id).or_insert_with(|| Arc::clone(&error));
+            if let Some(j) = self.jobs.get(&id) {
+                for a in &j.actors {
+                    self.live.remove(a);
+                    for inflight in self.inflight.values_mut() {
+                        inflight.pending.remove(a);
+                    }
+                    stopped.push(*a);
+                }
+            }
+        }
+        stopped
+    }
+
+    fn try_commit(&mut self) {
+        while let Some(entry) = self.inflight.first_entry() {
+            if !entry.get().pending.is_empty() {
+                return;
+            }
+            let epoch = *entry.key();
+            let inflight = entry.remove();
+            let result = self.store.commit(epoch, inflight.batch);
+            if let Err(e) = &result {
+                tracing::error!(epoch, error = %e, "checkpoint commit failed");
+            }
+            let shared = result.map_err(Arc::new);
+            for w in inflight.waiters {
+                let _ = w.send(match &shared {
+                    Ok(()) => Ok(epoch),
+                    Err(e) => Err(Error::Unsupported(format!("checkpoint {epoch} failed: {e}"))),
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,25 @@
+use tidemark_types::ActorId;
+
+/// Errors of the streaming runtime and its operators.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+    #[error(transparent)]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error(transparent)]
+    State(#[from] tidemark_state::Error),
+    /// A user-facing constraint violation (e.g. a duplicate primary key).
+    #[error("{message}")]
+    Constraint { code: &'static str, message: String, detail: Option<String> },
+    #[error("streaming job {0} has failed: {1}")]
+    JobFailed(String, String),
+    #[error("actor {0} is gone")]
+    ActorGone(ActorId),
+    #[error("the streaming runtime has shut down")]
+    Shutdown,
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

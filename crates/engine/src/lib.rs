@@ -1,0 +1,25 @@
+//! The streaming runtime: actors (one task per fragment instance) joined by
+//! bounded channels that carry chunks, watermarks and barriers; hash exchanges
+//! by key group; the checkpoint coordinator; and the operators.
+//!
+//! The runtime does not know what an operator computes, and operators do not
+//! know how they are scheduled: they meet at the [`Operator`] trait.
+
+mod actor;
+mod builder;
+mod coordinator;
+mod dispatch;
+mod error;
+mod merge;
+mod operator;
+pub mod operators;
+mod outputs;
+mod runtime;
+mod table;
+mod table_actor;
+
+pub use dispatch::{key_groups, owner_of, KEY_GROUPS};
+pub use error::{Error, Result};
+pub use operator::Operator;
+pub use runtime::{Runtime, RuntimeConfig, CHANNEL_CAPACITY};
+pub use table::{DmlRequest, TableSpec};

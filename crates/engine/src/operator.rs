@@ -1,0 +1,39 @@
+use tidemark_state::WriteBatch;
+use tidemark_types::{Epoch, StreamChunk, Watermark};
+
+use crate::Result;
+
+/// One step of a fused operator chain.
+///
+/// The runtime calls `on_chunk`, `on_watermark` and `on_checkpoint` in stream
+/// order, one at a time, with inputs already aligned: barriers of all inputs meet
+/// before `on_checkpoint`, and a watermark arrives only once every input has
+/// passed it. An operator never sees channels, tasks or other actors.
+///
+/// Output goes to `out`, in order; the runtime hands it to the next operator of
+/// the chain (or the exchange) after the call returns.
+pub trait Operator: Send + Sync {
+    fn name(&self) -> &'static str;
+
+    /// A batch of changes arrived.
+    fn on_chunk(&mut self, chunk: StreamChunk, out: &mut Vec<StreamChunk>) -> Result<()>;
+
+    /// Event time advanced; returns the watermark to forward (`None` to hold it).
+    fn on_watermark(&mut self, wm: Watermark, _out: &mut Vec<StreamChunk>) -> Result<Option<Watermark>> {
+        Ok(Some(wm))
+    }
+
+    /// The barrier of `epoch` reached this operator: write the state changed since
+    /// the previous checkpoint into `batch`, which the coordinator commits once
+    /// every actor has acknowledged the epoch.
+    fn on_checkpoint(&mut self, _epoch: Epoch, _batch: &mut WriteBatch, _out: &mut Vec<StreamChunk>) -> Result<()> {
+        Ok(())
+    }
+
+    /// The full current contents this operator would have emitted so far, as
+    /// inserts: what a newly attached downstream starts from. Only meaningful
+    /// for the last operator of a relation's chain.
+    fn snapshot(&self) -> Result<Vec<StreamChunk>> {
+        Ok(Vec::new())
+    }
+}

@@ -1,0 +1,262 @@
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt32Array};
+use arrow::compute::{prep_null_mask_filter, take};
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::Accumulator;
+use datafusion::physical_expr::PhysicalExpr;
+use tidemark_plan::AggCall;
+use tidemark_state::{RowCodec, WriteBatch};
+use tidemark_types::{Epoch, Op, StreamChunk};
+
+use super::RetractableMinMax;
+use crate::{Operator, Result};
+
+/// A retractable accumulator for `call`: DataFusion's sliding accumulators
+/// (count, sum, avg, count distinct, …) and our own for MIN and MAX.
+pub fn retractable_accumulator(call: &AggCall) -> datafusion::error::Result<Box<dyn Accumulator>> {
+    let expr = &call.expr;
+    let name = expr.fun().name();
+    if name == "min" || name == "max" {
+        let data_type = expr.field().data_type().clone();
+        return Ok(Box::new(RetractableMinMax::new(name == "max", data_type)?));
+    }
+    expr.create_sliding_accumulator()
+}
+
+struct Group {
+    key: Vec<ScalarValue>,
+    /// Net number of input rows in the group.
+    rows: i64,
+    accumulators: Vec<Box<dyn Accumulator>>,
+    /// The row last emitted for this group.
+    emitted: Option<Vec<ScalarValue>>,
+}
+
+/// Incremental `GROUP BY`. Every input insert or delete updates (or retracts
+/// from) the group's accumulators; after each chunk, every group that changed
+/// emits a delete of its previous row and an insert of its new one. A group
+/// whose rows are all deleted disappears. Without GROUP BY there is exactly one
+/// group, present even when empty, as SQL requires.
+pub struct HashAgg {
+    group_exprs: Vec<Arc<dyn PhysicalExpr>>,
+    aggs: Vec<AggCall>,
+    args: Vec<Vec<Arc<dyn PhysicalExpr>>>,
+    schema: SchemaRef,
+    key_codec: RowCodec,
+    groups: HashMap<Vec<u8>, Group>,
+    global: bool,
+}
+
+impl HashAgg {
+    pub fn new(group_exprs: Vec<Arc<dyn PhysicalExpr>>, aggs: Vec<AggCall>, schema: SchemaRef) -> Result<Self> {
+        let key_types = schema
+            .fields()
+            .iter()
+            .take(group_exprs.len())
+            .map(|f| f.data_type().clone());
+        let args = aggs.iter().map(|a| a.expr.expressions()).collect();
+        let global = group_exprs.is_empty();
+        let mut agg = Self {
+            key_codec: RowCodec::new(key_types)?,
+            group_exprs,
+            aggs,
+            args,
+            schema,
+            groups: HashMap::new(),
+            global,
+        };
+        if agg.global {
+            let group = agg.new_group(Vec::new())?;
+            agg.groups.insert(Vec::new(), group);
+        }
+        Ok(agg)
+    }
+
+    fn new_group(&self, key: Vec<ScalarValue>) -> Result<Group> {
+        let accumulators = self
+            .aggs
+            .iter()
+            .map(retractable_accumulator)
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        Ok(Group {
+            key,
+            rows: 0,
+            accumulators,
+            emitted: None,
+        })
+    }
+
+    fn output_row(group: &mut Group, global: bool) -> Result<Option<Vec<ScalarValue>>> {
+        if group.rows <= 0 && !global {
+            return Ok(None);
+        }
+        let mut row = group.key.clone();
+        for acc in &mut group.accumulators {
+            row.push(acc.evaluate()?);
+        }
+        Ok(Some(row))
+    }
+
+    fn to_chunk(&self, rows: Vec<(Op, Vec<ScalarValue>)>) -> Result<Option<StreamChunk>> {
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let ops: Vec<Op> = rows.iter().map(|(op, _)| *op).collect();
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
+        for (c, field) in self.schema.fields().iter().enumerate() {
+            let values = rows.iter().map(|(_, r)| r[c].clone());
+            let array = ScalarValue::iter_to_array(values)?;
+            let array = if array.data_type() != field.data_type() {
+                arrow::compute::cast(&array, field.data_type())?
+            } else {
+                array
+            };
+            columns.push(array);
+        }
+        let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
+        Ok(Some(StreamChunk::with_ops(batch, ops)))
+    }
+
+    /// Emits the change of each listed group since its last emitted row.
+    fn emit(&mut self, touched: Vec<Vec<u8>>, out: &mut Vec<StreamChunk>) -> Result<()> {
+        let mut rows = Vec::new();
+        for key in touched {
+            let Some(group) = self.groups.get_mut(&key) else { continue };
+            let new = Self::output_row(group, self.global)?;
+            if new == group.emitted {
+                continue;
+            }
+            if let Some(old) = group.emitted.take() {
+                rows.push((Op::Delete, old));
+            }
+            if let Some(new) = new {
+                rows.push((Op::Insert, new.clone()));
+                group.emitted = Some(new);
+            }
+            if group.rows <= 0 && !self.global {
+                self.groups.remove(&key);
+            }
+        }
+        if let Some(chunk) = self.to_chunk(rows)? {
+            out.push(chunk);
+        }
+        Ok(())
+    }
+}
+
+fn mask(expr: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> Result<BooleanArray> {
+    let array = expr.evaluate(batch)?.into_array(batch.num_rows())?;
+    let mask = array.as_boolean().clone();
+    Ok(if mask.null_count() > 0 {
+        prep_null_mask_filter(&mask)
+    } else {
+        mask
+    })
+}
+
+fn take_all(columns: &[ArrayRef], indices: &[u32]) -> Result<Vec<ArrayRef>> {
+    let indices = UInt32Array::from(indices.to_vec());
+    Ok(columns
+        .iter()
+        .map(|c| take(c.as_ref(), &indices, None))
+        .collect::<std::result::Result<Vec<_>, _>>()?)
+}
+
+impl Operator for HashAgg {
+    fn name(&self) -> &'static str {
+        "HashAgg"
+    }
+
+    fn on_chunk(&mut self, chunk: StreamChunk, out: &mut Vec<StreamChunk>) -> Result<()> {
+        let batch = chunk.batch();
+        let n = batch.num_rows();
+        let key_columns = self
+            .group_exprs
+            .iter()
+            .map(|e| e.evaluate(batch)?.into_array(n))
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        let keys = if self.global {
+            vec![Vec::new(); n]
+        } else {
+            self.key_codec.encode(&key_columns)?
+        };
+        let args = self
+            .args
+            .iter()
+            .map(|exprs| {
+                exprs
+                    .iter()
+                    .map(|e| e.evaluate(batch)?.into_array(n))
+                    .collect::<datafusion::error::Result<Vec<_>>>()
+            })
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        let filters = self
+            .aggs
+            .iter()
+            .map(|a| a.filter.as_ref().map(|f| mask(f, batch)).transpose())
+            .collect::<Result<Vec<_>>>()?;
+
+        // Row indices per group, inserts and deletes apart, in first-seen order.
+        let mut order: Vec<Vec<u8>> = Vec::new();
+        let mut by_group: HashMap<&[u8], (Vec<u32>, Vec<u32>)> = HashMap::new();
+        for (row, key) in keys.iter().enumerate() {
+            let entry = by_group.entry(key.as_slice()).or_insert_with(|| {
+                order.push(key.clone());
+                (Vec::new(), Vec::new())
+            });
+            match chunk.op(row) {
+                Op::Insert => entry.0.push(row as u32),
+                Op::Delete => entry.1.push(row as u32),
+            }
+        }
+
+        for key in &order {
+            let (inserts, deletes) = &by_group[key.as_slice()];
+            if !self.groups.contains_key(key) {
+                let first = inserts.first().or(deletes.first()).copied().unwrap_or(0) as usize;
+                let scalars = key_columns
+                    .iter()
+                    .map(|c| ScalarValue::try_from_array(c, first))
+                    .collect::<datafusion::error::Result<Vec<_>>>()?;
+                let group = self.new_group(scalars)?;
+                self.groups.insert(key.clone(), group);
+            }
+            let Some(group) = self.groups.get_mut(key) else { continue };
+            group.rows += inserts.len() as i64 - deletes.len() as i64;
+            // Inserts first, so no accumulator sees more deletes than values.
+            for (rows, retract) in [(inserts, false), (deletes, true)] {
+                for (a, acc) in group.accumulators.iter_mut().enumerate() {
+                    let selected: Vec<u32> = match &filters[a] {
+                        Some(m) => rows.iter().copied().filter(|&r| m.value(r as usize)).collect(),
+                        None => rows.clone(),
+                    };
+                    if selected.is_empty() {
+                        continue;
+                    }
+                    let values = take_all(&args[a], &selected)?;
+                    if retract {
+                        acc.retract_batch(&values)?;
+                    } else {
+                        acc.update_batch(&values)?;
+                    }
+                }
+            }
+        }
+        self.emit(order, out)
+    }
+
+    fn on_checkpoint(&mut self, _epoch: Epoch, _batch: &mut WriteBatch, out: &mut Vec<StreamChunk>) -> Result<()> {
+        // The single group of a global aggregate exists from the start.
+        if self.global {
+            let emitted = self.groups.get(&Vec::new()).is_some_and(|g| g.emitted.is_some());
+            if !emitted {
+                self.emit(vec![Vec::new()], out)?;
+            }
+        }
+        Ok(())
+    }
+}

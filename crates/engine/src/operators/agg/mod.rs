@@ -1,0 +1,8 @@
+//! Incremental aggregation: the grouped operator and the retractable
+//! accumulators it needs beyond DataFusion's own.
+
+mod hash_agg;
+mod min_max;
+
+pub use hash_agg::HashAgg;
+pub use min_max::RetractableMinMax;

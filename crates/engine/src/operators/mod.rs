@@ -1,0 +1,12 @@
+//! The operators, one file each, named for the SQL concept they implement.
+
+mod agg;
+mod filter;
+mod materialize;
+mod project;
+
+pub use agg::{HashAgg, RetractableMinMax};
+pub use filter::Filter;
+pub use materialize::Materialize;
+pub(crate) use materialize::SNAPSHOT_CHUNK_ROWS;
+pub use project::Project;

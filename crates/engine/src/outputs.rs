@@ -1,0 +1,116 @@
+//! The sending side of an actor, with the barrier protocol every actor follows.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use tidemark_state::WriteBatch;
+use tidemark_types::{ActorId, Barrier, Epoch, Message, Mutation, StreamChunk};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::dispatch::Dispatcher;
+use crate::{Error, Result};
+
+/// What actors tell the checkpoint coordinator.
+#[derive(Debug)]
+pub enum ActorEvent {
+    /// The actor passed the barrier of `epoch`; `batch` holds its state changes.
+    Ack { actor: ActorId, epoch: Epoch, batch: WriteBatch },
+    /// The actor stopped on an error; its job has failed.
+    Failed { actor: ActorId, error: Error },
+}
+
+/// State shared by the runtime and its actors.
+#[derive(Debug)]
+pub struct Shared {
+    /// Outputs registered for an actor, picked up at the barrier whose
+    /// `AddOutputs` mutation names it.
+    pending_outputs: Mutex<HashMap<ActorId, Vec<Dispatcher>>>,
+    events: UnboundedSender<ActorEvent>,
+}
+
+impl Shared {
+    pub fn new(events: UnboundedSender<ActorEvent>) -> Self {
+        Self {
+            pending_outputs: Mutex::new(HashMap::new()),
+            events,
+        }
+    }
+
+    pub fn register_output(&self, actor: ActorId, dispatcher: Dispatcher) {
+        let mut pending = self.pending_outputs.lock().unwrap_or_else(|e| e.into_inner());
+        pending.entry(actor).or_default().push(dispatcher);
+    }
+
+    fn take_outputs(&self, actor: ActorId) -> Vec<Dispatcher> {
+        let mut pending = self.pending_outputs.lock().unwrap_or_else(|e| e.into_inner());
+        pending.remove(&actor).unwrap_or_default()
+    }
+
+    pub fn report(&self, event: ActorEvent) {
+        let _ = self.events.send(event);
+    }
+}
+
+/// An actor's downstream dispatchers.
+pub struct Outputs {
+    actor: ActorId,
+    dispatchers: Vec<Dispatcher>,
+}
+
+impl Outputs {
+    pub fn new(actor: ActorId, dispatchers: Vec<Dispatcher>) -> Self {
+        Self { actor, dispatchers }
+    }
+
+    pub async fn send(&self, chunks: Vec<StreamChunk>) -> Result<()> {
+        for chunk in chunks {
+            if chunk.is_empty() {
+                continue;
+            }
+            for d in &self.dispatchers {
+                d.send_chunk(chunk.clone()).await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn broadcast(&self, msg: Message) {
+        for d in &self.dispatchers {
+            d.broadcast(&msg).await;
+        }
+    }
+
+    /// The barrier protocol, after the actor has collected its state changes:
+    /// attach new downstreams (sending them `snapshot` first), drop stopped
+    /// ones, acknowledge the epoch, and pass the barrier on. Returns whether
+    /// the actor itself stops here.
+    pub async fn pass_barrier(
+        &mut self,
+        barrier: Barrier,
+        batch: WriteBatch,
+        shared: &Shared,
+        snapshot: impl FnOnce() -> Result<Vec<StreamChunk>>,
+    ) -> Result<bool> {
+        if barrier.adds_outputs_to(self.actor) {
+            let added = shared.take_outputs(self.actor);
+            let chunks = snapshot()?;
+            for d in &added {
+                for chunk in &chunks {
+                    d.send_chunk(chunk.clone()).await?;
+                }
+            }
+            self.dispatchers.extend(added);
+        }
+        if let Some(Mutation::Stop(stopped)) = &barrier.mutation {
+            self.dispatchers.retain_mut(|d| d.retain(stopped));
+        }
+        shared.report(ActorEvent::Ack {
+            actor: self.actor,
+            epoch: barrier.epoch,
+            batch,
+        });
+        let stop = barrier.stops(self.actor);
+        self.broadcast(Message::Barrier(barrier)).await;
+        Ok(stop)
+    }
+}

@@ -1,0 +1,212 @@
+//! The streaming runtime's public face: start it, create and drop jobs, send
+//! DML to tables, and wait for checkpoints.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tidemark_plan::{RelationId, StreamGraph};
+use tidemark_state::StateStore;
+use tidemark_types::{ActorId, Epoch, Mutation};
+use tokio::sync::mpsc::{self, UnboundedSender};
+use tokio::sync::oneshot;
+
+use crate::builder::build_job;
+use crate::coordinator::{Command, Coordinator, Failures, JobChange};
+use crate::outputs::{Outputs, Shared};
+use crate::table::{DmlRequest, TableSpec, TableState};
+use crate::table_actor::{TableActor, TableMessage};
+use crate::{Error, Result};
+
+/// Capacity of every dataflow channel, in messages: what bounds memory and
+/// makes a slow operator slow down its sources.
+pub const CHANNEL_CAPACITY: usize = 64;
+
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Actors per hashed fragment.
+    pub parallelism: usize,
+    pub checkpoint_interval: Duration,
+}
+
+/// The actors of a running job; `outputs` are those whose chain ends in the
+/// relation, which views built on it attach to.
+#[derive(Debug, Clone)]
+pub(crate) struct JobActors {
+    pub all: Vec<ActorId>,
+    pub outputs: Vec<ActorId>,
+}
+
+/// Handle to the streaming runtime; cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: RuntimeConfig,
+    shared: Arc<Shared>,
+    commands: UnboundedSender<Command>,
+    tables: RwLock<HashMap<RelationId, mpsc::Sender<TableMessage>>>,
+    jobs: Mutex<HashMap<RelationId, JobActors>>,
+    failures: Failures,
+    next_actor: AtomicU32,
+    /// Job changes one at a time, so each attaches at its own barrier.
+    ddl: tokio::sync::Mutex<()>,
+}
+
+impl Runtime {
+    /// Starts the coordinator; must be called inside a tokio runtime.
+    pub fn start(store: Arc<dyn StateStore>, config: RuntimeConfig) -> Self {
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+        let failures: Failures = Arc::default();
+        let coordinator = Coordinator::new(store, Arc::clone(&failures));
+        tokio::spawn(coordinator.run(config.checkpoint_interval, commands_rx, events_rx));
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                shared: Arc::new(Shared::new(events_tx)),
+                commands: commands_tx,
+                tables: RwLock::default(),
+                jobs: Mutex::default(),
+                failures,
+                next_actor: AtomicU32::new(1),
+                ddl: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    pub fn parallelism(&self) -> usize {
+        self.inner.config.parallelism
+    }
+
+    pub(crate) fn next_actor_id(&self) -> ActorId {
+        self.inner.next_actor.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
+    }
+
+    pub(crate) fn job_actors(&self, id: RelationId) -> Option<JobActors> {
+        self.inner.jobs.lock().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()
+    }
+
+    async fn barrier(&self, change: JobChange) -> Result<Epoch> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .commands
+            .send(Command::Barrier { change, reply: Some(tx) })
+            .map_err(|_| Error::Shutdown)?;
+        rx.await.map_err(|_| Error::Shutdown)?
+    }
+
+    /// Returns once a checkpoint covering everything sent before the call is
+    /// committed, so every view reflects it.
+    pub async fn flush(&self) -> Result<Epoch> {
+        self.barrier(JobChange::default()).await
+    }
+
+    /// Starts the actor that owns a new table.
+    pub async fn create_table(&self, spec: TableSpec) -> Result<()> {
+        let _ddl = self.inner.ddl.lock().await;
+        let id = spec.id;
+        let name = spec.name.clone();
+        let actor = self.next_actor_id();
+        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        TableActor {
+            id: actor,
+            state: TableState::new(spec)?,
+            input: rx,
+            outputs: Outputs::new(actor, Vec::new()),
+            shared: Arc::clone(&self.inner.shared),
+        }
+        .spawn(name);
+        self.inner.tables.write().unwrap_or_else(|e| e.into_inner()).insert(id, tx.clone());
+        self.inner.jobs.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            id,
+            JobActors {
+                all: vec![actor],
+                outputs: vec![actor],
+            },
+        );
+        self.barrier(JobChange {
+            start: Some((id, vec![actor], Vec::new())),
+            source: Some((id, tx)),
+            ..JobChange::default()
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Applies one DML statement to a table; returns the affected row count.
+    pub async fn dml(&self, table: RelationId, request: DmlRequest) -> Result<u64> {
+        let tx = self
+            .inner
+            .tables
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&table)
+            .cloned()
+            .ok_or(Error::Shutdown)?;
+        let (reply_tx, reply_rx) = oneshot::channel();
+        tx.send(TableMessage::Dml(request, reply_tx))
+            .await
+            .map_err(|_| Error::Shutdown)?;
+        reply_rx.await.map_err(|_| Error::Shutdown)?
+    }
+
+    /// Starts a view's job: its actors first receive a snapshot of every
+    /// upstream relation, then all later changes. Returns once the view's
+    /// first epoch is committed (so it is readable), or its job's error.
+    pub async fn create_view(&self, id: RelationId, name: &str, graph: &StreamGraph) -> Result<()> {
+        let _ddl = self.inner.ddl.lock().await;
+        let built = build_job(self, name, graph)?;
+        self.inner.jobs.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            id,
+            JobActors {
+                all: built.actors.clone(),
+                outputs: built.output_actors.clone(),
+            },
+        );
+        self.barrier(JobChange {
+            mutation: Some(Mutation::AddOutputs(built.upstream_actors)),
+            start: Some((id, built.actors, built.upstreams)),
+            ..JobChange::default()
+        })
+        .await?;
+        match self.failure(id) {
+            Some(e) => Err(Error::JobFailed(name.to_string(), e.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops a table's or view's job and deletes its state, in one checkpoint.
+    pub async fn drop_relation(&self, id: RelationId) -> Result<()> {
+        let _ddl = self.inner.ddl.lock().await;
+        let all = self
+            .inner
+            .jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id)
+            .map(|j| j.all)
+            .unwrap_or_default();
+        self.inner.tables.write().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        self.barrier(JobChange {
+            mutation: Some(Mutation::Stop(all)),
+            stop: Some(id),
+            ..JobChange::default()
+        })
+        .await?;
+        self.inner.failures.write().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        Ok(())
+    }
+
+    /// The error that stopped a job, if it failed.
+    pub fn failure(&self, id: RelationId) -> Option<Arc<Error>> {
+        self.inner.failures.read().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()
+    }
+}

@@ -1,0 +1,299 @@
+//! A table's rows as its writer owns them: DML is checked and applied here, in
+//! one place, in the order statements arrive, and turned into a changelog.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, UInt32Array};
+use arrow::compute::{concat_batches, prep_null_mask_filter, take_record_batch};
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use arrow::util::display::array_value_to_string;
+use datafusion::physical_expr::PhysicalExpr;
+use tidemark_plan::RelationId;
+use tidemark_state::{decode_count, encode_count, RelationLayout, RowCodec, StateTable, WriteBatch};
+use tidemark_types::{Op, StreamChunk};
+
+use crate::operators::SNAPSHOT_CHUNK_ROWS;
+use crate::{Error, Result};
+
+/// What the runtime needs to know of a table.
+#[derive(Debug, Clone)]
+pub struct TableSpec {
+    pub id: RelationId,
+    pub name: String,
+    pub schema: SchemaRef,
+    pub primary_key: Option<Vec<usize>>,
+    pub append_only: bool,
+}
+
+impl TableSpec {
+    pub fn layout(&self) -> RelationLayout {
+        if self.primary_key.is_some() {
+            RelationLayout::Keyed
+        } else {
+            RelationLayout::Multiset
+        }
+    }
+}
+
+/// One DML statement against a table. Expressions are evaluated over the
+/// table's rows (its schema, in column order).
+#[derive(Debug, Clone)]
+pub enum DmlRequest {
+    /// Rows already cast to the table's schema.
+    Insert(RecordBatch),
+    Delete { filter: Option<Arc<dyn PhysicalExpr>> },
+    /// `columns` gives every column's new value, in table order.
+    Update {
+        filter: Option<Arc<dyn PhysicalExpr>>,
+        columns: Vec<Arc<dyn PhysicalExpr>>,
+    },
+}
+
+pub struct TableState {
+    spec: TableSpec,
+    state: StateTable,
+    row_codec: RowCodec,
+    key_codec: Option<RowCodec>,
+}
+
+fn constraint(code: &'static str, message: String, detail: Option<String>) -> Error {
+    Error::Constraint { code, message, detail }
+}
+
+impl TableState {
+    pub fn new(spec: TableSpec) -> Result<Self> {
+        let key_codec = spec
+            .primary_key
+            .as_ref()
+            .map(|pk| RowCodec::new(pk.iter().map(|&i| spec.schema.field(i).data_type().clone())))
+            .transpose()?;
+        Ok(Self {
+            state: StateTable::new(spec.id),
+            row_codec: RowCodec::for_schema(&spec.schema)?,
+            key_codec,
+            spec,
+        })
+    }
+
+    /// Applies one statement; returns the number of rows it affected and the
+    /// changes to send downstream. Nothing is applied when it fails.
+    pub fn apply(&mut self, request: DmlRequest) -> Result<(u64, Option<StreamChunk>)> {
+        match request {
+            DmlRequest::Insert(batch) => self.insert(batch),
+            DmlRequest::Delete { filter } => {
+                self.check_mutable("DELETE FROM")?;
+                let (old, keys) = self.select(filter.as_ref())?;
+                self.remove_rows(&old, &keys)?;
+                let n = old.num_rows() as u64;
+                let ops = vec![Op::Delete; old.num_rows()];
+                Ok((n, (n > 0).then(|| StreamChunk::with_ops(old, ops))))
+            }
+            DmlRequest::Update { filter, columns } => {
+                self.check_mutable("UPDATE")?;
+                let (old, keys) = self.select(filter.as_ref())?;
+                if old.num_rows() == 0 {
+                    return Ok((0, None));
+                }
+                let new_columns = columns
+                    .iter()
+                    .map(|e| e.evaluate(&old)?.into_array(old.num_rows()))
+                    .collect::<datafusion::error::Result<Vec<_>>>()?;
+                let new = RecordBatch::try_new(Arc::clone(&self.spec.schema), new_columns)?;
+                self.check_not_null(&new)?;
+                let new_keys = self.keys_of(&new)?;
+                if self.key_codec.is_some() {
+                    let leaving: HashSet<&Vec<u8>> = keys.iter().collect();
+                    self.check_unique(&new, &new_keys, |k| leaving.contains(k))?;
+                }
+                self.remove_rows(&old, &keys)?;
+                self.add_rows(&new, new_keys)?;
+                let n = old.num_rows();
+                let changes = concat_batches(&self.spec.schema, [&old, &new])?;
+                let mut ops = vec![Op::Delete; n];
+                ops.extend(std::iter::repeat_n(Op::Insert, n));
+                Ok((n as u64, Some(StreamChunk::with_ops(changes, ops))))
+            }
+        }
+    }
+
+    fn check_mutable(&self, verb: &str) -> Result<()> {
+        if self.spec.append_only {
+            return Err(constraint(
+                "42809",
+                format!("cannot {verb} table \"{}\" because it is append-only", self.spec.name),
+                None,
+            ));
+        }
+        Ok(())
+    }
+
+    fn insert(&mut self, batch: RecordBatch) -> Result<(u64, Option<StreamChunk>)> {
+        self.check_not_null(&batch)?;
+        let keys = self.keys_of(&batch)?;
+        if self.key_codec.is_some() {
+            self.check_unique(&batch, &keys, |_| false)?;
+        }
+        self.add_rows(&batch, keys)?;
+        let n = batch.num_rows() as u64;
+        Ok((n, (n > 0).then(|| StreamChunk::inserts(batch))))
+    }
+
+    fn check_not_null(&self, batch: &RecordBatch) -> Result<()> {
+        for (field, column) in self.spec.schema.fields().iter().zip(batch.columns()) {
+            if !field.is_nullable() && column.null_count() > 0 {
+                return Err(constraint(
+                    "23502",
+                    format!(
+                        "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
+                        field.name(),
+                        self.spec.name
+                    ),
+                    None,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The state key of each row: its primary key, or the whole row.
+    fn keys_of(&self, batch: &RecordBatch) -> Result<Vec<Vec<u8>>> {
+        Ok(match (&self.key_codec, &self.spec.primary_key) {
+            (Some(codec), Some(pk)) => {
+                let cols: Vec<ArrayRef> = pk.iter().map(|&i| Arc::clone(batch.column(i))).collect();
+                codec.encode(&cols)?
+            }
+            _ => self.row_codec.encode(batch.columns())?,
+        })
+    }
+
+    fn check_unique(&self, batch: &RecordBatch, keys: &[Vec<u8>], vacated: impl Fn(&Vec<u8>) -> bool) -> Result<()> {
+        let mut seen = HashSet::with_capacity(keys.len());
+        for (row, key) in keys.iter().enumerate() {
+            let taken = self.state.get(key).is_some() && !vacated(key);
+            if taken || !seen.insert(key) {
+                return Err(self.duplicate_key(batch, row));
+            }
+        }
+        Ok(())
+    }
+
+    fn duplicate_key(&self, batch: &RecordBatch, row: usize) -> Error {
+        let pk = self.spec.primary_key.clone().unwrap_or_default();
+        let names: Vec<&str> = pk.iter().map(|&i| self.spec.schema.field(i).name().as_str()).collect();
+        let values: Vec<String> = pk
+            .iter()
+            .map(|&i| array_value_to_string(batch.column(i), row).unwrap_or_default())
+            .collect();
+        constraint(
+            "23505",
+            format!("duplicate key value violates unique constraint \"{}_pkey\"", self.spec.name),
+            Some(format!("Key ({})=({}) already exists.", names.join(", "), values.join(", "))),
+        )
+    }
+
+    fn add_rows(&mut self, batch: &RecordBatch, keys: Vec<Vec<u8>>) -> Result<()> {
+        match self.spec.layout() {
+            RelationLayout::Keyed => {
+                let rows = self.row_codec.encode(batch.columns())?;
+                for (key, row) in keys.into_iter().zip(rows) {
+                    self.state.insert(key, row);
+                }
+            }
+            RelationLayout::Multiset => {
+                for key in keys {
+                    let count = self.count(&key)?;
+                    self.state.insert(key, encode_count(count + 1));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn remove_rows(&mut self, _batch: &RecordBatch, keys: &[Vec<u8>]) -> Result<()> {
+        for key in keys {
+            match self.spec.layout() {
+                RelationLayout::Keyed => {
+                    self.state.remove(key);
+                }
+                RelationLayout::Multiset => {
+                    let count = self.count(key)? - 1;
+                    if count <= 0 {
+                        self.state.remove(key);
+                    } else {
+                        self.state.insert(key.clone(), encode_count(count));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn count(&self, key: &[u8]) -> Result<i64> {
+        Ok(match self.state.get(key) {
+            Some(v) => decode_count(self.spec.id, v)?,
+            None => 0,
+        })
+    }
+
+    /// Every current row, with its state key.
+    fn all_rows(&self) -> Result<(RecordBatch, Vec<Vec<u8>>)> {
+        let mut rows: Vec<&[u8]> = Vec::with_capacity(self.state.len());
+        let mut keys = Vec::with_capacity(self.state.len());
+        for (key, value) in self.state.iter() {
+            match self.spec.layout() {
+                RelationLayout::Keyed => {
+                    rows.push(value);
+                    keys.push(key.clone());
+                }
+                RelationLayout::Multiset => {
+                    for _ in 0..decode_count(self.spec.id, value)?.max(0) {
+                        rows.push(key);
+                        keys.push(key.clone());
+                    }
+                }
+            }
+        }
+        if rows.is_empty() {
+            return Ok((RecordBatch::new_empty(Arc::clone(&self.spec.schema)), keys));
+        }
+        let columns = self.row_codec.decode(rows)?;
+        Ok((RecordBatch::try_new(Arc::clone(&self.spec.schema), columns)?, keys))
+    }
+
+    /// The rows matching `filter`, with their state keys.
+    fn select(&self, filter: Option<&Arc<dyn PhysicalExpr>>) -> Result<(RecordBatch, Vec<Vec<u8>>)> {
+        let (all, keys) = self.all_rows()?;
+        let Some(filter) = filter else { return Ok((all, keys)) };
+        if all.num_rows() == 0 {
+            return Ok((all, keys));
+        }
+        let mask = filter.evaluate(&all)?.into_array(all.num_rows())?;
+        let mut mask = mask.as_boolean().clone();
+        if mask.null_count() > 0 {
+            mask = prep_null_mask_filter(&mask);
+        }
+        let indices: Vec<u32> = (0..all.num_rows()).filter(|&i| mask.value(i)).map(|i| i as u32).collect();
+        let selected_keys = indices.iter().map(|&i| keys[i as usize].clone()).collect();
+        let selected = take_record_batch(&all, &UInt32Array::from(indices))?;
+        Ok((selected, selected_keys))
+    }
+
+    /// The whole table as insert chunks, for a view attached to it.
+    pub fn snapshot(&self) -> Result<Vec<StreamChunk>> {
+        let (all, _) = self.all_rows()?;
+        let mut chunks = Vec::new();
+        let mut offset = 0;
+        while offset < all.num_rows() {
+            let len = SNAPSHOT_CHUNK_ROWS.min(all.num_rows() - offset);
+            chunks.push(StreamChunk::inserts(all.slice(offset, len)));
+            offset += len;
+        }
+        Ok(chunks)
+    }
+
+    pub fn take_delta(&mut self, batch: &mut WriteBatch) {
+        self.state.take_delta(batch);
+    }
+}

@@ -1,0 +1,78 @@
+use std::fmt;
+
+use crate::{Distribution, Exchange, FragmentInput, OperatorSpec, StreamGraph};
+
+fn exchange(e: &Exchange, schema_names: &[String]) -> String {
+    match e {
+        Exchange::Single => "single".to_string(),
+        Exchange::Hash(cols) => {
+            let names: Vec<&str> = cols
+                .iter()
+                .map(|&c| schema_names.get(c).map_or("?", |s| s.as_str()))
+                .collect();
+            format!("hash({})", names.join(", "))
+        }
+    }
+}
+
+impl StreamGraph {
+    /// EXPLAIN text, one line per fragment and operator, with the parallelism the
+    /// server would run it at.
+    pub fn explain(&self, parallelism: usize) -> Vec<String> {
+        let mut lines = Vec::new();
+        for f in &self.fragments {
+            let par = match f.distribution {
+                Distribution::Single => 1,
+                Distribution::Hashed => parallelism,
+            };
+            lines.push(format!("Fragment {} (parallelism {par})", f.id));
+            for input in &f.inputs {
+                let line = match input {
+                    FragmentInput::Relation { name, exchange: e, id } => {
+                        let _ = id;
+                        format!("  input: {name} via {}", exchange(e, &[]))
+                    }
+                    FragmentInput::Fragment { id, exchange: e } => {
+                        let names: Vec<String> = self
+                            .fragments
+                            .iter()
+                            .find(|u| u.id == *id)
+                            .map(|u| u.schema.fields().iter().map(|f| f.name().clone()).collect())
+                            .unwrap_or_default();
+                        format!("  input: fragment {id} via {}", exchange(e, &names))
+                    }
+                };
+                lines.push(line);
+            }
+            for op in &f.operators {
+                lines.push(format!("  {op}"));
+            }
+        }
+        lines
+    }
+}
+
+impl fmt::Display for OperatorSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OperatorSpec::Filter { predicate } => write!(f, "Filter: {predicate}"),
+            OperatorSpec::Project { exprs, .. } => {
+                let list: Vec<String> = exprs.iter().map(|(e, n)| format!("{e} AS {n}")).collect();
+                write!(f, "Project: {}", list.join(", "))
+            }
+            OperatorSpec::HashAgg {
+                group_exprs, aggs, ..
+            } => {
+                let groups: Vec<String> = group_exprs.iter().map(|(e, _)| e.to_string()).collect();
+                let calls: Vec<String> = aggs.iter().map(|a| a.expr.name().to_string()).collect();
+                write!(
+                    f,
+                    "HashAgg: group by [{}], aggregates [{}]",
+                    groups.join(", "),
+                    calls.join(", ")
+                )
+            }
+            OperatorSpec::Materialize { name, .. } => write!(f, "Materialize: {name}"),
+        }
+    }
+}

@@ -1,0 +1,102 @@
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
+use datafusion::physical_expr::PhysicalExpr;
+
+/// Index of a fragment within its job.
+pub type FragmentId = u32;
+
+/// Catalog id of a table or materialized view; also the id of its state table.
+pub type RelationId = u32;
+
+/// How many actors run a fragment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Distribution {
+    /// One actor (global aggregates, table writers).
+    Single,
+    /// One actor per unit of the server's parallelism, rows split by key.
+    Hashed,
+}
+
+/// How rows move from an upstream to a fragment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exchange {
+    /// By hash of these columns into key groups, key groups onto actors, so all
+    /// changes to one key meet at one actor, in order.
+    Hash(Vec<usize>),
+    /// Everything to the single actor.
+    Single,
+}
+
+/// Where a fragment reads from.
+#[derive(Debug, Clone)]
+pub enum FragmentInput {
+    /// The changelog of an existing table or materialized view: first a snapshot
+    /// of its contents, then every change after it.
+    Relation {
+        id: RelationId,
+        name: String,
+        exchange: Exchange,
+    },
+    /// An upstream fragment of the same job.
+    Fragment { id: FragmentId, exchange: Exchange },
+}
+
+/// One aggregate call of a grouped aggregation.
+#[derive(Debug, Clone)]
+pub struct AggCall {
+    pub expr: Arc<AggregateFunctionExpr>,
+    /// Rows for which this is false are not fed to the aggregate (`FILTER (WHERE …)`).
+    pub filter: Option<Arc<dyn PhysicalExpr>>,
+}
+
+/// What one operator of a chain does.
+#[derive(Debug, Clone)]
+pub enum OperatorSpec {
+    Filter {
+        predicate: Arc<dyn PhysicalExpr>,
+    },
+    Project {
+        exprs: Vec<(Arc<dyn PhysicalExpr>, String)>,
+        schema: SchemaRef,
+    },
+    /// Incremental `GROUP BY`: emits, per changed group, a delete of its old row
+    /// and an insert of its new one. Output: group columns, then aggregates.
+    HashAgg {
+        group_exprs: Vec<(Arc<dyn PhysicalExpr>, String)>,
+        aggs: Vec<AggCall>,
+        schema: SchemaRef,
+    },
+    /// Keeps the view's rows (a multiset) in its state table; what SELECT reads.
+    Materialize { relation: RelationId, name: String },
+}
+
+impl OperatorSpec {
+    pub fn name(&self) -> &'static str {
+        match self {
+            OperatorSpec::Filter { .. } => "Filter",
+            OperatorSpec::Project { .. } => "Project",
+            OperatorSpec::HashAgg { .. } => "HashAgg",
+            OperatorSpec::Materialize { .. } => "Materialize",
+        }
+    }
+}
+
+/// A chain of operators fused in one task per actor.
+#[derive(Debug, Clone)]
+pub struct Fragment {
+    pub id: FragmentId,
+    pub inputs: Vec<FragmentInput>,
+    pub operators: Vec<OperatorSpec>,
+    pub distribution: Distribution,
+    /// Schema of what the chain emits.
+    pub schema: SchemaRef,
+}
+
+/// A streaming job: fragments in dependency order (upstream first); the last
+/// one materializes the view.
+#[derive(Debug, Clone)]
+pub struct StreamGraph {
+    pub fragments: Vec<Fragment>,
+}

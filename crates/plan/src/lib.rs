@@ -1,0 +1,12 @@
+//! The streaming job the planner produces and the engine runs: a [`StreamGraph`]
+//! of fragments, each a chain of operators run by one or more actors, joined by
+//! exchanges. Expressions are DataFusion physical expressions, passed as typed
+//! values (never serialized) because planner and engine share a process.
+
+mod explain;
+mod graph;
+
+pub use graph::{
+    AggCall, Distribution, Exchange, Fragment, FragmentId, FragmentInput, OperatorSpec, RelationId,
+    StreamGraph,
+};

@@ -1,0 +1,17 @@
+//! SQL for Tidemark: parsing (sqlparser plus our statements), binding and
+//! logical planning through DataFusion, and lowering to a streaming job.
+//! Runs nothing: it compiles without the engine, the store or tokio.
+
+mod context;
+mod dml;
+mod error;
+mod parser;
+mod relation;
+mod stream_planner;
+
+pub use context::{logical_plan, referenced_relations, session};
+pub use dml::{plan_row_change, RowChange};
+pub use error::{Error, Result};
+pub use parser::{char_position, parse, Statement};
+pub use relation::{RelationInfo, RelationKind, RelationProvider};
+pub use stream_planner::plan_view;

@@ -1,0 +1,83 @@
+//! What the planner knows of a table or view, and how it shows one to
+//! DataFusion while planning a streaming job.
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::TableType;
+use datafusion::error::Result as DfResult;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::ExecutionPlan;
+use tidemark_plan::RelationId;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelationKind {
+    Table {
+        primary_key: Option<Vec<usize>>,
+        append_only: bool,
+    },
+    MaterializedView,
+}
+
+/// A table or materialized view of the catalog.
+#[derive(Debug, Clone)]
+pub struct RelationInfo {
+    pub id: RelationId,
+    pub name: String,
+    pub kind: RelationKind,
+    pub schema: SchemaRef,
+}
+
+impl RelationInfo {
+    /// The columns that route a changelog row of this relation to an actor, so
+    /// that every change to one row takes the same path and stays in order:
+    /// the primary key, or the whole row.
+    pub fn stream_key(&self) -> Vec<usize> {
+        match &self.kind {
+            RelationKind::Table {
+                primary_key: Some(pk), ..
+            } => pk.clone(),
+            _ => (0..self.schema.fields().len()).collect(),
+        }
+    }
+
+    pub fn is_table(&self) -> bool {
+        matches!(self.kind, RelationKind::Table { .. })
+    }
+}
+
+/// A relation as a DataFusion table, for planning only: the streaming planner
+/// finds it again in the plan's `TableScan` to learn which relation is read.
+#[derive(Debug)]
+pub struct RelationProvider(pub Arc<RelationInfo>);
+
+#[async_trait]
+impl TableProvider for RelationProvider {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.0.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        match self.0.kind {
+            RelationKind::Table { .. } => TableType::Base,
+            RelationKind::MaterializedView => TableType::View,
+        }
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let schema = match projection {
+            Some(p) => Arc::new(self.0.schema.project(p)?),
+            None => Arc::clone(&self.0.schema),
+        };
+        Ok(Arc::new(EmptyExec::new(schema)))
+    }
+}

@@ -1,0 +1,294 @@
+//! Lowers a DataFusion logical plan to a [`StreamGraph`]: stateless operators
+//! fuse into the current fragment; a `GROUP BY` ends it with a hash exchange on
+//! the group key and starts the aggregate's fragment; the last fragment ends
+//! in the view's `Materialize`.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::catalog::TableProvider;
+use datafusion::common::{DFSchema, DFSchemaRef};
+use datafusion::datasource::source_as_provider;
+use datafusion::logical_expr::execution_props::ExecutionProps;
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::logical_expr::{Aggregate, Distinct, Expr, LogicalPlan, TableScan};
+use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::{create_physical_expr, PhysicalExpr};
+use tidemark_plan::{
+    AggCall, Distribution, Exchange, Fragment, FragmentId, FragmentInput, OperatorSpec, RelationId, StreamGraph,
+};
+
+use crate::relation::RelationProvider;
+use crate::{Error, Result};
+
+/// The fragment being built: operators are appended until an exchange closes it.
+struct Open {
+    inputs: Vec<FragmentInput>,
+    operators: Vec<OperatorSpec>,
+    distribution: Distribution,
+    schema: DFSchemaRef,
+}
+
+struct Planner {
+    fragments: Vec<Fragment>,
+    props: ExecutionProps,
+    ctx: PhysicalPlanningContext,
+}
+
+/// The streaming job of `CREATE MATERIALIZED VIEW view AS <plan>`, and the
+/// view's schema (renamed to `columns` when given).
+pub fn plan_view(view: RelationId, name: &str, plan: &LogicalPlan, columns: &[String]) -> Result<(StreamGraph, SchemaRef)> {
+    let mut planner = Planner {
+        fragments: Vec::new(),
+        props: ExecutionProps::new(),
+        ctx: PhysicalPlanningContext::default(),
+    };
+    let mut open = planner.lower(plan)?;
+    if open.inputs.is_empty() {
+        return Err(Error::unsupported(
+            "a materialized view must read at least one table or materialized view",
+        ));
+    }
+    let schema = view_schema(open.schema.as_arrow(), columns)?;
+    open.operators.push(OperatorSpec::Materialize {
+        relation: view,
+        name: name.to_string(),
+    });
+    open.schema = Arc::new(DFSchema::try_from(Arc::clone(&schema))?);
+    planner.close(open);
+    Ok((StreamGraph { fragments: planner.fragments }, schema))
+}
+
+fn view_schema(schema: &Schema, columns: &[String]) -> Result<SchemaRef> {
+    if !columns.is_empty() && columns.len() != schema.fields().len() {
+        return Err(Error::User {
+            code: "42601",
+            message: format!(
+                "the view has {} columns but {} column names were given",
+                schema.fields().len(),
+                columns.len()
+            ),
+        });
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| match columns.get(i) {
+            Some(name) => f.as_ref().clone().with_name(name),
+            None => f.as_ref().clone(),
+        })
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    for f in &fields {
+        if !seen.insert(f.name().clone()) {
+            return Err(Error::User {
+                code: "42701",
+                message: format!("column \"{}\" specified more than once", f.name()),
+            });
+        }
+    }
+    Ok(Arc::new(Schema::new(fields)))
+}
+
+fn unsupported(what: &str) -> Error {
+    Error::unsupported(format!("materialized views do not support {what} yet"))
+}
+
+impl Planner {
+    fn physical(&self, expr: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
+        Ok(create_physical_expr(expr, schema, &self.props, &self.ctx)?)
+    }
+
+    fn close(&mut self, open: Open) -> FragmentId {
+        let id = self.fragments.len() as FragmentId;
+        self.fragments.push(Fragment {
+            id,
+            inputs: open.inputs,
+            operators: open.operators,
+            distribution: open.distribution,
+            schema: Arc::new(open.schema.as_arrow().clone()),
+        });
+        id
+    }
+
+    fn lower(&mut self, plan: &LogicalPlan) -> Result<Open> {
+        match plan {
+            LogicalPlan::TableScan(scan) => self.scan(scan),
+            LogicalPlan::Projection(p) => {
+                let mut open = self.lower(&p.input)?;
+                let exprs = p
+                    .expr
+                    .iter()
+                    .zip(p.schema.fields())
+                    .map(|(e, f)| Ok((self.physical(e, &open.schema)?, f.name().clone())))
+                    .collect::<Result<Vec<_>>>()?;
+                open.operators.push(OperatorSpec::Project {
+                    exprs,
+                    schema: Arc::new(p.schema.as_arrow().clone()),
+                });
+                open.schema = Arc::clone(&p.schema);
+                Ok(open)
+            }
+            LogicalPlan::Filter(f) => {
+                let mut open = self.lower(&f.input)?;
+                let predicate = self.physical(&f.predicate, &open.schema)?;
+                open.operators.push(OperatorSpec::Filter { predicate });
+                Ok(open)
+            }
+            LogicalPlan::SubqueryAlias(a) => {
+                let mut open = self.lower(&a.input)?;
+                open.schema = Arc::clone(&a.schema);
+                Ok(open)
+            }
+            LogicalPlan::Aggregate(agg) => self.aggregate(agg),
+            LogicalPlan::Distinct(Distinct::All(input)) => {
+                let group_expr: Vec<Expr> = input.schema().columns().into_iter().map(Expr::Column).collect();
+                let agg = Aggregate::try_new(Arc::clone(input), group_expr, Vec::new())?;
+                self.aggregate(&agg)
+            }
+            // A view has no order; ORDER BY without LIMIT does not change its rows.
+            LogicalPlan::Sort(s) if s.fetch.is_none() => self.lower(&s.input),
+            LogicalPlan::Sort(_) | LogicalPlan::Limit(_) => Err(unsupported("LIMIT")),
+            LogicalPlan::Join(_) => Err(unsupported("joins")),
+            LogicalPlan::Union(_) => Err(unsupported("UNION")),
+            LogicalPlan::Window(_) => Err(unsupported("window functions")),
+            LogicalPlan::Distinct(Distinct::On(_)) => Err(unsupported("DISTINCT ON")),
+            LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => Ok(Open {
+                inputs: Vec::new(),
+                operators: Vec::new(),
+                distribution: Distribution::Single,
+                schema: Arc::clone(plan.schema()),
+            }),
+            other => Err(unsupported(&format!("{} plans", other.display()))),
+        }
+    }
+
+    fn scan(&mut self, scan: &TableScan) -> Result<Open> {
+        let provider: Arc<dyn TableProvider> = source_as_provider(&scan.source)?;
+        let Some(RelationProvider(info)) = provider.downcast_ref::<RelationProvider>() else {
+            return Err(unsupported("this kind of table"));
+        };
+        let full = Arc::new(DFSchema::try_from_qualified_schema(
+            scan.table_name.clone(),
+            &info.schema,
+        )?);
+        let mut open = Open {
+            inputs: vec![FragmentInput::Relation {
+                id: info.id,
+                name: info.name.clone(),
+                exchange: Exchange::Hash(info.stream_key()),
+            }],
+            operators: Vec::new(),
+            distribution: Distribution::Hashed,
+            schema: full,
+        };
+        if let Some(projection) = &scan.projection {
+            let exprs = projection
+                .iter()
+                .map(|&i| {
+                    let name = info.schema.field(i).name().clone();
+                    (Arc::new(Column::new(&name, i)) as Arc<dyn PhysicalExpr>, name)
+                })
+                .collect();
+            open.operators.push(OperatorSpec::Project {
+                exprs,
+                schema: Arc::new(scan.projected_schema.as_arrow().clone()),
+            });
+            open.schema = Arc::clone(&scan.projected_schema);
+        }
+        for filter in &scan.filters {
+            let predicate = self.physical(filter, &open.schema)?;
+            open.operators.push(OperatorSpec::Filter { predicate });
+        }
+        Ok(open)
+    }
+
+    fn aggregate(&mut self, agg: &Aggregate) -> Result<Open> {
+        let mut input = self.lower(&agg.input)?;
+        let in_schema = Arc::clone(&input.schema);
+        if agg.group_expr.iter().any(|e| matches!(e, Expr::GroupingSet(_))) {
+            return Err(unsupported("GROUPING SETS, ROLLUP or CUBE"));
+        }
+        let mut aggs = Vec::with_capacity(agg.aggr_expr.len());
+        for expr in &agg.aggr_expr {
+            let lowered =
+                LoweredAggregateBuilder::new(expr, &in_schema, in_schema.as_arrow(), &self.props, &self.ctx).build()?;
+            if !lowered.order_bys.is_empty() {
+                return Err(unsupported("ordered aggregates"));
+            }
+            let name = lowered.aggregate.fun().name().to_string();
+            if name != "min" && name != "max" && lowered.aggregate.create_sliding_accumulator().is_err() {
+                return Err(Error::unsupported(format!(
+                    "aggregate {}() is not supported in materialized views: it cannot be updated when rows are deleted",
+                    name
+                )));
+            }
+            aggs.push(AggCall {
+                expr: lowered.aggregate,
+                filter: lowered.filter,
+            });
+        }
+
+        // Group keys must be columns to hash on: computed keys are appended to
+        // the input rows by a projection before the exchange.
+        let n_in = in_schema.fields().len();
+        let mut key_columns = Vec::with_capacity(agg.group_expr.len());
+        let mut computed: Vec<(Arc<dyn PhysicalExpr>, String)> = Vec::new();
+        for (i, g) in agg.group_expr.iter().enumerate() {
+            match g {
+                Expr::Column(c) => key_columns.push(in_schema.index_of_column(c)?),
+                other => {
+                    key_columns.push(n_in + computed.len());
+                    computed.push((self.physical(other, &in_schema)?, format!("__group_{i}")));
+                }
+            }
+        }
+        let mut agg_input_schema = Arc::new(in_schema.as_arrow().clone());
+        if !computed.is_empty() {
+            let arrow_in = in_schema.as_arrow();
+            let mut exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = arrow_in
+                .fields()
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (Arc::new(Column::new(f.name(), i)) as Arc<dyn PhysicalExpr>, f.name().clone()))
+                .collect();
+            let mut fields: Vec<Field> = arrow_in.fields().iter().map(|f| f.as_ref().clone()).collect();
+            for (e, name) in &computed {
+                fields.push(Field::new(name, e.data_type(arrow_in)?, e.nullable(arrow_in)?));
+            }
+            exprs.extend(computed);
+            agg_input_schema = Arc::new(Schema::new(fields));
+            input.operators.push(OperatorSpec::Project {
+                exprs,
+                schema: Arc::clone(&agg_input_schema),
+            });
+            input.schema = Arc::new(DFSchema::try_from(Arc::clone(&agg_input_schema))?);
+        }
+        let global = agg.group_expr.is_empty();
+        let exchange = if global {
+            Exchange::Single
+        } else {
+            Exchange::Hash(key_columns.clone())
+        };
+        let upstream = self.close(input);
+        let group_exprs = key_columns
+            .iter()
+            .map(|&i| {
+                let name = agg_input_schema.field(i).name().clone();
+                (Arc::new(Column::new(&name, i)) as Arc<dyn PhysicalExpr>, name)
+            })
+            .collect();
+        Ok(Open {
+            inputs: vec![FragmentInput::Fragment { id: upstream, exchange }],
+            operators: vec![OperatorSpec::HashAgg {
+                group_exprs,
+                aggs,
+                schema: Arc::new(agg.schema.as_arrow().clone()),
+            }],
+            distribution: if global { Distribution::Single } else { Distribution::Hashed },
+            schema: Arc::clone(&agg.schema),
+        })
+    }
+}

@@ -1,0 +1,19 @@
+//! Where Tidemark keeps state: the [`StateStore`] trait with its backends, the key
+//! layout, the row codec, and the [`StateTable`] an operator or table writes
+//! through. Knows nothing of operators; see `docs/state.md`.
+
+mod error;
+mod keys;
+mod memory;
+mod relation;
+mod row_codec;
+mod state_table;
+mod store;
+
+pub use error::{Error, Result};
+pub use keys::{table_prefix, TableId, CATALOG_TABLE_ID};
+pub use memory::MemoryStore;
+pub use relation::{decode_count, decode_relation, encode_count, RelationLayout};
+pub use row_codec::RowCodec;
+pub use state_table::StateTable;
+pub use store::{StateStore, WriteBatch};

@@ -1,0 +1,104 @@
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::keys::{table_key, table_prefix};
+use crate::{TableId, WriteBatch};
+
+/// One table of keyed state as its single owner (an operator instance or a table
+/// writer) sees it: all of it in memory, plus the keys changed since the last
+/// checkpoint, which [`StateTable::take_delta`] hands to the epoch's commit.
+#[derive(Debug)]
+pub struct StateTable {
+    id: TableId,
+    rows: BTreeMap<Vec<u8>, Vec<u8>>,
+    dirty: BTreeSet<Vec<u8>>,
+}
+
+impl StateTable {
+    pub fn new(id: TableId) -> Self {
+        Self {
+            id,
+            rows: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+        }
+    }
+
+    pub fn id(&self) -> TableId {
+        self.id
+    }
+
+    pub fn get(&self, key: &[u8]) -> Option<&Vec<u8>> {
+        self.rows.get(key)
+    }
+
+    pub fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.dirty.insert(key.clone());
+        self.rows.insert(key, value);
+    }
+
+    pub fn remove(&mut self, key: &[u8]) -> Option<Vec<u8>> {
+        let old = self.rows.remove(key);
+        if old.is_some() {
+            self.dirty.insert(key.to_vec());
+        }
+        old
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// All entries in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Vec<u8>, &Vec<u8>)> {
+        self.rows.iter()
+    }
+
+    /// Moves the changes since the last call into `batch`.
+    pub fn take_delta(&mut self, batch: &mut WriteBatch) {
+        for key in std::mem::take(&mut self.dirty) {
+            let full = table_key(self.id, &key);
+            match self.rows.get(&key) {
+                Some(v) => batch.put(full, v.clone()),
+                None => batch.delete(full),
+            }
+        }
+    }
+
+    /// A batch that deletes every committed entry of this table.
+    pub fn drop_all(id: TableId) -> WriteBatch {
+        WriteBatch {
+            writes: Vec::new(),
+            delete_prefixes: vec![table_prefix(id)],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{MemoryStore, StateStore};
+
+    #[test]
+    fn delta_carries_only_changes_since_last_checkpoint() {
+        let store = MemoryStore::new();
+        let mut t = StateTable::new(7);
+        t.insert(b"k1".to_vec(), b"v1".to_vec());
+        t.insert(b"k2".to_vec(), b"v2".to_vec());
+        let mut b = WriteBatch::default();
+        t.take_delta(&mut b);
+        assert_eq!(b.writes.len(), 2);
+        store.commit(1, b).unwrap();
+
+        t.remove(b"k1");
+        let mut b = WriteBatch::default();
+        t.take_delta(&mut b);
+        assert_eq!(b.writes.len(), 1);
+        store.commit(2, b).unwrap();
+        let (_, rows) = store.scan_prefixes(&[table_prefix(7)]).unwrap();
+        assert_eq!(rows[0].len(), 1);
+        assert!(rows[0][0].0.ends_with(b"k2"));
+    }
+}

@@ -101,16 +101,21 @@ impl Outputs {
             }
             self.dispatchers.extend(added);
         }
-        if let Some(Mutation::Stop(stopped)) = &barrier.mutation {
-            self.dispatchers.retain_mut(|d| d.retain(stopped));
-        }
         shared.report(ActorEvent::Ack {
             actor: self.actor,
             epoch: barrier.epoch,
             batch,
         });
         let stop = barrier.stops(self.actor);
+        let stopped = match &barrier.mutation {
+            Some(Mutation::Stop(stopped)) => stopped.clone(),
+            _ => Vec::new(),
+        };
+        // Stopping downstreams still need this barrier: it is what stops them.
         self.broadcast(Message::Barrier(barrier)).await;
+        if !stopped.is_empty() {
+            self.dispatchers.retain_mut(|d| d.retain(&stopped));
+        }
         Ok(stop)
     }
 }

@@ -24,6 +24,8 @@ pub fn session(relations: impl IntoIterator<Item = (String, Arc<dyn TableProvide
         sql.map_string_types_to_utf8view = false;
         sql.enable_ident_normalization = true;
     }
+    // TIMESTAMPTZ values are instants, shown in UTC.
+    config.options_mut().execution.time_zone = Some("+00:00".to_string());
     let ctx = SessionContext::new_with_config(config);
     for (name, provider) in relations {
         ctx.register_table(name.as_str(), provider)?;

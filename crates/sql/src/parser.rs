@@ -142,11 +142,11 @@ mod tests {
 
     #[test]
     fn syntax_errors_carry_postgres_message_and_position() {
-        let Err(Error::Syntax { message, position, .. }) = parse("SELECT * FORM t") else {
+        let Err(Error::Syntax { message, position, .. }) = parse("SELECT 1;\n  SELEC 2") else {
             panic!("expected a syntax error")
         };
-        assert_eq!(message, "syntax error at or near \"FORM\"");
-        assert_eq!(position, Some(10));
+        assert_eq!(message, "syntax error at or near \"SELEC\"");
+        assert_eq!(position, Some(13));
         let Err(Error::Syntax { message, .. }) = parse("SELECT (1") else { panic!() };
         assert_eq!(message, "syntax error at end of input");
     }

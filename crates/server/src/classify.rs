@@ -1,0 +1,141 @@
+//! Maps errors from planning, the engine and DataFusion to Postgres errors
+//! with a SQLSTATE and, where known, the position in the query.
+
+use arrow::error::ArrowError;
+use datafusion::common::SchemaError;
+use datafusion::error::DataFusionError;
+use tidemark_sql::char_position;
+
+use crate::error::PgError;
+
+fn strip_prefix(message: &str) -> String {
+    const PREFIXES: [&str; 7] = [
+        "Error during planning: ",
+        "Schema error: ",
+        "Arrow error: ",
+        "Execution error: ",
+        "This feature is not implemented: ",
+        "Invalid argument error: ",
+        "Optimizer rule",
+    ];
+    let mut m = message.trim().to_string();
+    for p in PREFIXES {
+        if let Some(rest) = m.strip_prefix(p) {
+            m = rest.to_string();
+        }
+    }
+    m.trim_end_matches('.').to_string()
+}
+
+fn lowercase_first(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(c) if chars.clone().next().is_some_and(|n| n.is_lowercase()) => c.to_lowercase().chain(chars).collect(),
+        Some(c) => std::iter::once(c).chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// A DataFusion error as the client should see it.
+pub fn datafusion_error(sql: &str, e: &DataFusionError) -> PgError {
+    let position = e
+        .diagnostic()
+        .and_then(|d| d.span)
+        .and_then(|s| char_position(sql, s.start.line, s.start.column));
+    let root = e.find_root();
+    let err = match root {
+        DataFusionError::ArrowError(a, _) => match a.as_ref() {
+            ArrowError::DivideByZero => PgError::new("22012", "division by zero"),
+            ArrowError::ArithmeticOverflow(m) => PgError::new("22003", lowercase_first(m)),
+            ArrowError::CastError(m) => PgError::new("22P02", lowercase_first(m)),
+            ArrowError::ParseError(m) => PgError::new("22P02", lowercase_first(m)),
+            other => PgError::new("22000", lowercase_first(&strip_prefix(&other.to_string()))),
+        },
+        DataFusionError::SchemaError(s, _) => match s.as_ref() {
+            SchemaError::FieldNotFound { field, .. } => {
+                PgError::new("42703", format!("column \"{}\" does not exist", field.name))
+            }
+            SchemaError::AmbiguousReference { field } => {
+                PgError::new("42702", format!("column reference \"{}\" is ambiguous", field.name))
+            }
+            other => PgError::new("42000", lowercase_first(&strip_prefix(&other.to_string()))),
+        },
+        DataFusionError::Plan(m) => plan_error(m),
+        DataFusionError::NotImplemented(m) => PgError::new("0A000", lowercase_first(&strip_prefix(m))),
+        DataFusionError::Execution(m) if m.contains("Divide by zero") => PgError::new("22012", "division by zero"),
+        DataFusionError::Execution(m) => PgError::new("22000", lowercase_first(&strip_prefix(m))),
+        DataFusionError::SQL(p, _) => PgError::new("42601", lowercase_first(&p.to_string())),
+        other => PgError::new("XX000", strip_prefix(&other.to_string())),
+    };
+    err.with_position(position)
+}
+
+fn plan_error(message: &str) -> PgError {
+    let m = strip_prefix(message);
+    if let Some(rest) = m.strip_prefix("table '") {
+        if let Some(name) = rest.strip_suffix("' not found") {
+            let short = name.rsplit('.').next().unwrap_or(name);
+            return PgError::new("42P01", format!("relation \"{short}\" does not exist"));
+        }
+    }
+    const MISMATCH: [&str; 7] = [
+        "Cannot infer common argument type",
+        "Cannot coerce arithmetic expression",
+        "Cannot create filter with non-boolean predicate",
+        "Failed to coerce arguments",
+        "Cannot get result type",
+        "Cannot automatically convert",
+        "expressions have incompatible types",
+    ];
+    if MISMATCH.iter().any(|p| m.contains(p)) {
+        return PgError::new("42804", lowercase_first(&m));
+    }
+    if m.starts_with("Invalid function") || m.contains("No function matches") {
+        let first = m.lines().next().unwrap_or(&m).to_string();
+        return PgError::new("42883", lowercase_first(&first));
+    }
+    PgError::new("42000", lowercase_first(&m))
+}
+
+/// A planner error.
+pub fn sql_error(sql: &str, e: tidemark_sql::Error) -> PgError {
+    match e {
+        tidemark_sql::Error::Syntax {
+            message,
+            detail,
+            position,
+        } => PgError::new("42601", message)
+            .with_detail(detail)
+            .with_position(position),
+        tidemark_sql::Error::DataFusion(e) => datafusion_error(sql, &e),
+        tidemark_sql::Error::User { code, message } => PgError::new(code, message),
+    }
+}
+
+/// A runtime error.
+pub fn engine_error(sql: &str, e: &tidemark_engine::Error) -> PgError {
+    use tidemark_engine::Error as E;
+    match e {
+        E::Constraint { code, message, detail } => {
+            let err = PgError::new(code, message.clone());
+            match detail {
+                Some(d) => err.with_detail(d.clone()),
+                None => err,
+            }
+        }
+        E::DataFusion(d) => datafusion_error(sql, d),
+        E::Arrow(a) => datafusion_error(sql, &DataFusionError::ArrowError(Box::new(clone_arrow(a)), None)),
+        E::Unsupported(m) => PgError::new("0A000", m.clone()),
+        E::Shutdown => PgError::new("57P01", "the server is shutting down"),
+        other => PgError::new("XX000", other.to_string()),
+    }
+}
+
+fn clone_arrow(e: &ArrowError) -> ArrowError {
+    match e {
+        ArrowError::DivideByZero => ArrowError::DivideByZero,
+        ArrowError::CastError(m) => ArrowError::CastError(m.clone()),
+        ArrowError::ArithmeticOverflow(m) => ArrowError::ArithmeticOverflow(m.clone()),
+        other => ArrowError::ComputeError(other.to_string()),
+    }
+}

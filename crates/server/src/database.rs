@@ -1,0 +1,509 @@
+//! The database a session talks to: catalog, streaming runtime, store, and
+//! statement dispatch.
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use arrow::array::{ArrayRef, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::{DdlStatement, LogicalPlan, WriteOp};
+use datafusion::sql::sqlparser::ast;
+use tidemark_engine::{Runtime, RuntimeConfig};
+use tidemark_sql::{RelationInfo, RelationKind, Statement};
+use tidemark_state::{MemoryStore, StateStore};
+
+use crate::catalog::Catalog;
+use crate::classify::{datafusion_error, engine_error, sql_error};
+use crate::error::{PgError, PgResult};
+use crate::result::{Described, StatementResult};
+
+/// Which [`tidemark_state::StateStore`] keeps state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateBackend {
+    Memory,
+    RocksDb,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub data_dir: PathBuf,
+    pub parallelism: usize,
+    pub checkpoint_interval: Duration,
+    pub state_backend: StateBackend,
+}
+
+pub struct Database {
+    pub(crate) store: Arc<dyn StateStore>,
+    pub(crate) runtime: Runtime,
+    pub(crate) catalog: RwLock<Catalog>,
+    /// Catalog changes one at a time.
+    ddl: tokio::sync::Mutex<()>,
+}
+
+/// One parsed statement with the text it came from, for error positions.
+pub(crate) struct Request<'a> {
+    pub sql: &'a str,
+    pub params: Option<&'a [ScalarValue]>,
+}
+
+impl Request<'_> {
+    pub fn df(&self, e: datafusion::error::DataFusionError) -> PgError {
+        datafusion_error(self.sql, &e)
+    }
+
+    pub fn plan(&self, e: tidemark_sql::Error) -> PgError {
+        sql_error(self.sql, e)
+    }
+
+    pub fn engine(&self, e: tidemark_engine::Error) -> PgError {
+        engine_error(self.sql, &e)
+    }
+}
+
+pub(crate) fn text_rows(column: &str, values: Vec<String>) -> StatementResult {
+    let schema = Arc::new(Schema::new(vec![Field::new(column, DataType::Utf8, false)]));
+    let array: ArrayRef = Arc::new(StringArray::from(values));
+    let batches = match RecordBatch::try_new(Arc::clone(&schema), vec![array]) {
+        Ok(b) => vec![b],
+        Err(_) => Vec::new(),
+    };
+    StatementResult::Rows { schema, batches }
+}
+
+fn object_name(name: &ast::ObjectName) -> PgResult<String> {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|p| match p.as_ident() {
+            Some(ident) if ident.quote_style.is_some() => ident.value.clone(),
+            Some(ident) => ident.value.to_lowercase(),
+            None => p.to_string(),
+        })
+        .collect();
+    match parts.as_slice() {
+        [name] => Ok(name.clone()),
+        [schema, name] if schema == "public" => Ok(name.clone()),
+        _ => Err(PgError::new("3F000", format!("schema of \"{name}\" does not exist"))),
+    }
+}
+
+impl Database {
+    /// Opens the store and starts the streaming runtime; must be called in a
+    /// tokio runtime.
+    pub fn start(config: DatabaseConfig) -> PgResult<Self> {
+        let store: Arc<dyn StateStore> = match config.state_backend {
+            StateBackend::Memory => Arc::new(MemoryStore::new()),
+            StateBackend::RocksDb => {
+                return Err(PgError::new(
+                    "0A000",
+                    "the rocksdb state backend is not available in this build; use --state-backend memory",
+                ))
+            }
+        };
+        let runtime = Runtime::start(
+            Arc::clone(&store),
+            RuntimeConfig {
+                parallelism: config.parallelism.max(1),
+                checkpoint_interval: config.checkpoint_interval,
+            },
+        );
+        Ok(Self {
+            store,
+            runtime,
+            catalog: RwLock::new(Catalog::new()),
+            ddl: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub(crate) fn catalog(&self) -> std::sync::RwLockReadGuard<'_, Catalog> {
+        self.catalog.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn catalog_mut(&self) -> std::sync::RwLockWriteGuard<'_, Catalog> {
+        self.catalog.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs every statement of a simple-protocol query string in order; stops
+    /// after the first error, which is then the last element.
+    pub async fn execute(&self, sql: &str) -> Vec<PgResult<StatementResult>> {
+        let statements = match tidemark_sql::parse(sql) {
+            Ok(s) => s,
+            Err(e) => return vec![Err(sql_error(sql, e))],
+        };
+        if statements.is_empty() {
+            return vec![Ok(StatementResult::Empty)];
+        }
+        let mut results = Vec::with_capacity(statements.len());
+        for statement in statements {
+            let result = self.run(&Request { sql, params: None }, statement).await;
+            let failed = result.is_err();
+            results.push(result);
+            if failed {
+                break;
+            }
+        }
+        results
+    }
+
+    fn single(sql: &str) -> PgResult<Option<Statement>> {
+        let mut statements = tidemark_sql::parse(sql).map_err(|e| sql_error(sql, e))?;
+        match statements.len() {
+            0 => Ok(None),
+            1 => Ok(statements.pop()),
+            _ => Err(PgError::new(
+                "42601",
+                "cannot insert multiple commands into a prepared statement",
+            )),
+        }
+    }
+
+    /// Parameter and result types of a single statement, for Parse/Describe.
+    pub async fn describe(&self, sql: &str) -> PgResult<Described> {
+        let request = Request { sql, params: None };
+        match Self::single(sql)? {
+            None => Ok(Described {
+                params: Vec::new(),
+                columns: None,
+            }),
+            Some(statement) => self.describe_statement(&request, statement).await,
+        }
+    }
+
+    /// Runs a single statement with `$n` parameters bound to `params`.
+    pub async fn execute_prepared(&self, sql: &str, params: &[ScalarValue]) -> PgResult<StatementResult> {
+        match Self::single(sql)? {
+            None => Ok(StatementResult::Empty),
+            Some(statement) => {
+                let params = (!params.is_empty()).then_some(params);
+                self.run(&Request { sql, params }, statement).await
+            }
+        }
+    }
+
+    async fn run(&self, req: &Request<'_>, statement: Statement) -> PgResult<StatementResult> {
+        match statement {
+            Statement::Flush => {
+                self.runtime.flush().await.map_err(|e| req.engine(e))?;
+                Ok(StatementResult::Command("FLUSH".into()))
+            }
+            Statement::ShowTables => Ok(self.show(true)),
+            Statement::ShowMaterializedViews => Ok(self.show(false)),
+            Statement::CreateTable { create, append_only } => self.create_table(req, &create, append_only).await,
+            Statement::Sql(stmt) => self.run_sql(req, *stmt).await,
+        }
+    }
+
+    fn show(&self, tables: bool) -> StatementResult {
+        let names = self
+            .catalog()
+            .all()
+            .filter(|r| r.is_table() == tables)
+            .map(|r| r.name.clone())
+            .collect();
+        text_rows("name", names)
+    }
+
+    async fn run_sql(&self, req: &Request<'_>, stmt: ast::Statement) -> PgResult<StatementResult> {
+        match stmt {
+            ast::Statement::Query(_) => self.select(req, &stmt).await,
+            ast::Statement::Insert(_) => self.insert(req, &stmt).await,
+            ast::Statement::Update(_) | ast::Statement::Delete(_) => self.update_or_delete(req, &stmt).await,
+            ast::Statement::CreateView(view) if view.materialized => self.create_view(req, &view, false).await,
+            ast::Statement::CreateView(_) => Err(PgError::new(
+                "0A000",
+                "plain views are not supported; use CREATE MATERIALIZED VIEW",
+            )),
+            ast::Statement::Explain { statement, .. } => match *statement {
+                ast::Statement::CreateView(view) if view.materialized => self.create_view(req, &view, true).await,
+                other => {
+                    let explain = ast::Statement::Explain {
+                        describe_alias: ast::DescribeAlias::Explain,
+                        analyze: false,
+                        verbose: false,
+                        query_plan: false,
+                        estimate: false,
+                        statement: Box::new(other),
+                        format: None,
+                        options: None,
+                    };
+                    self.select(req, &explain).await
+                }
+            },
+            ast::Statement::Drop {
+                object_type,
+                if_exists,
+                names,
+                cascade,
+                ..
+            } => self.drop(req, object_type, if_exists, &names, cascade).await,
+            ast::Statement::StartTransaction { .. } => Ok(StatementResult::Command("BEGIN".into())),
+            ast::Statement::Commit { .. } => Ok(StatementResult::Command("COMMIT".into())),
+            ast::Statement::Rollback { .. } => Ok(StatementResult::Command("ROLLBACK".into())),
+            ast::Statement::Set(_) => Ok(StatementResult::Command("SET".into())),
+            other => Err(PgError::new(
+                "0A000",
+                format!("statement not supported: {}", first_words(&other.to_string())),
+            )),
+        }
+    }
+
+    async fn create_table(
+        &self,
+        req: &Request<'_>,
+        create: &ast::Statement,
+        append_only: bool,
+    ) -> PgResult<StatementResult> {
+        let ast::Statement::CreateTable(ct) = create else {
+            return Err(PgError::new("XX000", "expected CREATE TABLE"));
+        };
+        let name = object_name(&ct.name)?;
+        let _ddl = self.ddl.lock().await;
+        if self.catalog().get(&name).is_some() {
+            if ct.if_not_exists {
+                return Ok(StatementResult::Command("CREATE TABLE".into()));
+            }
+            return Err(PgError::new("42P07", format!("relation \"{name}\" already exists")));
+        }
+        if ct.query.is_some() {
+            return Err(PgError::new("0A000", "CREATE TABLE AS is not supported yet"));
+        }
+        let ctx = tidemark_sql::session([]).map_err(|e| req.df(e))?;
+        let plan = tidemark_sql::logical_plan(&ctx, create).await.map_err(|e| req.df(e))?;
+        let LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(table)) = plan else {
+            return Err(PgError::new("0A000", "unsupported form of CREATE TABLE"));
+        };
+        let mut primary_key = None;
+        for c in table.constraints.iter() {
+            match c {
+                datafusion::common::Constraint::PrimaryKey(cols) => primary_key = Some(cols.clone()),
+                datafusion::common::Constraint::Unique(_) => {
+                    return Err(PgError::new("0A000", "UNIQUE constraints are not supported yet"))
+                }
+            }
+        }
+        if append_only && primary_key.is_some() {
+            return Err(PgError::new(
+                "42P16",
+                "an APPEND ONLY table cannot have a primary key",
+            ));
+        }
+        let input_schema = table.input.schema().as_arrow().clone();
+        let fields: Vec<Field> = input_schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let in_pk = primary_key.as_ref().is_some_and(|pk| pk.contains(&i));
+                f.as_ref().clone().with_nullable(f.is_nullable() && !in_pk)
+            })
+            .collect();
+        let schema: SchemaRef = Arc::new(Schema::new(fields));
+        let id = self.catalog_mut().allocate_id();
+        let spec = tidemark_engine::TableSpec {
+            id,
+            name: name.clone(),
+            schema: Arc::clone(&schema),
+            primary_key: primary_key.clone(),
+            append_only,
+        };
+        self.runtime.create_table(spec).await.map_err(|e| req.engine(e))?;
+        self.catalog_mut().insert(
+            RelationInfo {
+                id,
+                name,
+                kind: RelationKind::Table {
+                    primary_key,
+                    append_only,
+                },
+                schema,
+            },
+            Vec::new(),
+        );
+        Ok(StatementResult::Command("CREATE TABLE".into()))
+    }
+
+    async fn create_view(&self, req: &Request<'_>, view: &ast::CreateView, explain: bool) -> PgResult<StatementResult> {
+        let name = object_name(&view.name)?;
+        let _ddl = self.ddl.lock().await;
+        if self.catalog().get(&name).is_some() && !explain {
+            if view.if_not_exists {
+                return Ok(StatementResult::Command("CREATE MATERIALIZED VIEW".into()));
+            }
+            return Err(PgError::new("42P07", format!("relation \"{name}\" already exists")));
+        }
+        let ctx = self.planning_session().map_err(|e| req.df(e))?;
+        let query = ast::Statement::Query(view.query.clone());
+        let plan = tidemark_sql::logical_plan(&ctx, &query).await.map_err(|e| req.df(e))?;
+        let columns: Vec<String> = view.columns.iter().map(|c| c.name.value.clone()).collect();
+        let id = if explain { 0 } else { self.catalog_mut().allocate_id() };
+        let (graph, schema) = tidemark_sql::plan_view(id, &name, &plan, &columns).map_err(|e| req.plan(e))?;
+        if explain {
+            return Ok(text_rows("QUERY PLAN", graph.explain(self.runtime.parallelism())));
+        }
+        let upstreams: Vec<u32> = graph
+            .fragments
+            .iter()
+            .flat_map(|f| &f.inputs)
+            .filter_map(|i| match i {
+                tidemark_plan::FragmentInput::Relation { id, .. } => Some(*id),
+                _ => None,
+            })
+            .collect();
+        if let Err(e) = self.runtime.create_view(id, &name, &graph).await {
+            let cause = self.runtime.failure(id);
+            let _ = self.runtime.drop_relation(id).await;
+            let err = match cause {
+                Some(cause) => engine_error(req.sql, &cause),
+                None => req.engine(e),
+            };
+            return Err(err);
+        }
+        self.catalog_mut().insert(
+            RelationInfo {
+                id,
+                name,
+                kind: RelationKind::MaterializedView,
+                schema,
+            },
+            upstreams,
+        );
+        Ok(StatementResult::Command("CREATE MATERIALIZED VIEW".into()))
+    }
+
+    async fn drop(
+        &self,
+        req: &Request<'_>,
+        object_type: ast::ObjectType,
+        if_exists: bool,
+        names: &[ast::ObjectName],
+        cascade: bool,
+    ) -> PgResult<StatementResult> {
+        let (want_table, tag, noun) = match object_type {
+            ast::ObjectType::Table => (true, "DROP TABLE", "table"),
+            ast::ObjectType::MaterializedView => (false, "DROP MATERIALIZED VIEW", "materialized view"),
+            other => return Err(PgError::new("0A000", format!("DROP {other} is not supported"))),
+        };
+        let _ddl = self.ddl.lock().await;
+        for name in names {
+            let name = object_name(name)?;
+            let Some(info) = self.catalog().get(&name) else {
+                if if_exists {
+                    continue;
+                }
+                return Err(PgError::new("42P01", format!("{noun} \"{name}\" does not exist")));
+            };
+            if info.is_table() != want_table {
+                let hint = if want_table {
+                    "Use DROP MATERIALIZED VIEW to remove a materialized view."
+                } else {
+                    "Use DROP TABLE to remove a table."
+                };
+                return Err(PgError::new("42809", format!("\"{name}\" is not a {noun}")).with_hint(hint));
+            }
+            let order = self.catalog().drop_order(info.id);
+            if order.len() > 1 && !cascade {
+                let dependents = self.catalog().dependents(info.id);
+                let detail: Vec<String> = dependents
+                    .iter()
+                    .map(|d| format!("materialized view {} depends on {noun} {name}", d.name))
+                    .collect();
+                return Err(PgError::new(
+                    "2BP01",
+                    format!("cannot drop {noun} {name} because other objects depend on it"),
+                )
+                .with_detail(detail.join("\n"))
+                .with_hint("Use DROP ... CASCADE to drop the dependent objects too."));
+            }
+            for relation in order {
+                self.runtime.drop_relation(relation.id).await.map_err(|e| req.engine(e))?;
+                self.catalog_mut().remove(&relation.name);
+            }
+        }
+        Ok(StatementResult::Command(tag.into()))
+    }
+
+    async fn describe_statement(&self, req: &Request<'_>, statement: Statement) -> PgResult<Described> {
+        let none = |columns| Described {
+            params: Vec::new(),
+            columns,
+        };
+        let stmt = match statement {
+            Statement::ShowTables | Statement::ShowMaterializedViews => {
+                let StatementResult::Rows { schema, .. } = text_rows("name", Vec::new()) else {
+                    return Ok(none(None));
+                };
+                return Ok(none(Some(schema)));
+            }
+            Statement::Flush | Statement::CreateTable { .. } => return Ok(none(None)),
+            Statement::Sql(stmt) => *stmt,
+        };
+        match &stmt {
+            ast::Statement::Explain { statement, .. }
+                if matches!(statement.as_ref(), ast::Statement::CreateView(v) if v.materialized) =>
+            {
+                let StatementResult::Rows { schema, .. } = text_rows("QUERY PLAN", Vec::new()) else {
+                    return Ok(none(None));
+                };
+                Ok(none(Some(schema)))
+            }
+            ast::Statement::Query(_)
+            | ast::Statement::Explain { .. }
+            | ast::Statement::Insert(_)
+            | ast::Statement::Update(_)
+            | ast::Statement::Delete(_) => {
+                let ctx = self.planning_session().map_err(|e| req.df(e))?;
+                let plan = tidemark_sql::logical_plan(&ctx, &stmt).await.map_err(|e| req.df(e))?;
+                let types = plan.get_parameter_types().map_err(|e| req.df(e))?;
+                let mut params: Vec<(usize, DataType)> = types
+                    .into_iter()
+                    .filter_map(|(name, t)| {
+                        let n = name.trim_start_matches('$').parse::<usize>().ok()?;
+                        Some((n, t.unwrap_or(DataType::Utf8)))
+                    })
+                    .collect();
+                params.sort_by_key(|(n, _)| *n);
+                let count = params.last().map_or(0, |(n, _)| *n);
+                let mut ordered = vec![DataType::Utf8; count];
+                for (n, t) in params {
+                    ordered[n - 1] = t;
+                }
+                let returns_rows = matches!(stmt, ast::Statement::Query(_) | ast::Statement::Explain { .. })
+                    && !matches!(plan, LogicalPlan::Dml(_));
+                Ok(Described {
+                    params: ordered,
+                    columns: returns_rows.then(|| Arc::new(plan.schema().as_arrow().clone())),
+                })
+            }
+            _ => Ok(none(None)),
+        }
+    }
+
+    /// A planning session that knows every relation by its schema.
+    pub(crate) fn planning_session(&self) -> datafusion::error::Result<datafusion::prelude::SessionContext> {
+        let relations: Vec<_> = self
+            .catalog()
+            .all()
+            .map(|r| {
+                let provider: Arc<dyn datafusion::catalog::TableProvider> =
+                    Arc::new(tidemark_sql::RelationProvider(Arc::clone(r)));
+                (r.name.clone(), provider)
+            })
+            .collect();
+        tidemark_sql::session(relations)
+    }
+
+    pub(crate) fn write_op_name(op: &WriteOp) -> &'static str {
+        match op {
+            WriteOp::Update => "UPDATE",
+            WriteOp::Delete => "DELETE",
+            _ => "INSERT",
+        }
+    }
+}
+
+fn first_words(sql: &str) -> String {
+    sql.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}

@@ -1,0 +1,15 @@
+//! The Tidemark server: catalog, sessions over the Postgres wire protocol,
+//! statement dispatch, and batch SELECT over committed state.
+
+mod batch;
+mod catalog;
+mod classify;
+mod database;
+mod dml;
+mod error;
+mod result;
+pub mod pgwire;
+
+pub use database::{Database, DatabaseConfig, StateBackend};
+pub use error::{PgError, PgResult};
+pub use result::{Described, StatementResult};

@@ -1,0 +1,149 @@
+//! The extended query protocol end to end, as drivers use it: Parse with
+//! inferred parameter types, binary parameters, binary result columns, and
+//! SQLSTATE codes on errors.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use tidemark_server::{Database, DatabaseConfig, StateBackend};
+use tokio::net::TcpListener;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls};
+
+/// Starts a fresh database and server on an ephemeral port and connects.
+async fn connect(name: &str) -> (Client, std::path::PathBuf) {
+    let data_dir = std::env::temp_dir().join(format!("tidemark-ext-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    std::fs::create_dir_all(&data_dir).expect("create data dir");
+    let db = Database::start(DatabaseConfig {
+        data_dir: data_dir.clone(),
+        parallelism: 2,
+        checkpoint_interval: Duration::from_secs(1),
+        state_backend: StateBackend::Memory,
+    })
+    .expect("database starts");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("local addr").port();
+    tokio::spawn(tidemark_server::pgwire::serve(listener, Arc::new(db)));
+    let (client, connection) = tokio_postgres::connect(
+        &format!("host=127.0.0.1 port={port} user=tidemark dbname=tidemark"),
+        NoTls,
+    )
+    .await
+    .expect("connect");
+    tokio::spawn(connection);
+    (client, data_dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_parameters_and_binary_results() {
+    let (client, data_dir) = connect("typed").await;
+    client
+        .batch_execute("CREATE TABLE t (k INT PRIMARY KEY, v BIGINT, s TEXT, d DOUBLE PRECISION, ts TIMESTAMP)")
+        .await
+        .expect("create table");
+
+    let insert = client
+        .prepare("INSERT INTO t VALUES ($1, $2, $3, $4, $5)")
+        .await
+        .expect("prepare insert");
+    let ts = NaiveDate::from_ymd_opt(2024, 1, 1)
+        .and_then(|d| d.and_hms_micro_opt(0, 0, 5, 500_000))
+        .expect("valid timestamp");
+    let inserted = client
+        .execute(&insert, &[&1i32, &10i64, &"one", &1.5f64, &ts])
+        .await
+        .expect("insert 1");
+    assert_eq!(inserted, 1);
+    client
+        .execute(&insert, &[&2i32, &20i64, &"two", &0.1f64, &ts])
+        .await
+        .expect("insert 2");
+    client.batch_execute("FLUSH").await.expect("flush");
+
+    let rows = client
+        .query("SELECT k, v, s, d, ts FROM t WHERE k = $1", &[&1i32])
+        .await
+        .expect("select");
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!(row.get::<_, i32>(0), 1);
+    assert_eq!(row.get::<_, i64>(1), 10);
+    assert_eq!(row.get::<_, String>(2), "one");
+    assert_eq!(row.get::<_, f64>(3), 1.5);
+    assert_eq!(row.get::<_, chrono::NaiveDateTime>(4), ts);
+
+    let none = client
+        .query("SELECT k FROM t WHERE k = $1", &[&99i32])
+        .await
+        .expect("select nothing");
+    assert!(none.is_empty());
+
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_carry_sqlstate() {
+    let (client, data_dir) = connect("errors").await;
+
+    let err = client
+        .query("SELECT * FROM missing WHERE k = $1", &[&1i32])
+        .await
+        .expect_err("missing table");
+    assert_eq!(err.code(), Some(&SqlState::UNDEFINED_TABLE), "{err:?}");
+
+    client
+        .batch_execute("CREATE TABLE u (k INT PRIMARY KEY, v BIGINT)")
+        .await
+        .expect("create table");
+    client
+        .execute("INSERT INTO u VALUES ($1, $2)", &[&1i32, &1i64])
+        .await
+        .expect("first insert");
+    let err = client
+        .execute("INSERT INTO u VALUES ($1, $2)", &[&1i32, &2i64])
+        .await
+        .expect_err("duplicate key");
+    assert_eq!(err.code(), Some(&SqlState::UNIQUE_VIOLATION), "{err:?}");
+
+    // The session stays usable after errors.
+    let rows = client.query("SELECT 1::INT", &[]).await.expect("select after errors");
+    assert_eq!(rows[0].get::<_, i32>(0), 1);
+
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_results_of_every_type() {
+    let (client, data_dir) = connect("binary").await;
+    let rows = client
+        .query(
+            "SELECT CAST(123.45 AS DECIMAL(10, 2)), DATE '2024-01-01', INTERVAL '1 day 2 hours', \
+             TRUE, CAST(NULL AS TEXT), CAST(1.5 AS REAL), CAST(7 AS SMALLINT), \
+             CAST('2024-01-01 00:00:05' AS TIMESTAMPTZ)",
+            &[],
+        )
+        .await
+        .expect("select literals");
+    let row = &rows[0];
+    assert_eq!(row.get::<_, rust_decimal::Decimal>(0).to_string(), "123.45");
+    assert_eq!(row.get::<_, NaiveDate>(1), NaiveDate::from_ymd_opt(2024, 1, 1).expect("date"));
+    assert_eq!(row.get::<_, pg_interval::Interval>(2), pg_interval::Interval::new(0, 1, 7_200_000_000));
+    assert!(row.get::<_, bool>(3));
+    assert_eq!(row.get::<_, Option<String>>(4), None);
+    assert_eq!(row.get::<_, f32>(5), 1.5);
+    assert_eq!(row.get::<_, i16>(6), 7);
+    let tstz = row.get::<_, chrono::DateTime<chrono::Utc>>(7);
+    assert_eq!(tstz.to_rfc3339(), "2024-01-01T00:00:05+00:00");
+
+    // NULL and text-typed parameters
+    let rows = client
+        .query("SELECT $1::BIGINT IS NULL, $2::TEXT", &[&None::<i64>, &"x"])
+        .await
+        .expect("null parameter");
+    assert!(rows[0].get::<_, bool>(0));
+    assert_eq!(rows[0].get::<_, String>(1), "x");
+
+    let _ = std::fs::remove_dir_all(&data_dir);
+}

@@ -20,7 +20,11 @@ pub struct Actor {
 }
 
 /// Feeds `chunks` through `chain[from..]`, returning what the last one emits.
-fn push_through(chain: &mut [Box<dyn Operator>], from: usize, mut chunks: Vec<StreamChunk>) -> Result<Vec<StreamChunk>> {
+fn push_through(
+    chain: &mut [Box<dyn Operator>],
+    from: usize,
+    mut chunks: Vec<StreamChunk>,
+) -> Result<Vec<StreamChunk>> {
     for op in chain.iter_mut().skip(from) {
         let mut next = Vec::new();
         for chunk in chunks {
@@ -40,7 +44,10 @@ impl Actor {
     async fn run(mut self) {
         if let Err(error) = self.run_inner().await {
             tracing::warn!(%error, "actor failed");
-            self.shared.report(ActorEvent::Failed { actor: self.id, error });
+            self.shared.report(ActorEvent::Failed {
+                actor: self.id,
+                error,
+            });
         }
     }
 

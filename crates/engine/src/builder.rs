@@ -42,12 +42,17 @@ fn build_operator(spec: &OperatorSpec, schema: &SchemaRef) -> Result<Box<dyn Ope
             aggs.clone(),
             Arc::clone(schema),
         )?),
-        OperatorSpec::Materialize { relation, .. } => Box::new(Materialize::new(*relation, Arc::clone(schema))?),
+        OperatorSpec::Materialize { relation, .. } => {
+            Box::new(Materialize::new(*relation, Arc::clone(schema))?)
+        }
     })
 }
 
 /// A dispatcher from one upstream actor to all `targets`, plus the receivers.
-fn connect(exchange: &Exchange, targets: &[ActorId]) -> (Dispatcher, Vec<(ActorId, Receiver<Message>)>) {
+fn connect(
+    exchange: &Exchange,
+    targets: &[ActorId],
+) -> (Dispatcher, Vec<(ActorId, Receiver<Message>)>) {
     let mut outputs = Vec::new();
     let mut receivers = Vec::new();
     for &actor in targets {
@@ -64,9 +69,15 @@ fn connect(exchange: &Exchange, targets: &[ActorId]) -> (Dispatcher, Vec<(ActorI
             Some(o) if outputs.is_empty() => Dispatcher::Single(o),
             Some(o) => {
                 outputs.push(o);
-                Dispatcher::Hash { key: Vec::new(), outputs }
+                Dispatcher::Hash {
+                    key: Vec::new(),
+                    outputs,
+                }
             }
-            None => Dispatcher::Hash { key: Vec::new(), outputs },
+            None => Dispatcher::Hash {
+                key: Vec::new(),
+                outputs,
+            },
         },
     };
     (dispatcher, receivers)
@@ -91,9 +102,9 @@ pub(crate) fn build_job(runtime: &Runtime, name: &str, graph: &StreamGraph) -> R
         for input in &f.inputs {
             let (sources, exchange, relation) = match input {
                 FragmentInput::Relation { id, exchange, name } => {
-                    let job = runtime
-                        .job_actors(*id)
-                        .ok_or_else(|| Error::Unsupported(format!("relation \"{name}\" is not running")))?;
+                    let job = runtime.job_actors(*id).ok_or_else(|| {
+                        Error::Unsupported(format!("relation \"{name}\" is not running"))
+                    })?;
                     (job.outputs, exchange, Some(*id))
                 }
                 FragmentInput::Fragment { id, exchange } => (actors_of[id].clone(), exchange, None),

@@ -142,7 +142,11 @@ impl Coordinator {
 
     async fn on_event(&mut self, event: ActorEvent) {
         match event {
-            ActorEvent::Ack { actor, epoch, batch } => {
+            ActorEvent::Ack {
+                actor,
+                epoch,
+                batch,
+            } => {
                 if let Some(inflight) = self.inflight.get_mut(&epoch) {
                     if inflight.pending.remove(&actor) {
                         inflight.batch.append(batch);
@@ -151,7 +155,9 @@ impl Coordinator {
                 self.try_commit();
             }
             ActorEvent::Failed { actor, error } => {
-                let Some(job) = self.live.get(&actor).copied() else { return };
+                let Some(job) = self.live.get(&actor).copied() else {
+                    return;
+                };
                 let error = Arc::new(error);
                 let stopped = self.fail_job(job, error);
                 if !stopped.is_empty() {
@@ -212,7 +218,9 @@ impl Coordinator {
             for w in inflight.waiters {
                 let _ = w.send(match &shared {
                     Ok(()) => Ok(epoch),
-                    Err(e) => Err(Error::Unsupported(format!("checkpoint {epoch} failed: {e}"))),
+                    Err(e) => Err(Error::Unsupported(format!(
+                        "checkpoint {epoch} failed: {e}"
+                    ))),
                 });
             }
         }

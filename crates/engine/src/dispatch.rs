@@ -23,7 +23,10 @@ pub struct Output {
 #[derive(Debug)]
 pub enum Dispatcher {
     /// Rows go to the actor owning the key group of their key columns' hash.
-    Hash { key: Vec<usize>, outputs: Vec<Output> },
+    Hash {
+        key: Vec<usize>,
+        outputs: Vec<Output>,
+    },
     /// Everything goes to one actor.
     Single(Output),
 }
@@ -34,7 +37,10 @@ pub fn key_groups(chunk: &StreamChunk, key: &[usize]) -> Result<Vec<usize>> {
     let mut hashes = vec![0u64; batch.num_rows()];
     let columns: Vec<_> = key.iter().map(|&i| batch.column(i).clone()).collect();
     create_hashes(&columns, &RandomState::with_seed(0x7469_6465), &mut hashes)?;
-    Ok(hashes.iter().map(|h| (*h % KEY_GROUPS as u64) as usize).collect())
+    Ok(hashes
+        .iter()
+        .map(|h| (*h % KEY_GROUPS as u64) as usize)
+        .collect())
 }
 
 /// The actor index (of `n`) that owns a key group: contiguous ranges of groups.
@@ -85,11 +91,13 @@ impl Dispatcher {
                     let part = if indices.len() == chunk.num_rows() {
                         chunk.clone()
                     } else {
-                        let batch = take_record_batch(chunk.batch(), &UInt32Array::from(indices.clone()))?;
+                        let batch =
+                            take_record_batch(chunk.batch(), &UInt32Array::from(indices.clone()))?;
                         match chunk.ops() {
                             None => StreamChunk::inserts(batch),
                             Some(ops) => {
-                                let ops: Vec<Op> = indices.iter().map(|&i| ops[i as usize]).collect();
+                                let ops: Vec<Op> =
+                                    indices.iter().map(|&i| ops[i as usize]).collect();
                                 StreamChunk::with_ops(batch, ops)
                             }
                         }

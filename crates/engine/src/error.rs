@@ -11,7 +11,11 @@ pub enum Error {
     State(#[from] tidemark_state::Error),
     /// A user-facing constraint violation (e.g. a duplicate primary key).
     #[error("{message}")]
-    Constraint { code: &'static str, message: String, detail: Option<String> },
+    Constraint {
+        code: &'static str,
+        message: String,
+        detail: Option<String>,
+    },
     #[error("streaming job {0} has failed: {1}")]
     JobFailed(String, String),
     #[error("actor {0} is gone")]

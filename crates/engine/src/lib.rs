@@ -17,6 +17,8 @@ mod outputs;
 mod runtime;
 mod table;
 mod table_actor;
+#[cfg(test)]
+pub(crate) mod test_util;
 
 pub use dispatch::{key_groups, owner_of, KEY_GROUPS};
 pub use error::{Error, Result};

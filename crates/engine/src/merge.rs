@@ -101,7 +101,10 @@ impl Merge {
 
     fn merge_watermark(&mut self, input: usize, wm: Watermark) -> Option<Watermark> {
         let n = self.inputs.len();
-        let per_input = self.watermarks.entry(wm.column).or_insert_with(|| vec![None; n]);
+        let per_input = self
+            .watermarks
+            .entry(wm.column)
+            .or_insert_with(|| vec![None; n]);
         per_input[input] = Some(per_input[input].map_or(wm.value, |v| v.max(wm.value)));
         let min = per_input
             .iter()
@@ -137,7 +140,8 @@ mod tests {
 
     fn chunk(v: i64) -> Message {
         let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
-        let batch = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![v]))]).unwrap();
+        let batch =
+            RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![v]))]).unwrap();
         Message::Chunk(StreamChunk::inserts(batch))
     }
 

@@ -19,14 +19,23 @@ pub trait Operator: Send + Sync {
     fn on_chunk(&mut self, chunk: StreamChunk, out: &mut Vec<StreamChunk>) -> Result<()>;
 
     /// Event time advanced; returns the watermark to forward (`None` to hold it).
-    fn on_watermark(&mut self, wm: Watermark, _out: &mut Vec<StreamChunk>) -> Result<Option<Watermark>> {
+    fn on_watermark(
+        &mut self,
+        wm: Watermark,
+        _out: &mut Vec<StreamChunk>,
+    ) -> Result<Option<Watermark>> {
         Ok(Some(wm))
     }
 
     /// The barrier of `epoch` reached this operator: write the state changed since
     /// the previous checkpoint into `batch`, which the coordinator commits once
     /// every actor has acknowledged the epoch.
-    fn on_checkpoint(&mut self, _epoch: Epoch, _batch: &mut WriteBatch, _out: &mut Vec<StreamChunk>) -> Result<()> {
+    fn on_checkpoint(
+        &mut self,
+        _epoch: Epoch,
+        _batch: &mut WriteBatch,
+        _out: &mut Vec<StreamChunk>,
+    ) -> Result<()> {
         Ok(())
     }
 

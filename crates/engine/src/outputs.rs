@@ -14,7 +14,11 @@ use crate::{Error, Result};
 #[derive(Debug)]
 pub enum ActorEvent {
     /// The actor passed the barrier of `epoch`; `batch` holds its state changes.
-    Ack { actor: ActorId, epoch: Epoch, batch: WriteBatch },
+    Ack {
+        actor: ActorId,
+        epoch: Epoch,
+        batch: WriteBatch,
+    },
     /// The actor stopped on an error; its job has failed.
     Failed { actor: ActorId, error: Error },
 }
@@ -37,12 +41,18 @@ impl Shared {
     }
 
     pub fn register_output(&self, actor: ActorId, dispatcher: Dispatcher) {
-        let mut pending = self.pending_outputs.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pending = self
+            .pending_outputs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         pending.entry(actor).or_default().push(dispatcher);
     }
 
     fn take_outputs(&self, actor: ActorId) -> Vec<Dispatcher> {
-        let mut pending = self.pending_outputs.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pending = self
+            .pending_outputs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         pending.remove(&actor).unwrap_or_default()
     }
 

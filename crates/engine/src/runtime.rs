@@ -91,14 +91,22 @@ impl Runtime {
     }
 
     pub(crate) fn job_actors(&self, id: RelationId) -> Option<JobActors> {
-        self.inner.jobs.lock().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()
+        self.inner
+            .jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned()
     }
 
     async fn barrier(&self, change: JobChange) -> Result<Epoch> {
         let (tx, rx) = oneshot::channel();
         self.inner
             .commands
-            .send(Command::Barrier { change, reply: Some(tx) })
+            .send(Command::Barrier {
+                change,
+                reply: Some(tx),
+            })
             .map_err(|_| Error::Shutdown)?;
         rx.await.map_err(|_| Error::Shutdown)?
     }
@@ -124,14 +132,22 @@ impl Runtime {
             shared: Arc::clone(&self.inner.shared),
         }
         .spawn(name);
-        self.inner.tables.write().unwrap_or_else(|e| e.into_inner()).insert(id, tx.clone());
-        self.inner.jobs.lock().unwrap_or_else(|e| e.into_inner()).insert(
-            id,
-            JobActors {
-                all: vec![actor],
-                outputs: vec![actor],
-            },
-        );
+        self.inner
+            .tables
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, tx.clone());
+        self.inner
+            .jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                id,
+                JobActors {
+                    all: vec![actor],
+                    outputs: vec![actor],
+                },
+            );
         self.barrier(JobChange {
             start: Some((id, vec![actor], Vec::new())),
             source: Some((id, tx)),
@@ -164,13 +180,17 @@ impl Runtime {
     pub async fn create_view(&self, id: RelationId, name: &str, graph: &StreamGraph) -> Result<()> {
         let _ddl = self.inner.ddl.lock().await;
         let built = build_job(self, name, graph)?;
-        self.inner.jobs.lock().unwrap_or_else(|e| e.into_inner()).insert(
-            id,
-            JobActors {
-                all: built.actors.clone(),
-                outputs: built.output_actors.clone(),
-            },
-        );
+        self.inner
+            .jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                id,
+                JobActors {
+                    all: built.actors.clone(),
+                    outputs: built.output_actors.clone(),
+                },
+            );
         self.barrier(JobChange {
             mutation: Some(Mutation::AddOutputs(built.upstream_actors)),
             start: Some((id, built.actors, built.upstreams)),
@@ -194,19 +214,32 @@ impl Runtime {
             .remove(&id)
             .map(|j| j.all)
             .unwrap_or_default();
-        self.inner.tables.write().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        self.inner
+            .tables
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
         self.barrier(JobChange {
             mutation: Some(Mutation::Stop(all)),
             stop: Some(id),
             ..JobChange::default()
         })
         .await?;
-        self.inner.failures.write().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        self.inner
+            .failures
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
         Ok(())
     }
 
     /// The error that stopped a job, if it failed.
     pub fn failure(&self, id: RelationId) -> Option<Arc<Error>> {
-        self.inner.failures.read().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()
+        self.inner
+            .failures
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned()
     }
 }

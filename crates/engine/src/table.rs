@@ -11,7 +11,9 @@ use arrow::record_batch::RecordBatch;
 use arrow::util::display::array_value_to_string;
 use datafusion::physical_expr::PhysicalExpr;
 use tidemark_plan::RelationId;
-use tidemark_state::{decode_count, encode_count, RelationLayout, RowCodec, StateTable, WriteBatch};
+use tidemark_state::{
+    decode_count, encode_count, RelationLayout, RowCodec, StateTable, WriteBatch,
+};
 use tidemark_types::{Op, StreamChunk};
 
 use crate::operators::SNAPSHOT_CHUNK_ROWS;
@@ -43,7 +45,9 @@ impl TableSpec {
 pub enum DmlRequest {
     /// Rows already cast to the table's schema.
     Insert(RecordBatch),
-    Delete { filter: Option<Arc<dyn PhysicalExpr>> },
+    Delete {
+        filter: Option<Arc<dyn PhysicalExpr>>,
+    },
     /// `columns` gives every column's new value, in table order.
     Update {
         filter: Option<Arc<dyn PhysicalExpr>>,
@@ -59,7 +63,11 @@ pub struct TableState {
 }
 
 fn constraint(code: &'static str, message: String, detail: Option<String>) -> Error {
-    Error::Constraint { code, message, detail }
+    Error::Constraint {
+        code,
+        message,
+        detail,
+    }
 }
 
 impl TableState {
@@ -122,7 +130,10 @@ impl TableState {
         if self.spec.append_only {
             return Err(constraint(
                 "42809",
-                format!("cannot {verb} table \"{}\" because it is append-only", self.spec.name),
+                format!(
+                    "cannot {verb} table \"{}\" because it is append-only",
+                    self.spec.name
+                ),
                 None,
             ));
         }
@@ -168,7 +179,12 @@ impl TableState {
         })
     }
 
-    fn check_unique(&self, batch: &RecordBatch, keys: &[Vec<u8>], vacated: impl Fn(&Vec<u8>) -> bool) -> Result<()> {
+    fn check_unique(
+        &self,
+        batch: &RecordBatch,
+        keys: &[Vec<u8>],
+        vacated: impl Fn(&Vec<u8>) -> bool,
+    ) -> Result<()> {
         let mut seen = HashSet::with_capacity(keys.len());
         for (row, key) in keys.iter().enumerate() {
             let taken = self.state.get(key).is_some() && !vacated(key);
@@ -181,15 +197,25 @@ impl TableState {
 
     fn duplicate_key(&self, batch: &RecordBatch, row: usize) -> Error {
         let pk = self.spec.primary_key.clone().unwrap_or_default();
-        let names: Vec<&str> = pk.iter().map(|&i| self.spec.schema.field(i).name().as_str()).collect();
+        let names: Vec<&str> = pk
+            .iter()
+            .map(|&i| self.spec.schema.field(i).name().as_str())
+            .collect();
         let values: Vec<String> = pk
             .iter()
             .map(|&i| array_value_to_string(batch.column(i), row).unwrap_or_default())
             .collect();
         constraint(
             "23505",
-            format!("duplicate key value violates unique constraint \"{}_pkey\"", self.spec.name),
-            Some(format!("Key ({})=({}) already exists.", names.join(", "), values.join(", "))),
+            format!(
+                "duplicate key value violates unique constraint \"{}_pkey\"",
+                self.spec.name
+            ),
+            Some(format!(
+                "Key ({})=({}) already exists.",
+                names.join(", "),
+                values.join(", ")
+            )),
         )
     }
 
@@ -259,13 +285,21 @@ impl TableState {
             return Ok((RecordBatch::new_empty(Arc::clone(&self.spec.schema)), keys));
         }
         let columns = self.row_codec.decode(rows)?;
-        Ok((RecordBatch::try_new(Arc::clone(&self.spec.schema), columns)?, keys))
+        Ok((
+            RecordBatch::try_new(Arc::clone(&self.spec.schema), columns)?,
+            keys,
+        ))
     }
 
     /// The rows matching `filter`, with their state keys.
-    fn select(&self, filter: Option<&Arc<dyn PhysicalExpr>>) -> Result<(RecordBatch, Vec<Vec<u8>>)> {
+    fn select(
+        &self,
+        filter: Option<&Arc<dyn PhysicalExpr>>,
+    ) -> Result<(RecordBatch, Vec<Vec<u8>>)> {
         let (all, keys) = self.all_rows()?;
-        let Some(filter) = filter else { return Ok((all, keys)) };
+        let Some(filter) = filter else {
+            return Ok((all, keys));
+        };
         if all.num_rows() == 0 {
             return Ok((all, keys));
         }
@@ -274,7 +308,10 @@ impl TableState {
         if mask.null_count() > 0 {
             mask = prep_null_mask_filter(&mask);
         }
-        let indices: Vec<u32> = (0..all.num_rows()).filter(|&i| mask.value(i)).map(|i| i as u32).collect();
+        let indices: Vec<u32> = (0..all.num_rows())
+            .filter(|&i| mask.value(i))
+            .map(|i| i as u32)
+            .collect();
         let selected_keys = indices.iter().map(|&i| keys[i as usize].clone()).collect();
         let selected = take_record_batch(&all, &UInt32Array::from(indices))?;
         Ok((selected, selected_keys))

@@ -37,7 +37,10 @@ impl TableActor {
     async fn run(mut self) {
         if let Err(error) = self.run_inner().await {
             tracing::warn!(%error, "table actor failed");
-            self.shared.report(ActorEvent::Failed { actor: self.id, error });
+            self.shared.report(ActorEvent::Failed {
+                actor: self.id,
+                error,
+            });
         }
     }
 

@@ -28,7 +28,11 @@ impl StreamGraph {
             lines.push(format!("Fragment {} (parallelism {par})", f.id));
             for input in &f.inputs {
                 let line = match input {
-                    FragmentInput::Relation { name, exchange: e, id } => {
+                    FragmentInput::Relation {
+                        name,
+                        exchange: e,
+                        id,
+                    } => {
                         let _ = id;
                         format!("  input: {name} via {}", exchange(e, &[]))
                     }

@@ -69,7 +69,10 @@ pub enum OperatorSpec {
         schema: SchemaRef,
     },
     /// Keeps the view's rows (a multiset) in its state table; what SELECT reads.
-    Materialize { relation: RelationId, name: String },
+    Materialize {
+        relation: RelationId,
+        name: String,
+    },
 }
 
 impl OperatorSpec {

@@ -20,7 +20,11 @@ pub(crate) type Providers = Vec<(String, Arc<dyn TableProvider>)>;
 
 impl Database {
     /// The relations a statement names that exist in the catalog.
-    pub(crate) fn referenced(&self, req: &Request<'_>, stmt: &ast::Statement) -> PgResult<Vec<Arc<RelationInfo>>> {
+    pub(crate) fn referenced(
+        &self,
+        req: &Request<'_>,
+        stmt: &ast::Statement,
+    ) -> PgResult<Vec<Arc<RelationInfo>>> {
         let ctx = tidemark_sql::session([]).map_err(|e| req.df(e))?;
         let names = tidemark_sql::referenced_relations(&ctx, stmt).map_err(|e| req.df(e))?;
         let catalog = self.catalog();
@@ -35,13 +39,20 @@ impl Database {
 
     /// In-memory tables holding the last committed contents of `relations`,
     /// all read from the same epoch.
-    pub(crate) fn snapshot(&self, req: &Request<'_>, relations: &[Arc<RelationInfo>]) -> PgResult<Providers> {
+    pub(crate) fn snapshot(
+        &self,
+        req: &Request<'_>,
+        relations: &[Arc<RelationInfo>],
+    ) -> PgResult<Providers> {
         for r in relations {
             if let Some(cause) = self.runtime.failure(r.id) {
                 let inner = engine_error(req.sql, &cause);
                 return Err(PgError::new(
                     &inner.code,
-                    format!("materialized view \"{}\" has failed: {}", r.name, inner.message),
+                    format!(
+                        "materialized view \"{}\" has failed: {}",
+                        r.name, inner.message
+                    ),
                 )
                 .with_hint(format!("Drop it with DROP MATERIALIZED VIEW {}.", r.name)));
             }
@@ -54,31 +65,51 @@ impl Database {
         let mut providers: Providers = Vec::with_capacity(relations.len());
         for (r, entries) in relations.iter().zip(entries) {
             let layout = match &r.kind {
-                RelationKind::Table { primary_key: Some(_), .. } => RelationLayout::Keyed,
+                RelationKind::Table {
+                    primary_key: Some(_),
+                    ..
+                } => RelationLayout::Keyed,
                 _ => RelationLayout::Multiset,
             };
             let batch = decode_relation(r.id, layout, &r.schema, &entries)
                 .map_err(|e| PgError::new("XX000", e.to_string()))?;
             // Constraints are the table actor's to enforce: DataFusion sees
             // every column as nullable, so INSERT reaches our own checks.
-            let fields: Vec<Field> = r.schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
+            let fields: Vec<Field> = r
+                .schema
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect();
             let schema = Arc::new(Schema::new(fields));
-            let batch = RecordBatch::try_new(Arc::clone(&schema), batch.columns().to_vec()).map_err(|e| req.df(e.into()))?;
+            let batch = RecordBatch::try_new(Arc::clone(&schema), batch.columns().to_vec())
+                .map_err(|e| req.df(e.into()))?;
             let table = MemTable::try_new(schema, vec![vec![batch]]).map_err(|e| req.df(e))?;
             providers.push((r.name.clone(), Arc::new(table)));
         }
         Ok(providers)
     }
 
-    pub(crate) async fn select(&self, req: &Request<'_>, stmt: &ast::Statement) -> PgResult<StatementResult> {
+    pub(crate) async fn select(
+        &self,
+        req: &Request<'_>,
+        stmt: &ast::Statement,
+    ) -> PgResult<StatementResult> {
         let relations = self.referenced(req, stmt)?;
         let providers = self.snapshot(req, &relations)?;
         let ctx = tidemark_sql::session(providers).map_err(|e| req.df(e))?;
-        let mut plan = tidemark_sql::logical_plan(&ctx, stmt).await.map_err(|e| req.df(e))?;
+        let mut plan = tidemark_sql::logical_plan(&ctx, stmt)
+            .await
+            .map_err(|e| req.df(e))?;
         if let Some(params) = req.params {
-            plan = plan.with_param_values(params.to_vec()).map_err(|e| req.df(e))?;
+            plan = plan
+                .with_param_values(params.to_vec())
+                .map_err(|e| req.df(e))?;
         }
-        let df = ctx.execute_logical_plan(plan).await.map_err(|e| req.df(e))?;
+        let df = ctx
+            .execute_logical_plan(plan)
+            .await
+            .map_err(|e| req.df(e))?;
         let schema = Arc::new(df.schema().as_arrow().clone());
         let batches = df.collect().await.map_err(|e| req.df(e))?;
         Ok(StatementResult::Rows { schema, batches })

@@ -30,7 +30,9 @@ fn strip_prefix(message: &str) -> String {
 fn lowercase_first(s: &str) -> String {
     let mut chars = s.chars();
     match chars.next() {
-        Some(c) if chars.clone().next().is_some_and(|n| n.is_lowercase()) => c.to_lowercase().chain(chars).collect(),
+        Some(c) if chars.clone().next().is_some_and(|n| n.is_lowercase()) => {
+            c.to_lowercase().chain(chars).collect()
+        }
         Some(c) => std::iter::once(c).chain(chars).collect(),
         None => String::new(),
     }
@@ -55,14 +57,19 @@ pub fn datafusion_error(sql: &str, e: &DataFusionError) -> PgError {
             SchemaError::FieldNotFound { field, .. } => {
                 PgError::new("42703", format!("column \"{}\" does not exist", field.name))
             }
-            SchemaError::AmbiguousReference { field } => {
-                PgError::new("42702", format!("column reference \"{}\" is ambiguous", field.name))
-            }
+            SchemaError::AmbiguousReference { field } => PgError::new(
+                "42702",
+                format!("column reference \"{}\" is ambiguous", field.name),
+            ),
             other => PgError::new("42000", lowercase_first(&strip_prefix(&other.to_string()))),
         },
         DataFusionError::Plan(m) => plan_error(m),
-        DataFusionError::NotImplemented(m) => PgError::new("0A000", lowercase_first(&strip_prefix(m))),
-        DataFusionError::Execution(m) if m.contains("Divide by zero") => PgError::new("22012", "division by zero"),
+        DataFusionError::NotImplemented(m) => {
+            PgError::new("0A000", lowercase_first(&strip_prefix(m)))
+        }
+        DataFusionError::Execution(m) if m.contains("Divide by zero") => {
+            PgError::new("22012", "division by zero")
+        }
         DataFusionError::Execution(m) => PgError::new("22000", lowercase_first(&strip_prefix(m))),
         DataFusionError::SQL(p, _) => PgError::new("42601", lowercase_first(&p.to_string())),
         other => PgError::new("XX000", strip_prefix(&other.to_string())),
@@ -116,7 +123,11 @@ pub fn sql_error(sql: &str, e: tidemark_sql::Error) -> PgError {
 pub fn engine_error(sql: &str, e: &tidemark_engine::Error) -> PgError {
     use tidemark_engine::Error as E;
     match e {
-        E::Constraint { code, message, detail } => {
+        E::Constraint {
+            code,
+            message,
+            detail,
+        } => {
             let err = PgError::new(code, message.clone());
             match detail {
                 Some(d) => err.with_detail(d.clone()),
@@ -124,7 +135,10 @@ pub fn engine_error(sql: &str, e: &tidemark_engine::Error) -> PgError {
             }
         }
         E::DataFusion(d) => datafusion_error(sql, d),
-        E::Arrow(a) => datafusion_error(sql, &DataFusionError::ArrowError(Box::new(clone_arrow(a)), None)),
+        E::Arrow(a) => datafusion_error(
+            sql,
+            &DataFusionError::ArrowError(Box::new(clone_arrow(a)), None),
+        ),
         E::Unsupported(m) => PgError::new("0A000", m.clone()),
         E::Shutdown => PgError::new("57P01", "the server is shutting down"),
         other => PgError::new("XX000", other.to_string()),

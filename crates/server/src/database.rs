@@ -86,7 +86,10 @@ fn object_name(name: &ast::ObjectName) -> PgResult<String> {
     match parts.as_slice() {
         [name] => Ok(name.clone()),
         [schema, name] if schema == "public" => Ok(name.clone()),
-        _ => Err(PgError::new("3F000", format!("schema of \"{name}\" does not exist"))),
+        _ => Err(PgError::new(
+            "3F000",
+            format!("schema of \"{name}\" does not exist"),
+        )),
     }
 }
 
@@ -173,7 +176,11 @@ impl Database {
     }
 
     /// Runs a single statement with `$n` parameters bound to `params`.
-    pub async fn execute_prepared(&self, sql: &str, params: &[ScalarValue]) -> PgResult<StatementResult> {
+    pub async fn execute_prepared(
+        &self,
+        sql: &str,
+        params: &[ScalarValue],
+    ) -> PgResult<StatementResult> {
         match Self::single(sql)? {
             None => Ok(StatementResult::Empty),
             Some(statement) => {
@@ -191,7 +198,10 @@ impl Database {
             }
             Statement::ShowTables => Ok(self.show(true)),
             Statement::ShowMaterializedViews => Ok(self.show(false)),
-            Statement::CreateTable { create, append_only } => self.create_table(req, &create, append_only).await,
+            Statement::CreateTable {
+                create,
+                append_only,
+            } => self.create_table(req, &create, append_only).await,
             Statement::Sql(stmt) => self.run_sql(req, *stmt).await,
         }
     }
@@ -210,14 +220,20 @@ impl Database {
         match stmt {
             ast::Statement::Query(_) => self.select(req, &stmt).await,
             ast::Statement::Insert(_) => self.insert(req, &stmt).await,
-            ast::Statement::Update(_) | ast::Statement::Delete(_) => self.update_or_delete(req, &stmt).await,
-            ast::Statement::CreateView(view) if view.materialized => self.create_view(req, &view, false).await,
+            ast::Statement::Update(_) | ast::Statement::Delete(_) => {
+                self.update_or_delete(req, &stmt).await
+            }
+            ast::Statement::CreateView(view) if view.materialized => {
+                self.create_view(req, &view, false).await
+            }
             ast::Statement::CreateView(_) => Err(PgError::new(
                 "0A000",
                 "plain views are not supported; use CREATE MATERIALIZED VIEW",
             )),
             ast::Statement::Explain { statement, .. } => match *statement {
-                ast::Statement::CreateView(view) if view.materialized => self.create_view(req, &view, true).await,
+                ast::Statement::CreateView(view) if view.materialized => {
+                    self.create_view(req, &view, true).await
+                }
                 other => {
                     let explain = ast::Statement::Explain {
                         describe_alias: ast::DescribeAlias::Explain,
@@ -238,14 +254,20 @@ impl Database {
                 names,
                 cascade,
                 ..
-            } => self.drop(req, object_type, if_exists, &names, cascade).await,
+            } => {
+                self.drop(req, object_type, if_exists, &names, cascade)
+                    .await
+            }
             ast::Statement::StartTransaction { .. } => Ok(StatementResult::Command("BEGIN".into())),
             ast::Statement::Commit { .. } => Ok(StatementResult::Command("COMMIT".into())),
             ast::Statement::Rollback { .. } => Ok(StatementResult::Command("ROLLBACK".into())),
             ast::Statement::Set(_) => Ok(StatementResult::Command("SET".into())),
             other => Err(PgError::new(
                 "0A000",
-                format!("statement not supported: {}", first_words(&other.to_string())),
+                format!(
+                    "statement not supported: {}",
+                    first_words(&other.to_string())
+                ),
             )),
         }
     }
@@ -265,22 +287,35 @@ impl Database {
             if ct.if_not_exists {
                 return Ok(StatementResult::Command("CREATE TABLE".into()));
             }
-            return Err(PgError::new("42P07", format!("relation \"{name}\" already exists")));
+            return Err(PgError::new(
+                "42P07",
+                format!("relation \"{name}\" already exists"),
+            ));
         }
         if ct.query.is_some() {
-            return Err(PgError::new("0A000", "CREATE TABLE AS is not supported yet"));
+            return Err(PgError::new(
+                "0A000",
+                "CREATE TABLE AS is not supported yet",
+            ));
         }
         let ctx = tidemark_sql::session([]).map_err(|e| req.df(e))?;
-        let plan = tidemark_sql::logical_plan(&ctx, create).await.map_err(|e| req.df(e))?;
+        let plan = tidemark_sql::logical_plan(&ctx, create)
+            .await
+            .map_err(|e| req.df(e))?;
         let LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(table)) = plan else {
             return Err(PgError::new("0A000", "unsupported form of CREATE TABLE"));
         };
         let mut primary_key = None;
         for c in table.constraints.iter() {
             match c {
-                datafusion::common::Constraint::PrimaryKey(cols) => primary_key = Some(cols.clone()),
+                datafusion::common::Constraint::PrimaryKey(cols) => {
+                    primary_key = Some(cols.clone())
+                }
                 datafusion::common::Constraint::Unique(_) => {
-                    return Err(PgError::new("0A000", "UNIQUE constraints are not supported yet"))
+                    return Err(PgError::new(
+                        "0A000",
+                        "UNIQUE constraints are not supported yet",
+                    ))
                 }
             }
         }
@@ -309,7 +344,10 @@ impl Database {
             primary_key: primary_key.clone(),
             append_only,
         };
-        self.runtime.create_table(spec).await.map_err(|e| req.engine(e))?;
+        self.runtime
+            .create_table(spec)
+            .await
+            .map_err(|e| req.engine(e))?;
         self.catalog_mut().insert(
             RelationInfo {
                 id,
@@ -325,23 +363,41 @@ impl Database {
         Ok(StatementResult::Command("CREATE TABLE".into()))
     }
 
-    async fn create_view(&self, req: &Request<'_>, view: &ast::CreateView, explain: bool) -> PgResult<StatementResult> {
+    async fn create_view(
+        &self,
+        req: &Request<'_>,
+        view: &ast::CreateView,
+        explain: bool,
+    ) -> PgResult<StatementResult> {
         let name = object_name(&view.name)?;
         let _ddl = self.ddl.lock().await;
         if self.catalog().get(&name).is_some() && !explain {
             if view.if_not_exists {
                 return Ok(StatementResult::Command("CREATE MATERIALIZED VIEW".into()));
             }
-            return Err(PgError::new("42P07", format!("relation \"{name}\" already exists")));
+            return Err(PgError::new(
+                "42P07",
+                format!("relation \"{name}\" already exists"),
+            ));
         }
         let ctx = self.planning_session().map_err(|e| req.df(e))?;
         let query = ast::Statement::Query(view.query.clone());
-        let plan = tidemark_sql::logical_plan(&ctx, &query).await.map_err(|e| req.df(e))?;
+        let plan = tidemark_sql::logical_plan(&ctx, &query)
+            .await
+            .map_err(|e| req.df(e))?;
         let columns: Vec<String> = view.columns.iter().map(|c| c.name.value.clone()).collect();
-        let id = if explain { 0 } else { self.catalog_mut().allocate_id() };
-        let (graph, schema) = tidemark_sql::plan_view(id, &name, &plan, &columns).map_err(|e| req.plan(e))?;
+        let id = if explain {
+            0
+        } else {
+            self.catalog_mut().allocate_id()
+        };
+        let (graph, schema) =
+            tidemark_sql::plan_view(id, &name, &plan, &columns).map_err(|e| req.plan(e))?;
         if explain {
-            return Ok(text_rows("QUERY PLAN", graph.explain(self.runtime.parallelism())));
+            return Ok(text_rows(
+                "QUERY PLAN",
+                graph.explain(self.runtime.parallelism()),
+            ));
         }
         let upstreams: Vec<u32> = graph
             .fragments
@@ -383,8 +439,15 @@ impl Database {
     ) -> PgResult<StatementResult> {
         let (want_table, tag, noun) = match object_type {
             ast::ObjectType::Table => (true, "DROP TABLE", "table"),
-            ast::ObjectType::MaterializedView => (false, "DROP MATERIALIZED VIEW", "materialized view"),
-            other => return Err(PgError::new("0A000", format!("DROP {other} is not supported"))),
+            ast::ObjectType::MaterializedView => {
+                (false, "DROP MATERIALIZED VIEW", "materialized view")
+            }
+            other => {
+                return Err(PgError::new(
+                    "0A000",
+                    format!("DROP {other} is not supported"),
+                ))
+            }
         };
         let _ddl = self.ddl.lock().await;
         for name in names {
@@ -393,7 +456,10 @@ impl Database {
                 if if_exists {
                     continue;
                 }
-                return Err(PgError::new("42P01", format!("{noun} \"{name}\" does not exist")));
+                return Err(PgError::new(
+                    "42P01",
+                    format!("{noun} \"{name}\" does not exist"),
+                ));
             };
             if info.is_table() != want_table {
                 let hint = if want_table {
@@ -401,7 +467,9 @@ impl Database {
                 } else {
                     "Use DROP TABLE to remove a table."
                 };
-                return Err(PgError::new("42809", format!("\"{name}\" is not a {noun}")).with_hint(hint));
+                return Err(
+                    PgError::new("42809", format!("\"{name}\" is not a {noun}")).with_hint(hint)
+                );
             }
             let order = self.catalog().drop_order(info.id);
             if order.len() > 1 && !cascade {
@@ -418,14 +486,21 @@ impl Database {
                 .with_hint("Use DROP ... CASCADE to drop the dependent objects too."));
             }
             for relation in order {
-                self.runtime.drop_relation(relation.id).await.map_err(|e| req.engine(e))?;
+                self.runtime
+                    .drop_relation(relation.id)
+                    .await
+                    .map_err(|e| req.engine(e))?;
                 self.catalog_mut().remove(&relation.name);
             }
         }
         Ok(StatementResult::Command(tag.into()))
     }
 
-    async fn describe_statement(&self, req: &Request<'_>, statement: Statement) -> PgResult<Described> {
+    async fn describe_statement(
+        &self,
+        req: &Request<'_>,
+        statement: Statement,
+    ) -> PgResult<Described> {
         let none = |columns| Described {
             params: Vec::new(),
             columns,
@@ -441,10 +516,10 @@ impl Database {
             Statement::Sql(stmt) => *stmt,
         };
         match &stmt {
-            ast::Statement::Explain { statement, .. }
-                if matches!(statement.as_ref(), ast::Statement::CreateView(v) if v.materialized) =>
+            ast::Statement::Explain { statement, .. } if matches!(statement.as_ref(), ast::Statement::CreateView(v) if v.materialized) =>
             {
-                let StatementResult::Rows { schema, .. } = text_rows("QUERY PLAN", Vec::new()) else {
+                let StatementResult::Rows { schema, .. } = text_rows("QUERY PLAN", Vec::new())
+                else {
                     return Ok(none(None));
                 };
                 Ok(none(Some(schema)))
@@ -455,12 +530,23 @@ impl Database {
             | ast::Statement::Update(_)
             | ast::Statement::Delete(_) => {
                 let ctx = self.planning_session().map_err(|e| req.df(e))?;
-                let plan = tidemark_sql::logical_plan(&ctx, &stmt).await.map_err(|e| req.df(e))?;
-                let types = plan.get_parameter_types().map_err(|e| req.df(e))?;
+                let plan = tidemark_sql::logical_plan(&ctx, &stmt)
+                    .await
+                    .map_err(|e| req.df(e))?;
+                let mut types = plan.get_parameter_types().map_err(|e| req.df(e))?;
+                for (name, t) in cast_parameter_types(&plan) {
+                    if let Some(slot @ None) = types.get_mut(&name) {
+                        *slot = Some(t);
+                    }
+                }
                 let mut params: Vec<(usize, DataType)> = types
                     .into_iter()
                     .filter_map(|(name, t)| {
-                        let n = name.trim_start_matches('$').parse::<usize>().ok()?;
+                        let n = name
+                            .trim_start_matches('$')
+                            .parse::<usize>()
+                            .ok()
+                            .filter(|n| *n >= 1)?;
                         Some((n, t.unwrap_or(DataType::Utf8)))
                     })
                     .collect();
@@ -470,8 +556,10 @@ impl Database {
                 for (n, t) in params {
                     ordered[n - 1] = t;
                 }
-                let returns_rows = matches!(stmt, ast::Statement::Query(_) | ast::Statement::Explain { .. })
-                    && !matches!(plan, LogicalPlan::Dml(_));
+                let returns_rows = matches!(
+                    stmt,
+                    ast::Statement::Query(_) | ast::Statement::Explain { .. }
+                ) && !matches!(plan, LogicalPlan::Dml(_));
                 Ok(Described {
                     params: ordered,
                     columns: returns_rows.then(|| Arc::new(plan.schema().as_arrow().clone())),
@@ -482,7 +570,9 @@ impl Database {
     }
 
     /// A planning session that knows every relation by its schema.
-    pub(crate) fn planning_session(&self) -> datafusion::error::Result<datafusion::prelude::SessionContext> {
+    pub(crate) fn planning_session(
+        &self,
+    ) -> datafusion::error::Result<datafusion::prelude::SessionContext> {
         let relations: Vec<_> = self
             .catalog()
             .all()
@@ -502,6 +592,28 @@ impl Database {
             _ => "INSERT",
         }
     }
+}
+
+/// Types of parameters that appear as `$n::type`, which DataFusion leaves
+/// untyped: a cast says what the client should send.
+fn cast_parameter_types(plan: &LogicalPlan) -> Vec<(String, DataType)> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::{Cast, Expr, TryCast};
+    let mut found = Vec::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field }) = e {
+                    if let Expr::Placeholder(p) = expr.as_ref() {
+                        found.push((p.id.clone(), field.data_type().clone()));
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })?;
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
 }
 
 fn first_words(sql: &str) -> String {

@@ -14,9 +14,16 @@ use crate::database::{Database, Request};
 use crate::error::{PgError, PgResult};
 use crate::result::StatementResult;
 
-fn target_table(info: Option<Arc<RelationInfo>>, name: &str, verb: &str) -> PgResult<Arc<RelationInfo>> {
+fn target_table(
+    info: Option<Arc<RelationInfo>>,
+    name: &str,
+    verb: &str,
+) -> PgResult<Arc<RelationInfo>> {
     match info {
-        None => Err(PgError::new("42P01", format!("relation \"{name}\" does not exist"))),
+        None => Err(PgError::new(
+            "42P01",
+            format!("relation \"{name}\" does not exist"),
+        )),
         Some(info) if !info.is_table() => Err(PgError::new(
             "42809",
             format!("cannot {verb} materialized view \"{name}\""),
@@ -27,10 +34,19 @@ fn target_table(info: Option<Arc<RelationInfo>>, name: &str, verb: &str) -> PgRe
 }
 
 impl Database {
-    async fn plan_dml(&self, req: &Request<'_>, ctx: &datafusion::prelude::SessionContext, stmt: &ast::Statement) -> PgResult<datafusion::logical_expr::DmlStatement> {
-        let mut plan = tidemark_sql::logical_plan(ctx, stmt).await.map_err(|e| req.df(e))?;
+    async fn plan_dml(
+        &self,
+        req: &Request<'_>,
+        ctx: &datafusion::prelude::SessionContext,
+        stmt: &ast::Statement,
+    ) -> PgResult<datafusion::logical_expr::DmlStatement> {
+        let mut plan = tidemark_sql::logical_plan(ctx, stmt)
+            .await
+            .map_err(|e| req.df(e))?;
         if let Some(params) = req.params {
-            plan = plan.with_param_values(params.to_vec()).map_err(|e| req.df(e))?;
+            plan = plan
+                .with_param_values(params.to_vec())
+                .map_err(|e| req.df(e))?;
         }
         match plan {
             LogicalPlan::Dml(dml) => Ok(dml),
@@ -38,18 +54,36 @@ impl Database {
         }
     }
 
-    pub(crate) async fn insert(&self, req: &Request<'_>, stmt: &ast::Statement) -> PgResult<StatementResult> {
+    pub(crate) async fn insert(
+        &self,
+        req: &Request<'_>,
+        stmt: &ast::Statement,
+    ) -> PgResult<StatementResult> {
         let ast::Statement::Insert(insert) = stmt else {
             return Err(PgError::new("XX000", "expected INSERT"));
         };
         let name = match &insert.table {
-            ast::TableObject::TableName(n) => n.0.last().map(|p| p.to_string().to_lowercase()).unwrap_or_default(),
-            other => return Err(PgError::new("0A000", format!("INSERT INTO {other} is not supported"))),
+            ast::TableObject::TableName(n) => {
+                n.0.last()
+                    .map(|p| p.to_string().to_lowercase())
+                    .unwrap_or_default()
+            }
+            other => {
+                return Err(PgError::new(
+                    "0A000",
+                    format!("INSERT INTO {other} is not supported"),
+                ))
+            }
         };
         let info = target_table(self.catalog().get(&name), &name, "insert into")?;
         let relations = self.referenced(req, stmt)?;
         // INSERT … SELECT reads what earlier statements wrote.
-        if relations.iter().any(|r| r.id != info.id) || insert.source.as_ref().is_some_and(|q| !matches!(*q.body, ast::SetExpr::Values(_))) {
+        if relations.iter().any(|r| r.id != info.id)
+            || insert
+                .source
+                .as_ref()
+                .is_some_and(|q| !matches!(*q.body, ast::SetExpr::Values(_)))
+        {
             self.runtime.flush().await.map_err(|e| req.engine(e))?;
         }
         let providers = self.snapshot(req, &relations)?;
@@ -82,7 +116,9 @@ impl Database {
                 };
                 columns.push(column);
             }
-            rows.push(RecordBatch::try_new(Arc::clone(schema), columns).map_err(|e| req.df(e.into()))?);
+            rows.push(
+                RecordBatch::try_new(Arc::clone(schema), columns).map_err(|e| req.df(e.into()))?,
+            );
         }
         let batch = concat_batches(schema, &rows).map_err(|e| req.df(e.into()))?;
         let n = self
@@ -93,11 +129,19 @@ impl Database {
         Ok(StatementResult::Command(format!("INSERT 0 {n}")))
     }
 
-    pub(crate) async fn update_or_delete(&self, req: &Request<'_>, stmt: &ast::Statement) -> PgResult<StatementResult> {
+    pub(crate) async fn update_or_delete(
+        &self,
+        req: &Request<'_>,
+        stmt: &ast::Statement,
+    ) -> PgResult<StatementResult> {
         let ctx = self.planning_session().map_err(|e| req.df(e))?;
         let dml = self.plan_dml(req, &ctx, stmt).await?;
         let name = dml.table_name.table().to_string();
-        let verb = if dml.op == WriteOp::Update { "update" } else { "delete from" };
+        let verb = if dml.op == WriteOp::Update {
+            "update"
+        } else {
+            "delete from"
+        };
         let info = target_table(self.catalog().get(&name), &name, verb)?;
         let change = tidemark_sql::plan_row_change(&dml).map_err(|e| req.plan(e))?;
         let request = match change.columns {
@@ -105,9 +149,15 @@ impl Database {
                 filter: change.filter,
                 columns,
             },
-            None => DmlRequest::Delete { filter: change.filter },
+            None => DmlRequest::Delete {
+                filter: change.filter,
+            },
         };
-        let n = self.runtime.dml(info.id, request).await.map_err(|e| req.engine(e))?;
+        let n = self
+            .runtime
+            .dml(info.id, request)
+            .await
+            .map_err(|e| req.engine(e))?;
         Ok(StatementResult::Command(format!(
             "{} {n}",
             Database::write_op_name(&dml.op)

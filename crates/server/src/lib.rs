@@ -7,8 +7,8 @@ mod classify;
 mod database;
 mod dml;
 mod error;
-mod result;
 pub mod pgwire;
+mod result;
 
 pub use database::{Database, DatabaseConfig, StateBackend};
 pub use error::{PgError, PgResult};

@@ -5,7 +5,10 @@ use arrow::record_batch::RecordBatch;
 #[derive(Debug, Clone)]
 pub enum StatementResult {
     /// Rows, with the schema of their columns (also when there are none).
-    Rows { schema: SchemaRef, batches: Vec<RecordBatch> },
+    Rows {
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+    },
     /// A command tag such as `CREATE TABLE`, `INSERT 0 3`, `DELETE 2`.
     Command(String),
     /// The statement was empty (only comments).

@@ -11,13 +11,23 @@ use tokio::net::TcpListener;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 
+/// Removes the test's data directory, also when the test panics.
+struct DataDir(std::path::PathBuf);
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Starts a fresh database and server on an ephemeral port and connects.
-async fn connect(name: &str) -> (Client, std::path::PathBuf) {
-    let data_dir = std::env::temp_dir().join(format!("tidemark-ext-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data_dir);
-    std::fs::create_dir_all(&data_dir).expect("create data dir");
+async fn connect(name: &str) -> (Client, DataDir) {
+    let data_dir =
+        DataDir(std::env::temp_dir().join(format!("tidemark-ext-{name}-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&data_dir.0);
+    std::fs::create_dir_all(&data_dir.0).expect("create data dir");
     let db = Database::start(DatabaseConfig {
-        data_dir: data_dir.clone(),
+        data_dir: data_dir.0.clone(),
         parallelism: 2,
         checkpoint_interval: Duration::from_secs(1),
         state_backend: StateBackend::Memory,
@@ -38,7 +48,7 @@ async fn connect(name: &str) -> (Client, std::path::PathBuf) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typed_parameters_and_binary_results() {
-    let (client, data_dir) = connect("typed").await;
+    let (client, _data_dir) = connect("typed").await;
     client
         .batch_execute("CREATE TABLE t (k INT PRIMARY KEY, v BIGINT, s TEXT, d DOUBLE PRECISION, ts TIMESTAMP)")
         .await
@@ -79,13 +89,11 @@ async fn typed_parameters_and_binary_results() {
         .await
         .expect("select nothing");
     assert!(none.is_empty());
-
-    let _ = std::fs::remove_dir_all(&data_dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_carry_sqlstate() {
-    let (client, data_dir) = connect("errors").await;
+    let (client, _data_dir) = connect("errors").await;
 
     let err = client
         .query("SELECT * FROM missing WHERE k = $1", &[&1i32])
@@ -108,15 +116,16 @@ async fn errors_carry_sqlstate() {
     assert_eq!(err.code(), Some(&SqlState::UNIQUE_VIOLATION), "{err:?}");
 
     // The session stays usable after errors.
-    let rows = client.query("SELECT 1::INT", &[]).await.expect("select after errors");
+    let rows = client
+        .query("SELECT 1::INT", &[])
+        .await
+        .expect("select after errors");
     assert_eq!(rows[0].get::<_, i32>(0), 1);
-
-    let _ = std::fs::remove_dir_all(&data_dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_results_of_every_type() {
-    let (client, data_dir) = connect("binary").await;
+    let (client, _data_dir) = connect("binary").await;
     let rows = client
         .query(
             "SELECT CAST(123.45 AS DECIMAL(10, 2)), DATE '2024-01-01', INTERVAL '1 day 2 hours', \
@@ -128,8 +137,14 @@ async fn binary_results_of_every_type() {
         .expect("select literals");
     let row = &rows[0];
     assert_eq!(row.get::<_, rust_decimal::Decimal>(0).to_string(), "123.45");
-    assert_eq!(row.get::<_, NaiveDate>(1), NaiveDate::from_ymd_opt(2024, 1, 1).expect("date"));
-    assert_eq!(row.get::<_, pg_interval::Interval>(2), pg_interval::Interval::new(0, 1, 7_200_000_000));
+    assert_eq!(
+        row.get::<_, NaiveDate>(1),
+        NaiveDate::from_ymd_opt(2024, 1, 1).expect("date")
+    );
+    assert_eq!(
+        row.get::<_, pg_interval::Interval>(2),
+        pg_interval::Interval::new(0, 1, 7_200_000_000)
+    );
     assert!(row.get::<_, bool>(3));
     assert_eq!(row.get::<_, Option<String>>(4), None);
     assert_eq!(row.get::<_, f32>(5), 1.5);
@@ -137,13 +152,30 @@ async fn binary_results_of_every_type() {
     let tstz = row.get::<_, chrono::DateTime<chrono::Utc>>(7);
     assert_eq!(tstz.to_rfc3339(), "2024-01-01T00:00:05+00:00");
 
-    // NULL and text-typed parameters
-    let rows = client
-        .query("SELECT $1::BIGINT IS NULL, $2::TEXT", &[&None::<i64>, &"x"])
+    // NULL parameters, and NULLs read back in binary.
+    client
+        .batch_execute("CREATE TABLE n (k INT PRIMARY KEY, v BIGINT)")
         .await
-        .expect("null parameter");
-    assert!(rows[0].get::<_, bool>(0));
-    assert_eq!(rows[0].get::<_, String>(1), "x");
+        .expect("create table");
+    client
+        .execute("INSERT INTO n VALUES ($1, $2)", &[&1i32, &None::<i64>])
+        .await
+        .expect("insert null");
+    client.batch_execute("FLUSH").await.expect("flush");
+    let rows = client
+        .query("SELECT v FROM n WHERE k = $1", &[&1i32])
+        .await
+        .expect("select null");
+    assert_eq!(rows[0].get::<_, Option<i64>>(0), None);
+}
 
-    let _ = std::fs::remove_dir_all(&data_dir);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cast_gives_a_parameter_its_type() {
+    let (client, _data_dir) = connect("cast").await;
+    let row = client
+        .query_one("SELECT $1::BIGINT + 1 AS n, $2::TEXT AS s", &[&41i64, &"x"])
+        .await
+        .expect("typed by the cast");
+    assert_eq!(row.get::<_, i64>("n"), 42);
+    assert_eq!(row.get::<_, String>("s"), "x");
 }

@@ -13,7 +13,9 @@ use datafusion::sql::sqlparser::ast;
 
 /// A session holding exactly `relations`, configured for Postgres semantics:
 /// PostgreSQL dialect, spans on errors, plain UTF-8 strings.
-pub fn session(relations: impl IntoIterator<Item = (String, Arc<dyn TableProvider>)>) -> DfResult<SessionContext> {
+pub fn session(
+    relations: impl IntoIterator<Item = (String, Arc<dyn TableProvider>)>,
+) -> DfResult<SessionContext> {
     let mut config = SessionConfig::new()
         .with_information_schema(false)
         .with_target_partitions(2);
@@ -35,7 +37,10 @@ pub fn session(relations: impl IntoIterator<Item = (String, Arc<dyn TableProvide
 
 /// Plans one statement and runs DataFusion's analyzer (type coercion), but not
 /// its optimizer: streaming planning wants the plan as written.
-pub async fn logical_plan(ctx: &SessionContext, statement: &ast::Statement) -> DfResult<LogicalPlan> {
+pub async fn logical_plan(
+    ctx: &SessionContext,
+    statement: &ast::Statement,
+) -> DfResult<LogicalPlan> {
     let state = ctx.state();
     let plan = state
         .statement_to_plan(DfStatement::Statement(Box::new(statement.clone())))
@@ -46,7 +51,10 @@ pub async fn logical_plan(ctx: &SessionContext, statement: &ast::Statement) -> D
 }
 
 /// Names of the relations a statement reads or writes (CTEs excluded).
-pub fn referenced_relations(ctx: &SessionContext, statement: &ast::Statement) -> DfResult<Vec<String>> {
+pub fn referenced_relations(
+    ctx: &SessionContext,
+    statement: &ast::Statement,
+) -> DfResult<Vec<String>> {
     let refs = ctx
         .state()
         .resolve_table_references(&DfStatement::Statement(Box::new(statement.clone())))?;

@@ -15,7 +15,10 @@ pub enum Statement {
     /// Anything sqlparser parses on its own.
     Sql(Box<ast::Statement>),
     /// `CREATE TABLE`, with Tidemark's `APPEND ONLY` suffix.
-    CreateTable { create: Box<ast::Statement>, append_only: bool },
+    CreateTable {
+        create: Box<ast::Statement>,
+        append_only: bool,
+    },
     Flush,
     ShowTables,
     ShowMaterializedViews,
@@ -76,10 +79,13 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
 }
 
 fn words_ahead(parser: &Parser, words: &[&str]) -> bool {
-    words.iter().enumerate().all(|(i, w)| match parser.peek_nth_token(i).token {
-        Token::Word(word) => word.quote_style.is_none() && word.value.eq_ignore_ascii_case(w),
-        _ => false,
-    })
+    words
+        .iter()
+        .enumerate()
+        .all(|(i, w)| match parser.peek_nth_token(i).token {
+            Token::Word(word) => word.quote_style.is_none() && word.value.eq_ignore_ascii_case(w),
+            _ => false,
+        })
 }
 
 /// The 1-based character position of a 1-based line and column.
@@ -112,7 +118,9 @@ fn syntax_error(sql: &str, e: ParserError) -> Error {
             Some((l.trim().parse::<u64>().ok()?, c.trim().parse::<u64>().ok()?))
         })
         .and_then(|(l, c)| char_position(sql, l, c));
-    let found = text.rsplit_once("found: ").map(|(_, f)| f.trim().to_string());
+    let found = text
+        .rsplit_once("found: ")
+        .map(|(_, f)| f.trim().to_string());
     let message = match found.as_deref() {
         Some("EOF") | None if position.is_none() => "syntax error at end of input".to_string(),
         Some(token) => format!("syntax error at or near \"{}\"", token.trim_matches('"')),
@@ -132,22 +140,35 @@ mod tests {
 
     #[test]
     fn splits_and_recognises_our_statements() {
-        let stmts = parse("FLUSH; show materialized views; CREATE TABLE t (k INT) APPEND ONLY; SELECT 1;").unwrap();
+        let stmts =
+            parse("FLUSH; show materialized views; CREATE TABLE t (k INT) APPEND ONLY; SELECT 1;")
+                .unwrap();
         assert_eq!(stmts.len(), 4);
         assert!(matches!(stmts[0], Statement::Flush));
         assert!(matches!(stmts[1], Statement::ShowMaterializedViews));
-        assert!(matches!(stmts[2], Statement::CreateTable { append_only: true, .. }));
+        assert!(matches!(
+            stmts[2],
+            Statement::CreateTable {
+                append_only: true,
+                ..
+            }
+        ));
         assert!(matches!(stmts[3], Statement::Sql(_)));
     }
 
     #[test]
     fn syntax_errors_carry_postgres_message_and_position() {
-        let Err(Error::Syntax { message, position, .. }) = parse("SELECT 1;\n  SELEC 2") else {
+        let Err(Error::Syntax {
+            message, position, ..
+        }) = parse("SELECT 1;\n  SELEC 2")
+        else {
             panic!("expected a syntax error")
         };
         assert_eq!(message, "syntax error at or near \"SELEC\"");
         assert_eq!(position, Some(13));
-        let Err(Error::Syntax { message, .. }) = parse("SELECT (1") else { panic!() };
+        let Err(Error::Syntax { message, .. }) = parse("SELECT (1") else {
+            panic!()
+        };
         assert_eq!(message, "syntax error at end of input");
     }
 }

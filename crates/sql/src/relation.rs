@@ -38,7 +38,8 @@ impl RelationInfo {
     pub fn stream_key(&self) -> Vec<usize> {
         match &self.kind {
             RelationKind::Table {
-                primary_key: Some(pk), ..
+                primary_key: Some(pk),
+                ..
             } => pk.clone(),
             _ => (0..self.schema.fields().len()).collect(),
         }

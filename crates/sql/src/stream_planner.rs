@@ -16,7 +16,8 @@ use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{create_physical_expr, PhysicalExpr};
 use tidemark_plan::{
-    AggCall, Distribution, Exchange, Fragment, FragmentId, FragmentInput, OperatorSpec, RelationId, StreamGraph,
+    AggCall, Distribution, Exchange, Fragment, FragmentId, FragmentInput, OperatorSpec, RelationId,
+    StreamGraph,
 };
 
 use crate::relation::RelationProvider;
@@ -38,7 +39,12 @@ struct Planner {
 
 /// The streaming job of `CREATE MATERIALIZED VIEW view AS <plan>`, and the
 /// view's schema (renamed to `columns` when given).
-pub fn plan_view(view: RelationId, name: &str, plan: &LogicalPlan, columns: &[String]) -> Result<(StreamGraph, SchemaRef)> {
+pub fn plan_view(
+    view: RelationId,
+    name: &str,
+    plan: &LogicalPlan,
+    columns: &[String],
+) -> Result<(StreamGraph, SchemaRef)> {
     let mut planner = Planner {
         fragments: Vec::new(),
         props: ExecutionProps::new(),
@@ -57,7 +63,12 @@ pub fn plan_view(view: RelationId, name: &str, plan: &LogicalPlan, columns: &[St
     });
     open.schema = Arc::new(DFSchema::try_from(Arc::clone(&schema))?);
     planner.close(open);
-    Ok((StreamGraph { fragments: planner.fragments }, schema))
+    Ok((
+        StreamGraph {
+            fragments: planner.fragments,
+        },
+        schema,
+    ))
 }
 
 fn view_schema(schema: &Schema, columns: &[String]) -> Result<SchemaRef> {
@@ -144,7 +155,12 @@ impl Planner {
             }
             LogicalPlan::Aggregate(agg) => self.aggregate(agg),
             LogicalPlan::Distinct(Distinct::All(input)) => {
-                let group_expr: Vec<Expr> = input.schema().columns().into_iter().map(Expr::Column).collect();
+                let group_expr: Vec<Expr> = input
+                    .schema()
+                    .columns()
+                    .into_iter()
+                    .map(Expr::Column)
+                    .collect();
                 let agg = Aggregate::try_new(Arc::clone(input), group_expr, Vec::new())?;
                 self.aggregate(&agg)
             }
@@ -189,7 +205,10 @@ impl Planner {
                 .iter()
                 .map(|&i| {
                     let name = info.schema.field(i).name().clone();
-                    (Arc::new(Column::new(&name, i)) as Arc<dyn PhysicalExpr>, name)
+                    (
+                        Arc::new(Column::new(&name, i)) as Arc<dyn PhysicalExpr>,
+                        name,
+                    )
                 })
                 .collect();
             open.operators.push(OperatorSpec::Project {
@@ -208,18 +227,31 @@ impl Planner {
     fn aggregate(&mut self, agg: &Aggregate) -> Result<Open> {
         let mut input = self.lower(&agg.input)?;
         let in_schema = Arc::clone(&input.schema);
-        if agg.group_expr.iter().any(|e| matches!(e, Expr::GroupingSet(_))) {
+        if agg
+            .group_expr
+            .iter()
+            .any(|e| matches!(e, Expr::GroupingSet(_)))
+        {
             return Err(unsupported("GROUPING SETS, ROLLUP or CUBE"));
         }
         let mut aggs = Vec::with_capacity(agg.aggr_expr.len());
         for expr in &agg.aggr_expr {
-            let lowered =
-                LoweredAggregateBuilder::new(expr, &in_schema, in_schema.as_arrow(), &self.props, &self.ctx).build()?;
+            let lowered = LoweredAggregateBuilder::new(
+                expr,
+                &in_schema,
+                in_schema.as_arrow(),
+                &self.props,
+                &self.ctx,
+            )
+            .build()?;
             if !lowered.order_bys.is_empty() {
                 return Err(unsupported("ordered aggregates"));
             }
             let name = lowered.aggregate.fun().name().to_string();
-            if name != "min" && name != "max" && lowered.aggregate.create_sliding_accumulator().is_err() {
+            if name != "min"
+                && name != "max"
+                && lowered.aggregate.create_sliding_accumulator().is_err()
+            {
                 return Err(Error::unsupported(format!(
                     "aggregate {}() is not supported in materialized views: it cannot be updated when rows are deleted",
                     name
@@ -252,11 +284,24 @@ impl Planner {
                 .fields()
                 .iter()
                 .enumerate()
-                .map(|(i, f)| (Arc::new(Column::new(f.name(), i)) as Arc<dyn PhysicalExpr>, f.name().clone()))
+                .map(|(i, f)| {
+                    (
+                        Arc::new(Column::new(f.name(), i)) as Arc<dyn PhysicalExpr>,
+                        f.name().clone(),
+                    )
+                })
                 .collect();
-            let mut fields: Vec<Field> = arrow_in.fields().iter().map(|f| f.as_ref().clone()).collect();
+            let mut fields: Vec<Field> = arrow_in
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone())
+                .collect();
             for (e, name) in &computed {
-                fields.push(Field::new(name, e.data_type(arrow_in)?, e.nullable(arrow_in)?));
+                fields.push(Field::new(
+                    name,
+                    e.data_type(arrow_in)?,
+                    e.nullable(arrow_in)?,
+                ));
             }
             exprs.extend(computed);
             agg_input_schema = Arc::new(Schema::new(fields));
@@ -277,17 +322,27 @@ impl Planner {
             .iter()
             .map(|&i| {
                 let name = agg_input_schema.field(i).name().clone();
-                (Arc::new(Column::new(&name, i)) as Arc<dyn PhysicalExpr>, name)
+                (
+                    Arc::new(Column::new(&name, i)) as Arc<dyn PhysicalExpr>,
+                    name,
+                )
             })
             .collect();
         Ok(Open {
-            inputs: vec![FragmentInput::Fragment { id: upstream, exchange }],
+            inputs: vec![FragmentInput::Fragment {
+                id: upstream,
+                exchange,
+            }],
             operators: vec![OperatorSpec::HashAgg {
                 group_exprs,
                 aggs,
                 schema: Arc::new(agg.schema.as_arrow().clone()),
             }],
-            distribution: if global { Distribution::Single } else { Distribution::Hashed },
+            distribution: if global {
+                Distribution::Single
+            } else {
+                Distribution::Hashed
+            },
             schema: Arc::clone(&agg.schema),
         })
     }

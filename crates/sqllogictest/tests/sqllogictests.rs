@@ -13,8 +13,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use slt::db::TidemarkDb;
-use sqllogictest::{DefaultColumnType, MakeConnection, Record, Runner};
 use slt::server::TestServer;
+use sqllogictest::{DefaultColumnType, MakeConnection, Record, Runner};
 
 /// Each file runs at every one of these parallelisms: 1 catches logic bugs
 /// plainly, 4 catches shuffling and merging bugs.
@@ -33,11 +33,20 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     files.sort();
-    files.retain(|f| filters.is_empty() || filters.iter().any(|s| f.to_string_lossy().contains(s.as_str())));
+    files.retain(|f| {
+        filters.is_empty()
+            || filters
+                .iter()
+                .any(|s| f.to_string_lossy().contains(s.as_str()))
+    });
 
     let (mut passed, mut failed) = (0usize, 0usize);
     for file in &files {
-        let name = file.strip_prefix(&root).unwrap_or(file).display().to_string();
+        let name = file
+            .strip_prefix(&root)
+            .unwrap_or(file)
+            .display()
+            .to_string();
         for parallelism in PARALLELISMS {
             match run_file(file, parallelism) {
                 Ok(()) => {
@@ -52,7 +61,11 @@ fn main() -> ExitCode {
         }
     }
     println!("{passed} passed, {failed} failed");
-    if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn collect_slt_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
@@ -102,16 +115,21 @@ where
     for record in records {
         let loc = match &record {
             Record::Halt { .. } => break,
-            Record::Statement { loc, .. } | Record::Query { loc, .. } | Record::System { loc, .. } => {
-                loc.to_string()
-            }
+            Record::Statement { loc, .. }
+            | Record::Query { loc, .. }
+            | Record::System { loc, .. } => loc.to_string(),
             _ => String::new(),
         };
         let shown = record.to_string();
         match tokio::time::timeout(limit, runner.run_async(record)).await {
             Ok(Ok(_)) => {}
             Ok(Err(err)) => return Err(err.display(false).to_string()),
-            Err(_) => return Err(format!("timed out after {}s at {loc}\n{shown}", limit.as_secs())),
+            Err(_) => {
+                return Err(format!(
+                    "timed out after {}s at {loc}\n{shown}",
+                    limit.as_secs()
+                ))
+            }
         }
     }
     Ok(())

@@ -16,4 +16,4 @@ pub use memory::MemoryStore;
 pub use relation::{decode_count, decode_relation, encode_count, RelationLayout};
 pub use row_codec::RowCodec;
 pub use state_table::StateTable;
-pub use store::{StateStore, WriteBatch};
+pub use store::{Entries, StateStore, WriteBatch};

@@ -4,6 +4,7 @@ use std::sync::RwLock;
 
 use tidemark_types::Epoch;
 
+use crate::store::Entries;
 use crate::{Error, Result, StateStore, WriteBatch};
 
 /// An in-memory store for tests and ephemeral servers. Commits take a write lock,
@@ -61,10 +62,13 @@ impl StateStore for MemoryStore {
     }
 
     fn committed_epoch(&self) -> Epoch {
-        self.inner.read().unwrap_or_else(|e| e.into_inner()).committed
+        self.inner
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .committed
     }
 
-    fn scan_prefixes(&self, prefixes: &[Vec<u8>]) -> Result<(Epoch, Vec<Vec<(Vec<u8>, Vec<u8>)>>)> {
+    fn scan_prefixes(&self, prefixes: &[Vec<u8>]) -> Result<(Epoch, Vec<Entries>)> {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
         let out = prefixes
             .iter()
@@ -98,7 +102,9 @@ mod tests {
         b.delete_prefixes.push(b"a".to_vec());
         b.put(b"a3".to_vec(), b"w".to_vec());
         store.commit(2, b).unwrap();
-        let (_, rows) = store.scan_prefixes(&[b"a".to_vec(), b"b".to_vec()]).unwrap();
+        let (_, rows) = store
+            .scan_prefixes(&[b"a".to_vec(), b"b".to_vec()])
+            .unwrap();
         assert_eq!(rows[0], vec![(b"a3".to_vec(), b"w".to_vec())]);
         assert_eq!(rows[1].len(), 1);
 

@@ -58,7 +58,10 @@ mod tests {
         let mut sorted = rows.clone();
         sorted.sort();
         // nulls first, then -3, then 5
-        assert_eq!(sorted, vec![rows[1].clone(), rows[2].clone(), rows[0].clone()]);
+        assert_eq!(
+            sorted,
+            vec![rows[1].clone(), rows[2].clone(), rows[0].clone()]
+        );
         let back = codec.decode(rows.iter().map(|r| r.as_slice())).unwrap();
         assert_eq!(&back[0], &cols[0]);
         assert_eq!(&back[1], &cols[1]);

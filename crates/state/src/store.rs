@@ -30,6 +30,9 @@ impl WriteBatch {
     }
 }
 
+/// Committed entries (full key, value) of one prefix, in key order.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Durable, epoch-committed key-value state. Readers only ever see whole epochs:
 /// everything a commit writes becomes visible at once, together with its epoch.
 pub trait StateStore: Send + Sync + 'static {
@@ -42,5 +45,5 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// The committed entries under each prefix, in key order, all read from the
     /// same committed epoch (returned alongside).
-    fn scan_prefixes(&self, prefixes: &[Vec<u8>]) -> Result<(Epoch, Vec<Vec<(Vec<u8>, Vec<u8>)>>)>;
+    fn scan_prefixes(&self, prefixes: &[Vec<u8>]) -> Result<(Epoch, Vec<Entries>)>;
 }

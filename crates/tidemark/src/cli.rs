@@ -15,11 +15,21 @@ use tidemark_server::{DatabaseConfig, StateBackend};
 #[command(name = "tidemark", version, about)]
 pub struct Cli {
     /// Address and port to accept Postgres connections on.
-    #[arg(long, env = "TIDEMARK_LISTEN", default_value = "127.0.0.1:4566", value_name = "ADDR:PORT")]
+    #[arg(
+        long,
+        env = "TIDEMARK_LISTEN",
+        default_value = "127.0.0.1:4566",
+        value_name = "ADDR:PORT"
+    )]
     pub listen: String,
 
     /// Directory holding the database's state and checkpoints.
-    #[arg(long, env = "TIDEMARK_DATA_DIR", default_value = "./tidemark-data", value_name = "DIR")]
+    #[arg(
+        long,
+        env = "TIDEMARK_DATA_DIR",
+        default_value = "./tidemark-data",
+        value_name = "DIR"
+    )]
     pub data_dir: PathBuf,
 
     /// Number of parallel instances of each streaming operator

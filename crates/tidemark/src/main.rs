@@ -28,7 +28,9 @@ async fn main() -> ExitCode {
 
 async fn run(cli: cli::Cli) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .init();
 
     let config = cli.database_config()?;
@@ -67,6 +69,8 @@ async fn shutdown_signal() -> anyhow::Result<()> {
         }
     }
     #[cfg(not(unix))]
-    tokio::signal::ctrl_c().await.context("cannot watch Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot watch Ctrl-C")?;
     Ok(())
 }

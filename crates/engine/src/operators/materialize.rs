@@ -50,7 +50,10 @@ impl Operator for Materialize {
                 self.table.remove(&row);
             } else {
                 if new < 0 {
-                    tracing::warn!(table = self.table.id(), "view row deleted more often than inserted");
+                    tracing::warn!(
+                        table = self.table.id(),
+                        "view row deleted more often than inserted"
+                    );
                 }
                 self.table.insert(row, encode_count(new));
             }
@@ -59,7 +62,12 @@ impl Operator for Materialize {
         Ok(())
     }
 
-    fn on_checkpoint(&mut self, _epoch: Epoch, batch: &mut WriteBatch, _out: &mut Vec<StreamChunk>) -> Result<()> {
+    fn on_checkpoint(
+        &mut self,
+        _epoch: Epoch,
+        batch: &mut WriteBatch,
+        _out: &mut Vec<StreamChunk>,
+    ) -> Result<()> {
         self.table.take_delta(batch);
         Ok(())
     }
@@ -86,6 +94,9 @@ impl Operator for Materialize {
 impl Materialize {
     fn decode(&self, rows: Vec<&[u8]>) -> Result<StreamChunk> {
         let columns = self.codec.decode(rows)?;
-        Ok(StreamChunk::inserts(RecordBatch::try_new(Arc::clone(&self.schema), columns)?))
+        Ok(StreamChunk::inserts(RecordBatch::try_new(
+            Arc::clone(&self.schema),
+            columns,
+        )?))
     }
 }

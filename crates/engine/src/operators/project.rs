@@ -33,7 +33,8 @@ impl Operator for Project {
             .map(|e| e.evaluate(&batch)?.into_array(rows))
             .collect::<datafusion::error::Result<Vec<_>>>()?;
         let options = RecordBatchOptions::new().with_row_count(Some(rows));
-        let projected = RecordBatch::try_new_with_options(Arc::clone(&self.schema), columns, &options)?;
+        let projected =
+            RecordBatch::try_new_with_options(Arc::clone(&self.schema), columns, &options)?;
         out.push(match ops {
             None => StreamChunk::inserts(projected),
             Some(ops) => StreamChunk::with_ops(projected, ops),

@@ -33,7 +33,11 @@ pub fn response(result: StatementResult, format: &Format) -> PgResult<Response> 
 
 /// Encodes all rows up front: results are already materialized, and an
 /// encoding error must become an ErrorResponse before any DataRow is sent.
-fn query_response(schema: &Schema, batches: &[RecordBatch], format: &Format) -> PgResult<QueryResponse> {
+fn query_response(
+    schema: &Schema,
+    batches: &[RecordBatch],
+    format: &Format,
+) -> PgResult<QueryResponse> {
     let fields = Arc::new(types::fields(schema, format));
     let mut encoder = DataRowEncoder::new(Arc::clone(&fields));
     let mut rows: Vec<PgWireResult<DataRow>> = Vec::new();
@@ -46,7 +50,11 @@ fn query_response(schema: &Schema, batches: &[RecordBatch], format: &Format) -> 
         if columns.len() != fields.len() {
             return Err(PgError::new(
                 "XX000",
-                format!("result has {} columns, schema {}", columns.len(), fields.len()),
+                format!(
+                    "result has {} columns, schema {}",
+                    columns.len(),
+                    fields.len()
+                ),
             ));
         }
         for row in 0..batch.num_rows() {
@@ -65,7 +73,12 @@ fn encode_value(encoder: &mut DataRowEncoder, field: &FieldInfo, value: &Value) 
         FieldFormat::Text => encoder.encode_field(&value.to_text()),
         FieldFormat::Binary => encode_binary(encoder, value)?,
     };
-    result.map_err(|e| PgError::new("XX000", format!("cannot encode column {}: {e}", field.name())))
+    result.map_err(|e| {
+        PgError::new(
+            "XX000",
+            format!("cannot encode column {}: {e}", field.name()),
+        )
+    })
 }
 
 /// Binary format: the Rust type must be exactly the one for the column's OID
@@ -84,7 +97,9 @@ fn encode_binary(encoder: &mut DataRowEncoder, value: &Value) -> PgResult<PgWire
             let decimal = Decimal::from_str_exact(&text).map_err(|_| {
                 PgError::new(
                     "22003",
-                    format!("numeric value {text} does not fit the binary format (at most 28 digits)"),
+                    format!(
+                        "numeric value {text} does not fit the binary format (at most 28 digits)"
+                    ),
                 )
             })?;
             encoder.encode_field(&decimal)
@@ -95,9 +110,11 @@ fn encode_binary(encoder: &mut DataRowEncoder, value: &Value) -> PgResult<PgWire
         Value::Time(v) => encoder.encode_field(v),
         Value::Timestamp(v) => encoder.encode_field(v),
         Value::TimestampTz(v) => encoder.encode_field(v),
-        Value::Interval { months, days, micros } => {
-            encoder.encode_field(&Interval::new(*months, *days, *micros))
-        }
+        Value::Interval {
+            months,
+            days,
+            micros,
+        } => encoder.encode_field(&Interval::new(*months, *days, *micros)),
     })
 }
 

@@ -72,14 +72,21 @@ impl QueryParser for Parser {
             return Ok(None);
         }
         let described = self.db.describe(sql).await.map_err(wire_error)?;
-        Ok(Some(Prepared { sql: sql.to_string(), described }))
+        Ok(Some(Prepared {
+            sql: sql.to_string(),
+            described,
+        }))
     }
 
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
         Ok(stmt.described.params.iter().map(types::pg_type).collect())
     }
 
-    fn get_result_schema(&self, stmt: &Prepared, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+    fn get_result_schema(
+        &self,
+        stmt: &Prepared,
+        format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
         Ok(match &stmt.described.columns {
             Some(schema) => types::fields(schema, format.unwrap_or(&Format::UnifiedText)),
             None => Vec::new(),
@@ -95,7 +102,9 @@ pub struct Handler {
 
 impl Handler {
     pub fn new(db: Arc<Database>) -> Self {
-        let parser = Arc::new(Parser { db: Arc::clone(&db) });
+        let parser = Arc::new(Parser {
+            db: Arc::clone(&db),
+        });
         Self { db, parser }
     }
 }
@@ -157,9 +166,13 @@ impl ExtendedQueryHandler for Handler {
                         .map(Type::oid)
                         .collect();
                     client
-                        .send(PgWireBackendMessage::ParameterDescription(ParameterDescription::new(oids)))
+                        .send(PgWireBackendMessage::ParameterDescription(
+                            ParameterDescription::new(oids),
+                        ))
                         .await?;
-                    client.send(PgWireBackendMessage::NoData(NoData::new())).await?;
+                    client
+                        .send(PgWireBackendMessage::NoData(NoData::new()))
+                        .await?;
                     return Ok(());
                 }
             }
@@ -167,7 +180,12 @@ impl ExtendedQueryHandler for Handler {
         self._on_describe(client, message).await
     }
 
-    async fn do_query<C>(&self, _client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>
+    async fn do_query<C>(
+        &self,
+        _client: &mut C,
+        portal: &Portal<Prepared>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Self::Statement>,
@@ -200,7 +218,10 @@ pub struct Handlers {
 
 impl Handlers {
     pub fn new(db: Arc<Database>) -> Self {
-        Self { query: Arc::new(Handler::new(db)), startup: Arc::new(Startup) }
+        Self {
+            query: Arc::new(Handler::new(db)),
+            startup: Arc::new(Startup),
+        }
     }
 }
 
@@ -262,7 +283,9 @@ mod tests {
     #[test]
     fn blank_sql() {
         assert!(is_blank_sql(""));
-        assert!(is_blank_sql(" ; -- only a comment\n /* block /* nested */ */ ;"));
+        assert!(is_blank_sql(
+            " ; -- only a comment\n /* block /* nested */ */ ;"
+        ));
         assert!(!is_blank_sql("-- comment\nSELECT 1"));
         assert!(!is_blank_sql("/* c */ SELECT 1"));
         assert!(!is_blank_sql("- 1"));

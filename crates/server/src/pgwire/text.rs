@@ -85,7 +85,11 @@ pub fn format_decimal(unscaled: &str, scale: i8) -> String {
         None => ("", unscaled),
     };
     if scale <= 0 {
-        let zeros = if digits == "0" { 0 } else { scale.unsigned_abs() as usize };
+        let zeros = if digits == "0" {
+            0
+        } else {
+            scale.unsigned_abs() as usize
+        };
         return format!("{sign}{digits}{}", "0".repeat(zeros));
     }
     let scale = scale as usize;
@@ -106,7 +110,12 @@ pub fn format_date(date: NaiveDate) -> String {
 
 /// `time_out`: `HH:MM:SS`, plus the fraction when nonzero.
 pub fn format_time(time: NaiveTime) -> String {
-    let mut out = format!("{:02}:{:02}:{:02}", time.hour(), time.minute(), time.second());
+    let mut out = format!(
+        "{:02}:{:02}:{:02}",
+        time.hour(),
+        time.minute(),
+        time.second()
+    );
     push_fraction(&mut out, i64::from(time.nanosecond() / 1000));
     out
 }
@@ -280,7 +289,10 @@ mod tests {
         let ts_micro = d.and_hms_micro_opt(12, 30, 0, 123).expect("valid time");
         assert_eq!(format_timestamp(ts_micro), "2024-01-01 12:30:00.000123");
         assert_eq!(format_timestamptz(ts.and_utc()), "2024-01-01 00:00:05+00");
-        assert_eq!(format_timestamptz(ts_frac.and_utc()), "2024-01-01 00:00:05.5+00");
+        assert_eq!(
+            format_timestamptz(ts_frac.and_utc()),
+            "2024-01-01 00:00:05.5+00"
+        );
         let t = NaiveTime::from_hms_micro_opt(1, 2, 3, 250_000).expect("valid time");
         assert_eq!(format_time(t), "01:02:03.25");
     }
@@ -298,7 +310,10 @@ mod tests {
         assert_eq!(format_interval(1, 0, 0), "1 mon");
         assert_eq!(format_interval(0, 0, 5_500_000), "00:00:05.5");
         assert_eq!(format_interval(0, 0, 30 * H), "30:00:00");
-        assert_eq!(format_interval(-14, 3, -90_000_000), "-1 years -2 mons +3 days -00:01:30");
+        assert_eq!(
+            format_interval(-14, 3, -90_000_000),
+            "-1 years -2 mons +3 days -00:01:30"
+        );
     }
 
     #[test]

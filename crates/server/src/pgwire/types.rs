@@ -97,14 +97,12 @@ pub fn decode_params<S: Clone>(
         .map(|(i, ty)| {
             let value = decode_param(portal, i, ty)?;
             match expected.get(i) {
-                Some(want) if value.data_type() != *want => {
-                    value.cast_to(want).map_err(|e| {
-                        PgError::new(
-                            "22P02",
-                            format!("invalid value for parameter ${}: {e}", i + 1),
-                        )
-                    })
-                }
+                Some(want) if value.data_type() != *want => value.cast_to(want).map_err(|e| {
+                    PgError::new(
+                        "22P02",
+                        format!("invalid value for parameter ${}: {e}", i + 1),
+                    )
+                }),
                 _ => Ok(value),
             }
         })
@@ -114,8 +112,16 @@ pub fn decode_params<S: Clone>(
 fn decode_param<S: Clone>(portal: &Portal<S>, idx: usize, ty: &Type) -> PgResult<ScalarValue> {
     let bad = |e: PgWireError| {
         PgError::new(
-            if portal.parameter_format.is_binary(idx) { "22P03" } else { "22P02" },
-            format!("invalid value for parameter ${} of type {}: {e}", idx + 1, ty.name()),
+            if portal.parameter_format.is_binary(idx) {
+                "22P03"
+            } else {
+                "22P02"
+            },
+            format!(
+                "invalid value for parameter ${} of type {}: {e}",
+                idx + 1,
+                ty.name()
+            ),
         )
     };
     Ok(match *ty {
@@ -131,35 +137,42 @@ fn decode_param<S: Clone>(portal: &Portal<S>, idx: usize, ty: &Type) -> PgResult
             None => ScalarValue::Decimal128(None, 38, 10),
         },
         Type::DATE => ScalarValue::Date32(
-            portal.parameter::<NaiveDate>(idx, ty)
+            portal
+                .parameter::<NaiveDate>(idx, ty)
                 .map_err(bad)?
                 .map(|d| (d - epoch_date()).num_days() as i32),
         ),
         Type::TIME => ScalarValue::Time64Microsecond(
-            portal.parameter::<NaiveTime>(idx, ty)
+            portal
+                .parameter::<NaiveTime>(idx, ty)
                 .map_err(bad)?
                 .map(|t| (t - NaiveTime::MIN).num_microseconds().unwrap_or(0)),
         ),
         Type::TIMESTAMP => ScalarValue::TimestampMicrosecond(
-            portal.parameter::<NaiveDateTime>(idx, ty)
+            portal
+                .parameter::<NaiveDateTime>(idx, ty)
                 .map_err(bad)?
                 .map(|ts| ts.and_utc().timestamp_micros()),
             None,
         ),
         Type::TIMESTAMPTZ => ScalarValue::TimestampMicrosecond(
-            portal.parameter::<DateTime<FixedOffset>>(idx, ty)
+            portal
+                .parameter::<DateTime<FixedOffset>>(idx, ty)
                 .map_err(bad)?
                 .map(|ts| ts.timestamp_micros()),
             Some("+00:00".into()),
         ),
         Type::INTERVAL => ScalarValue::IntervalMonthDayNano(
-            portal.parameter::<Interval>(idx, ty).map_err(bad)?.map(|iv| {
-                IntervalMonthDayNano::new(
-                    iv.months,
-                    iv.days,
-                    iv.microseconds.saturating_mul(1000),
-                )
-            }),
+            portal
+                .parameter::<Interval>(idx, ty)
+                .map_err(bad)?
+                .map(|iv| {
+                    IntervalMonthDayNano::new(
+                        iv.months,
+                        iv.days,
+                        iv.microseconds.saturating_mul(1000),
+                    )
+                }),
         ),
         Type::BYTEA => ScalarValue::Binary(portal.parameter::<Vec<u8>>(idx, ty).map_err(bad)?),
         Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {

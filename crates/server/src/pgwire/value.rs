@@ -9,12 +9,12 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{
-    DataType, Date32Type, Date64Type, Decimal128Type, Decimal256Type, Decimal32Type,
-    Decimal64Type, DurationMicrosecondType, DurationMillisecondType, DurationNanosecondType,
-    DurationSecondType, Float16Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type,
-    Int8Type, IntervalDayTimeType, IntervalMonthDayNanoType, IntervalUnit, IntervalYearMonthType,
-    Time32MillisecondType, Time32SecondType, Time64MicrosecondType, Time64NanosecondType,
-    TimeUnit, TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+    DataType, Date32Type, Date64Type, Decimal128Type, Decimal256Type, Decimal32Type, Decimal64Type,
+    DurationMicrosecondType, DurationMillisecondType, DurationNanosecondType, DurationSecondType,
+    Float16Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type,
+    IntervalDayTimeType, IntervalMonthDayNanoType, IntervalUnit, IntervalYearMonthType,
+    Time32MillisecondType, Time32SecondType, Time64MicrosecondType, Time64NanosecondType, TimeUnit,
+    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
     TimestampSecondType, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
 };
 use arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -34,14 +34,21 @@ pub enum Value {
     Float4(f32),
     Float8(f64),
     /// `unscaled * 10^-scale`; `unscaled` is decimal digits with an optional `-`.
-    Numeric { unscaled: String, scale: i8 },
+    Numeric {
+        unscaled: String,
+        scale: i8,
+    },
     Text(String),
     Bytea(Vec<u8>),
     Date(NaiveDate),
     Time(NaiveTime),
     Timestamp(NaiveDateTime),
     TimestampTz(DateTime<Utc>),
-    Interval { months: i32, days: i32, micros: i64 },
+    Interval {
+        months: i32,
+        days: i32,
+        micros: i64,
+    },
 }
 
 impl Value {
@@ -62,9 +69,11 @@ impl Value {
             Value::Time(t) => text::format_time(*t),
             Value::Timestamp(ts) => text::format_timestamp(*ts),
             Value::TimestampTz(ts) => text::format_timestamptz(*ts),
-            Value::Interval { months, days, micros } => {
-                text::format_interval(*months, *days, *micros)
-            }
+            Value::Interval {
+                months,
+                days,
+                micros,
+            } => text::format_interval(*months, *days, *micros),
         })
     }
 }
@@ -103,8 +112,12 @@ pub fn cell_value(array: &dyn Array, row: usize) -> PgResult<Value> {
         DataType::Float64 => Value::Float8(array.as_primitive::<Float64Type>().value(row)),
         DataType::Decimal32(_, s) => numeric(array.as_primitive::<Decimal32Type>().value(row), *s),
         DataType::Decimal64(_, s) => numeric(array.as_primitive::<Decimal64Type>().value(row), *s),
-        DataType::Decimal128(_, s) => numeric(array.as_primitive::<Decimal128Type>().value(row), *s),
-        DataType::Decimal256(_, s) => numeric(array.as_primitive::<Decimal256Type>().value(row), *s),
+        DataType::Decimal128(_, s) => {
+            numeric(array.as_primitive::<Decimal128Type>().value(row), *s)
+        }
+        DataType::Decimal256(_, s) => {
+            numeric(array.as_primitive::<Decimal256Type>().value(row), *s)
+        }
         DataType::Utf8 => Value::Text(array.as_string::<i32>().value(row).to_string()),
         DataType::LargeUtf8 => Value::Text(array.as_string::<i64>().value(row).to_string()),
         DataType::Utf8View => Value::Text(array.as_string_view().value(row).to_string()),
@@ -139,8 +152,12 @@ pub fn cell_value(array: &dyn Array, row: usize) -> PgResult<Value> {
         DataType::Timestamp(unit, tz) => {
             let v = match unit {
                 TimeUnit::Second => array.as_primitive::<TimestampSecondType>().value(row),
-                TimeUnit::Millisecond => array.as_primitive::<TimestampMillisecondType>().value(row),
-                TimeUnit::Microsecond => array.as_primitive::<TimestampMicrosecondType>().value(row),
+                TimeUnit::Millisecond => {
+                    array.as_primitive::<TimestampMillisecondType>().value(row)
+                }
+                TimeUnit::Microsecond => {
+                    array.as_primitive::<TimestampMicrosecondType>().value(row)
+                }
                 TimeUnit::Nanosecond => array.as_primitive::<TimestampNanosecondType>().value(row),
             };
             let utc = DateTime::from_timestamp_micros(to_micros(v, unit)?)
@@ -157,7 +174,11 @@ pub fn cell_value(array: &dyn Array, row: usize) -> PgResult<Value> {
                 TimeUnit::Microsecond => array.as_primitive::<DurationMicrosecondType>().value(row),
                 TimeUnit::Nanosecond => array.as_primitive::<DurationNanosecondType>().value(row),
             };
-            Value::Interval { months: 0, days: 0, micros: to_micros(v, unit)? }
+            Value::Interval {
+                months: 0,
+                days: 0,
+                micros: to_micros(v, unit)?,
+            }
         }
         DataType::Interval(IntervalUnit::YearMonth) => Value::Interval {
             months: array.as_primitive::<IntervalYearMonthType>().value(row),
@@ -185,7 +206,10 @@ pub fn cell_value(array: &dyn Array, row: usize) -> PgResult<Value> {
 }
 
 fn numeric(unscaled: impl ToString, scale: i8) -> Value {
-    Value::Numeric { unscaled: unscaled.to_string(), scale }
+    Value::Numeric {
+        unscaled: unscaled.to_string(),
+        scale,
+    }
 }
 
 /// Arrow's own rendering, for types Postgres has no plain equivalent of
@@ -213,13 +237,17 @@ fn to_micros(v: i64, unit: &TimeUnit) -> PgResult<i64> {
 
 fn date_from_days(days: i64) -> PgResult<NaiveDate> {
     let days = i32::try_from(days).map_err(|_| out_of_range("date"))?;
-    NaiveDate::from_num_days_from_ce_opt(days.checked_add(719_163).ok_or_else(|| out_of_range("date"))?)
-        .ok_or_else(|| out_of_range("date"))
+    NaiveDate::from_num_days_from_ce_opt(
+        days.checked_add(719_163)
+            .ok_or_else(|| out_of_range("date"))?,
+    )
+    .ok_or_else(|| out_of_range("date"))
 }
 
 fn time_from_micros(micros: i64) -> PgResult<NaiveTime> {
     let secs = u32::try_from(micros.div_euclid(1_000_000)).map_err(|_| out_of_range("time"))?;
-    let nanos = u32::try_from(micros.rem_euclid(1_000_000) * 1000).map_err(|_| out_of_range("time"))?;
+    let nanos =
+        u32::try_from(micros.rem_euclid(1_000_000) * 1000).map_err(|_| out_of_range("time"))?;
     NaiveTime::from_num_seconds_from_midnight_opt(secs, nanos).ok_or_else(|| out_of_range("time"))
 }
 
@@ -264,10 +292,15 @@ mod tests {
         let ts = TimestampMicrosecondArray::from(vec![1_704_067_205_500_000]);
         assert_eq!(texts(&ts), vec![Some("2024-01-01 00:00:05.5".into())]);
 
-        let tstz = TimestampNanosecondArray::from(vec![1_704_067_205_000_000_000]).with_timezone("UTC");
+        let tstz =
+            TimestampNanosecondArray::from(vec![1_704_067_205_000_000_000]).with_timezone("UTC");
         assert_eq!(texts(&tstz), vec![Some("2024-01-01 00:00:05+00".into())]);
 
-        let iv = IntervalMonthDayNanoArray::from(vec![IntervalMonthDayNano::new(0, 1, 7_200_000_000_000)]);
+        let iv = IntervalMonthDayNanoArray::from(vec![IntervalMonthDayNano::new(
+            0,
+            1,
+            7_200_000_000_000,
+        )]);
         assert_eq!(texts(&iv), vec![Some("1 day 02:00:00".into())]);
     }
 

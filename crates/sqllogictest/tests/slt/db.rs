@@ -67,7 +67,9 @@ impl AsyncDB for TidemarkDb {
         let mut last_count = 0;
         for message in messages {
             match message {
-                SimpleQueryMessage::RowDescription(columns) => current = Some((columns.len(), Vec::new())),
+                SimpleQueryMessage::RowDescription(columns) => {
+                    current = Some((columns.len(), Vec::new()))
+                }
                 SimpleQueryMessage::Row(row) => {
                     let values = (0..row.len())
                         .map(|i| match row.get(i) {
@@ -76,7 +78,10 @@ impl AsyncDB for TidemarkDb {
                             Some(v) => v.to_string(),
                         })
                         .collect();
-                    current.get_or_insert_with(|| (row.len(), Vec::new())).1.push(values);
+                    current
+                        .get_or_insert_with(|| (row.len(), Vec::new()))
+                        .1
+                        .push(values);
                 }
                 SimpleQueryMessage::CommandComplete(count) => {
                     last_count = count;

@@ -52,7 +52,11 @@ pub struct HashAgg {
 }
 
 impl HashAgg {
-    pub fn new(group_exprs: Vec<Arc<dyn PhysicalExpr>>, aggs: Vec<AggCall>, schema: SchemaRef) -> Result<Self> {
+    pub fn new(
+        group_exprs: Vec<Arc<dyn PhysicalExpr>>,
+        aggs: Vec<AggCall>,
+        schema: SchemaRef,
+    ) -> Result<Self> {
         let key_types = schema
             .fields()
             .iter()
@@ -125,7 +129,9 @@ impl HashAgg {
     fn emit(&mut self, touched: Vec<Vec<u8>>, out: &mut Vec<StreamChunk>) -> Result<()> {
         let mut rows = Vec::new();
         for key in touched {
-            let Some(group) = self.groups.get_mut(&key) else { continue };
+            let Some(group) = self.groups.get_mut(&key) else {
+                continue;
+            };
             let new = Self::output_row(group, self.global)?;
             if new == group.emitted {
                 continue;
@@ -225,13 +231,19 @@ impl Operator for HashAgg {
                 let group = self.new_group(scalars)?;
                 self.groups.insert(key.clone(), group);
             }
-            let Some(group) = self.groups.get_mut(key) else { continue };
+            let Some(group) = self.groups.get_mut(key) else {
+                continue;
+            };
             group.rows += inserts.len() as i64 - deletes.len() as i64;
             // Inserts first, so no accumulator sees more deletes than values.
             for (rows, retract) in [(inserts, false), (deletes, true)] {
                 for (a, acc) in group.accumulators.iter_mut().enumerate() {
                     let selected: Vec<u32> = match &filters[a] {
-                        Some(m) => rows.iter().copied().filter(|&r| m.value(r as usize)).collect(),
+                        Some(m) => rows
+                            .iter()
+                            .copied()
+                            .filter(|&r| m.value(r as usize))
+                            .collect(),
                         None => rows.clone(),
                     };
                     if selected.is_empty() {
@@ -249,14 +261,82 @@ impl Operator for HashAgg {
         self.emit(order, out)
     }
 
-    fn on_checkpoint(&mut self, _epoch: Epoch, _batch: &mut WriteBatch, out: &mut Vec<StreamChunk>) -> Result<()> {
+    fn on_checkpoint(
+        &mut self,
+        _epoch: Epoch,
+        _batch: &mut WriteBatch,
+        out: &mut Vec<StreamChunk>,
+    ) -> Result<()> {
         // The single group of a global aggregate exists from the start.
         if self.global {
-            let emitted = self.groups.get(&Vec::new()).is_some_and(|g| g.emitted.is_some());
+            let emitted = self
+                .groups
+                .get(&Vec::new())
+                .is_some_and(|g| g.emitted.is_some());
             if !emitted {
                 self.emit(vec![Vec::new()], out)?;
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::functions_aggregate::{count::count_udaf, min_max::max_udaf};
+    use datafusion::physical_expr::aggregate::AggregateExprBuilder;
+    use datafusion::physical_expr::expressions::Column;
+
+    use super::*;
+    use crate::test_util::{chunk_from_pretty, pretty, schema_of};
+
+    fn count_and_max() -> HashAgg {
+        let input = schema_of("I I");
+        let v: Arc<dyn PhysicalExpr> = Arc::new(Column::new("c1", 1));
+        let call = |udaf, name: &str| AggCall {
+            expr: Arc::new(
+                AggregateExprBuilder::new(udaf, vec![Arc::clone(&v)])
+                    .schema(Arc::clone(&input))
+                    .alias(name)
+                    .build()
+                    .unwrap(),
+            ),
+            filter: None,
+        };
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("c0", DataType::Int64, true),
+            Field::new("n", DataType::Int64, false),
+            Field::new("top", DataType::Int64, true),
+        ]));
+        HashAgg::new(
+            vec![Arc::new(Column::new("c0", 0))],
+            vec![call(count_udaf(), "n"), call(max_udaf(), "top")],
+            schema,
+        )
+        .unwrap()
+    }
+
+    fn run(agg: &mut HashAgg, text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        agg.on_chunk(chunk_from_pretty(text), &mut out).unwrap();
+        pretty(&out)
+    }
+
+    #[test]
+    fn retractions_update_and_remove_groups() {
+        let mut agg = count_and_max();
+        assert_eq!(
+            run(&mut agg, "I I\n+ 1 10\n+ 1 30\n+ 2 5"),
+            vec!["+ 1 2 30", "+ 2 1 5"]
+        );
+        assert_eq!(
+            run(&mut agg, "I I\n- 1 30\n- 2 5"),
+            vec!["- 1 2 30", "+ 1 1 10", "- 2 1 5"]
+        );
+        // an insert and its delete in one chunk change nothing
+        assert!(run(&mut agg, "I I\n+ 1 99\n- 1 99").is_empty());
+        // nulls form their own group
+        assert_eq!(run(&mut agg, "I I\n+ . 7"), vec!["+ NULL 1 7"]);
     }
 }

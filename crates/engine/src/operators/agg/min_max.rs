@@ -35,7 +35,10 @@ impl RetractableMinMax {
 
     fn apply(&mut self, values: &[ArrayRef], delta: i64) -> datafusion::error::Result<()> {
         let column = &values[0];
-        let encoded = self.codec.encode(std::slice::from_ref(column)).map_err(state_err)?;
+        let encoded = self
+            .codec
+            .encode(std::slice::from_ref(column))
+            .map_err(state_err)?;
         for (i, key) in encoded.into_iter().enumerate() {
             if column.is_null(i) {
                 continue;
@@ -110,11 +113,17 @@ mod tests {
     #[test]
     fn deleting_the_extreme_reveals_the_next_one() {
         let mut max = RetractableMinMax::new(true, DataType::Int64).unwrap();
-        let vals: ArrayRef = Arc::new(Int64Array::from(vec![Some(3), Some(9), None, Some(9), Some(-1)]));
+        let vals: ArrayRef = Arc::new(Int64Array::from(vec![
+            Some(3),
+            Some(9),
+            None,
+            Some(9),
+            Some(-1),
+        ]));
         max.update_batch(&[vals]).unwrap();
         assert_eq!(max.evaluate().unwrap(), ScalarValue::Int64(Some(9)));
         let nine: ArrayRef = Arc::new(Int64Array::from(vec![9]));
-        max.retract_batch(&[nine.clone()]).unwrap();
+        max.retract_batch(std::slice::from_ref(&nine)).unwrap();
         assert_eq!(max.evaluate().unwrap(), ScalarValue::Int64(Some(9)));
         max.retract_batch(&[nine]).unwrap();
         assert_eq!(max.evaluate().unwrap(), ScalarValue::Int64(Some(3)));

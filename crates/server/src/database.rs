@@ -603,7 +603,8 @@ fn cast_parameter_types(plan: &LogicalPlan) -> Vec<(String, DataType)> {
     let _ = plan.apply_with_subqueries(|node| {
         node.apply_expressions(|expr| {
             expr.apply(|e| {
-                if let Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field }) = e {
+                if let Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field }) = e
+                {
                     if let Expr::Placeholder(p) = expr.as_ref() {
                         found.push((p.id.clone(), field.data_type().clone()));
                     }

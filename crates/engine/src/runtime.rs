@@ -99,6 +99,11 @@ impl Runtime {
             .cloned()
     }
 
+    fn register_job(&self, id: RelationId, actors: JobActors) {
+        let mut jobs = self.inner.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        jobs.insert(id, actors);
+    }
+
     async fn barrier(&self, change: JobChange) -> Result<Epoch> {
         let (tx, rx) = oneshot::channel();
         self.inner
@@ -137,17 +142,13 @@ impl Runtime {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, tx.clone());
-        self.inner
-            .jobs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(
-                id,
-                JobActors {
-                    all: vec![actor],
-                    outputs: vec![actor],
-                },
-            );
+        self.register_job(
+            id,
+            JobActors {
+                all: vec![actor],
+                outputs: vec![actor],
+            },
+        );
         self.barrier(JobChange {
             start: Some((id, vec![actor], Vec::new())),
             source: Some((id, tx)),
@@ -180,17 +181,13 @@ impl Runtime {
     pub async fn create_view(&self, id: RelationId, name: &str, graph: &StreamGraph) -> Result<()> {
         let _ddl = self.inner.ddl.lock().await;
         let built = build_job(self, name, graph)?;
-        self.inner
-            .jobs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(
-                id,
-                JobActors {
-                    all: built.actors.clone(),
-                    outputs: built.output_actors.clone(),
-                },
-            );
+        self.register_job(
+            id,
+            JobActors {
+                all: built.actors.clone(),
+                outputs: built.output_actors.clone(),
+            },
+        );
         self.barrier(JobChange {
             mutation: Some(Mutation::AddOutputs(built.upstream_actors)),
             start: Some((id, built.actors, built.upstreams)),

@@ -90,6 +90,24 @@ impl Database {
         Ok(providers)
     }
 
+    /// The statement's logical plan with the request's parameters bound.
+    pub(crate) async fn bound_plan(
+        &self,
+        req: &Request<'_>,
+        ctx: &datafusion::prelude::SessionContext,
+        stmt: &ast::Statement,
+    ) -> PgResult<datafusion::logical_expr::LogicalPlan> {
+        let plan = tidemark_sql::logical_plan(ctx, stmt)
+            .await
+            .map_err(|e| req.df(e))?;
+        match req.params {
+            Some(params) => plan
+                .with_param_values(params.to_vec())
+                .map_err(|e| req.df(e)),
+            None => Ok(plan),
+        }
+    }
+
     pub(crate) async fn select(
         &self,
         req: &Request<'_>,
@@ -98,14 +116,7 @@ impl Database {
         let relations = self.referenced(req, stmt)?;
         let providers = self.snapshot(req, &relations)?;
         let ctx = tidemark_sql::session(providers).map_err(|e| req.df(e))?;
-        let mut plan = tidemark_sql::logical_plan(&ctx, stmt)
-            .await
-            .map_err(|e| req.df(e))?;
-        if let Some(params) = req.params {
-            plan = plan
-                .with_param_values(params.to_vec())
-                .map_err(|e| req.df(e))?;
-        }
+        let plan = self.bound_plan(req, &ctx, stmt).await?;
         let df = ctx
             .execute_logical_plan(plan)
             .await

@@ -40,15 +40,7 @@ impl Database {
         ctx: &datafusion::prelude::SessionContext,
         stmt: &ast::Statement,
     ) -> PgResult<datafusion::logical_expr::DmlStatement> {
-        let mut plan = tidemark_sql::logical_plan(ctx, stmt)
-            .await
-            .map_err(|e| req.df(e))?;
-        if let Some(params) = req.params {
-            plan = plan
-                .with_param_values(params.to_vec())
-                .map_err(|e| req.df(e))?;
-        }
-        match plan {
+        match self.bound_plan(req, ctx, stmt).await? {
             LogicalPlan::Dml(dml) => Ok(dml),
             _ => Err(PgError::new("XX000", "expected a data modification plan")),
         }

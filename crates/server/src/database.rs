@@ -38,7 +38,7 @@ pub struct DatabaseConfig {
 pub struct Database {
     pub(crate) store: Arc<dyn StateStore>,
     pub(crate) runtime: Runtime,
-    pub(crate) catalog: RwLock<Catalog>,
+    pub(crate) catalog: Arc<RwLock<Catalog>>,
     /// Catalog changes one at a time.
     ddl: tokio::sync::Mutex<()>,
 }
@@ -116,7 +116,7 @@ impl Database {
         Ok(Self {
             store,
             runtime,
-            catalog: RwLock::new(Catalog::new()),
+            catalog: Arc::new(RwLock::new(Catalog::new())),
             ddl: tokio::sync::Mutex::new(()),
         })
     }
@@ -126,7 +126,7 @@ impl Database {
     }
 
     pub(crate) fn catalog_mut(&self) -> std::sync::RwLockWriteGuard<'_, Catalog> {
-        self.catalog.write().unwrap_or_else(|e| e.into_inner())
+        write(&self.catalog)
     }
 
     /// Runs every statement of a simple-protocol query string in order; stops
@@ -344,22 +344,23 @@ impl Database {
             primary_key: primary_key.clone(),
             append_only,
         };
-        self.runtime
-            .create_table(spec)
-            .await
-            .map_err(|e| req.engine(e))?;
-        self.catalog_mut().insert(
-            RelationInfo {
-                id,
-                name,
-                kind: RelationKind::Table {
-                    primary_key,
-                    append_only,
-                },
-                schema,
+        let info = RelationInfo {
+            id,
+            name,
+            kind: RelationKind::Table {
+                primary_key,
+                append_only,
             },
-            Vec::new(),
-        );
+            schema,
+        };
+        let (runtime, catalog) = (self.runtime.clone(), Arc::clone(&self.catalog));
+        detached(async move {
+            runtime.create_table(spec).await?;
+            write(&catalog).insert(info, Vec::new());
+            Ok(())
+        })
+        .await?
+        .map_err(|e| req.engine(e))?;
         Ok(StatementResult::Command("CREATE TABLE".into()))
     }
 
@@ -408,24 +409,33 @@ impl Database {
                 _ => None,
             })
             .collect();
-        if let Err(e) = self.runtime.create_view(id, &name, &graph).await {
-            let cause = self.runtime.failure(id);
-            let _ = self.runtime.drop_relation(id).await;
-            let err = match cause {
+        let info = RelationInfo {
+            id,
+            name,
+            kind: RelationKind::MaterializedView,
+            schema,
+        };
+        let (runtime, catalog) = (self.runtime.clone(), Arc::clone(&self.catalog));
+        let created = detached(async move {
+            match runtime.create_view(id, &info.name, &graph).await {
+                Ok(()) => {
+                    write(&catalog).insert(info, upstreams);
+                    Ok(())
+                }
+                Err(e) => {
+                    let cause = runtime.failure(id);
+                    let _ = runtime.drop_relation(id).await;
+                    Err((e, cause))
+                }
+            }
+        })
+        .await?;
+        if let Err((e, cause)) = created {
+            return Err(match cause {
                 Some(cause) => engine_error(req.sql, &cause),
                 None => req.engine(e),
-            };
-            return Err(err);
+            });
         }
-        self.catalog_mut().insert(
-            RelationInfo {
-                id,
-                name,
-                kind: RelationKind::MaterializedView,
-                schema,
-            },
-            upstreams,
-        );
         Ok(StatementResult::Command("CREATE MATERIALIZED VIEW".into()))
     }
 
@@ -485,13 +495,16 @@ impl Database {
                 .with_detail(detail.join("\n"))
                 .with_hint("Use DROP ... CASCADE to drop the dependent objects too."));
             }
-            for relation in order {
-                self.runtime
-                    .drop_relation(relation.id)
-                    .await
-                    .map_err(|e| req.engine(e))?;
-                self.catalog_mut().remove(&relation.name);
-            }
+            let (runtime, catalog) = (self.runtime.clone(), Arc::clone(&self.catalog));
+            detached(async move {
+                for relation in order {
+                    runtime.drop_relation(relation.id).await?;
+                    write(&catalog).remove(&relation.name);
+                }
+                Ok(())
+            })
+            .await?
+            .map_err(|e| req.engine(e))?;
         }
         Ok(StatementResult::Command(tag.into()))
     }
@@ -615,6 +628,20 @@ fn cast_parameter_types(plan: &LogicalPlan) -> Vec<(String, DataType)> {
         Ok(TreeNodeRecursion::Continue)
     });
     found
+}
+
+/// Runs a catalog change to completion even if the client goes away meanwhile,
+/// so the catalog and the running jobs never disagree.
+async fn detached<T: Send + 'static>(
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> PgResult<T> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| PgError::new("XX000", format!("catalog change did not complete: {e}")))
+}
+
+fn write(catalog: &RwLock<Catalog>) -> std::sync::RwLockWriteGuard<'_, Catalog> {
+    catalog.write().unwrap_or_else(|e| e.into_inner())
 }
 
 fn first_words(sql: &str) -> String {

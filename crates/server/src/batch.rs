@@ -123,6 +123,35 @@ impl Database {
             .map_err(|e| req.df(e))?;
         let schema = Arc::new(df.schema().as_arrow().clone());
         let batches = df.collect().await.map_err(|e| req.df(e))?;
-        Ok(StatementResult::Rows { schema, batches })
+        let names = match stmt {
+            ast::Statement::Query(q) => tidemark_sql::postgres_column_names(q),
+            _ => None,
+        };
+        match names {
+            Some(names) if names.len() == schema.fields().len() => {
+                rename(&schema, batches, &names).map_err(|e| req.df(e.into()))
+            }
+            _ => Ok(StatementResult::Rows { schema, batches }),
+        }
     }
+}
+
+/// The same rows under Postgres' column names.
+fn rename(
+    schema: &Schema,
+    batches: Vec<RecordBatch>,
+    names: &[String],
+) -> Result<StatementResult, arrow::error::ArrowError> {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .zip(names)
+        .map(|(f, n)| f.as_ref().clone().with_name(n))
+        .collect();
+    let schema = Arc::new(Schema::new(fields));
+    let batches = batches
+        .into_iter()
+        .map(|b| RecordBatch::try_new(Arc::clone(&schema), b.columns().to_vec()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(StatementResult::Rows { schema, batches })
 }

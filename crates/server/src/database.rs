@@ -386,7 +386,11 @@ impl Database {
         let plan = tidemark_sql::logical_plan(&ctx, &query)
             .await
             .map_err(|e| req.df(e))?;
-        let columns: Vec<String> = view.columns.iter().map(|c| c.name.value.clone()).collect();
+        let columns: Vec<String> = if view.columns.is_empty() {
+            tidemark_sql::postgres_column_names(&view.query).unwrap_or_default()
+        } else {
+            view.columns.iter().map(|c| c.name.value.clone()).collect()
+        };
         let id = if explain {
             0
         } else {
@@ -573,9 +577,23 @@ impl Database {
                     stmt,
                     ast::Statement::Query(_) | ast::Statement::Explain { .. }
                 ) && !matches!(plan, LogicalPlan::Dml(_));
+                let mut columns = plan.schema().as_arrow().clone();
+                if let ast::Statement::Query(q) = &stmt {
+                    if let Some(names) = tidemark_sql::postgres_column_names(q) {
+                        if names.len() == columns.fields().len() {
+                            let fields: Vec<Field> = columns
+                                .fields()
+                                .iter()
+                                .zip(&names)
+                                .map(|(f, n)| f.as_ref().clone().with_name(n))
+                                .collect();
+                            columns = Schema::new(fields);
+                        }
+                    }
+                }
                 Ok(Described {
                     params: ordered,
-                    columns: returns_rows.then(|| Arc::new(plan.schema().as_arrow().clone())),
+                    columns: returns_rows.then(|| Arc::new(columns)),
                 })
             }
             _ => Ok(none(None)),

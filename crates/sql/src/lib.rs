@@ -2,6 +2,7 @@
 //! logical planning through DataFusion, and lowering to a streaming job.
 //! Runs nothing: it compiles without the engine, the store or tokio.
 
+mod column_names;
 mod context;
 mod dml;
 mod error;
@@ -9,6 +10,7 @@ mod parser;
 mod relation;
 mod stream_planner;
 
+pub use column_names::postgres_column_names;
 pub use context::{logical_plan, referenced_relations, session};
 pub use dml::{plan_row_change, RowChange};
 pub use error::{Error, Result};

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use futures::FutureExt;
 use tidemark_state::WriteBatch;
 use tidemark_types::{ActorId, Barrier, Message, StreamChunk, Watermark};
 use tracing::Instrument;
@@ -42,12 +43,13 @@ impl Actor {
     }
 
     async fn run(mut self) {
-        if let Err(error) = self.run_inner().await {
+        let (id, shared) = (self.id, Arc::clone(&self.shared));
+        let outcome = std::panic::AssertUnwindSafe(self.run_inner())
+            .catch_unwind()
+            .await;
+        if let Some(error) = crate::outputs::failure_of(outcome) {
             tracing::warn!(%error, "actor failed");
-            self.shared.report(ActorEvent::Failed {
-                actor: self.id,
-                error,
-            });
+            shared.report(ActorEvent::Failed { actor: id, error });
         }
     }
 

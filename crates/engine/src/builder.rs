@@ -102,6 +102,9 @@ pub(crate) fn build_job(runtime: &Runtime, name: &str, graph: &StreamGraph) -> R
         for input in &f.inputs {
             let (sources, exchange, relation) = match input {
                 FragmentInput::Relation { id, exchange, name } => {
+                    if let Some(cause) = runtime.failure(*id) {
+                        return Err(Error::JobFailed(name.clone(), cause.to_string()));
+                    }
                     let job = runtime.job_actors(*id).ok_or_else(|| {
                         Error::Unsupported(format!("relation \"{name}\" is not running"))
                     })?;

@@ -24,6 +24,9 @@ pub enum Error {
     Shutdown,
     #[error("{0}")]
     Unsupported(String),
+    /// A bug: something that should not happen did.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

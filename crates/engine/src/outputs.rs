@@ -23,6 +23,23 @@ pub enum ActorEvent {
     Failed { actor: ActorId, error: Error },
 }
 
+/// The error an actor's run ended with, if any; a panic (a bug) becomes an
+/// error too, so the job fails visibly instead of stalling every checkpoint.
+pub fn failure_of(outcome: std::thread::Result<Result<()>>) -> Option<Error> {
+    match outcome {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_string());
+            Some(Error::Internal(format!("operator panicked: {what}")))
+        }
+    }
+}
+
 /// State shared by the runtime and its actors.
 #[derive(Debug)]
 pub struct Shared {

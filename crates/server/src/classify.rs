@@ -140,6 +140,11 @@ pub fn engine_error(sql: &str, e: &tidemark_engine::Error) -> PgError {
             &DataFusionError::ArrowError(Box::new(clone_arrow(a)), None),
         ),
         E::Unsupported(m) => PgError::new("0A000", m.clone()),
+        E::JobFailed(name, m) => PgError::new(
+            "55000",
+            format!("materialized view \"{name}\" has failed: {m}"),
+        )
+        .with_hint(format!("Drop it with DROP MATERIALIZED VIEW {name}.")),
         E::Shutdown => PgError::new("57P01", "the server is shutting down"),
         other => PgError::new("XX000", other.to_string()),
     }

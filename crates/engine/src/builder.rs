@@ -101,7 +101,9 @@ pub(crate) fn build_job(runtime: &Runtime, name: &str, graph: &StreamGraph) -> R
         let targets = &actors_of[&f.id];
         for input in &f.inputs {
             let (sources, exchange, relation) = match input {
-                FragmentInput::Relation { id, exchange, name } => {
+                FragmentInput::Relation {
+                    id, exchange, name, ..
+                } => {
                     if let Some(cause) = runtime.failure(*id) {
                         return Err(Error::JobFailed(name.clone(), cause.to_string()));
                     }

@@ -31,10 +31,12 @@ impl StreamGraph {
                     FragmentInput::Relation {
                         name,
                         exchange: e,
-                        id,
+                        schema,
+                        ..
                     } => {
-                        let _ = id;
-                        format!("  input: {name} via {}", exchange(e, &[]))
+                        let names: Vec<String> =
+                            schema.fields().iter().map(|f| f.name().clone()).collect();
+                        format!("  input: {name} via {}", exchange(e, &names))
                     }
                     FragmentInput::Fragment { id, exchange: e } => {
                         let names: Vec<String> = self

@@ -37,6 +37,8 @@ pub enum FragmentInput {
     Relation {
         id: RelationId,
         name: String,
+        /// The relation's columns, as its changes arrive.
+        schema: SchemaRef,
         exchange: Exchange,
     },
     /// An upstream fragment of the same job.

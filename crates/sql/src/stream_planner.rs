@@ -194,6 +194,7 @@ impl Planner {
             inputs: vec![FragmentInput::Relation {
                 id: info.id,
                 name: info.name.clone(),
+                schema: Arc::clone(&info.schema),
                 exchange: Exchange::Hash(info.stream_key()),
             }],
             operators: Vec::new(),

@@ -57,6 +57,22 @@ pub fn plan_view(
         ));
     }
     let schema = view_schema(open.schema.as_arrow(), columns)?;
+    // Equal rows computed by different actors must meet in one Materialize, or
+    // their counts would overwrite each other in the view's state table.
+    if open.distribution == Distribution::Hashed {
+        let all_columns = (0..schema.fields().len()).collect();
+        let df_schema = Arc::clone(&open.schema);
+        let upstream = planner.close(open);
+        open = Open {
+            inputs: vec![FragmentInput::Fragment {
+                id: upstream,
+                exchange: Exchange::Hash(all_columns),
+            }],
+            operators: Vec::new(),
+            distribution: Distribution::Hashed,
+            schema: df_schema,
+        };
+    }
     open.operators.push(OperatorSpec::Materialize {
         relation: view,
         name: name.to_string(),

@@ -3,13 +3,11 @@
 
 use std::sync::Arc;
 
-use futures::FutureExt;
 use tidemark_state::WriteBatch;
 use tidemark_types::{ActorId, Barrier, Message, StreamChunk, Watermark};
-use tracing::Instrument;
 
 use crate::merge::Merge;
-use crate::outputs::{ActorEvent, Outputs, Shared};
+use crate::outputs::{supervise, Outputs, Shared};
 use crate::{Operator, Result};
 
 pub struct Actor {
@@ -37,20 +35,10 @@ fn push_through(
 }
 
 impl Actor {
-    pub fn spawn(self, name: String) {
+    pub fn spawn(mut self, name: String) {
         let span = tracing::info_span!("actor", id = self.id, job = %name);
-        tokio::spawn(self.run().instrument(span));
-    }
-
-    async fn run(mut self) {
         let (id, shared) = (self.id, Arc::clone(&self.shared));
-        let outcome = std::panic::AssertUnwindSafe(self.run_inner())
-            .catch_unwind()
-            .await;
-        if let Some(error) = crate::outputs::failure_of(outcome) {
-            tracing::warn!(%error, "actor failed");
-            shared.report(ActorEvent::Failed { actor: id, error });
-        }
+        supervise(id, shared, span, async move { self.run_inner().await });
     }
 
     async fn run_inner(&mut self) -> Result<()> {

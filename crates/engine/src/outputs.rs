@@ -1,11 +1,16 @@
 //! The sending side of an actor, with the barrier protocol every actor follows.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::sync::Mutex;
 
+use futures::FutureExt;
 use tidemark_state::WriteBatch;
 use tidemark_types::{ActorId, Barrier, Epoch, Message, Mutation, StreamChunk};
 use tokio::sync::mpsc::UnboundedSender;
+use tracing::Instrument;
 
 use crate::dispatch::Dispatcher;
 use crate::{Error, Result};
@@ -23,21 +28,32 @@ pub enum ActorEvent {
     Failed { actor: ActorId, error: Error },
 }
 
-/// The error an actor's run ended with, if any; a panic (a bug) becomes an
-/// error too, so the job fails visibly instead of stalling every checkpoint.
-pub fn failure_of(outcome: std::thread::Result<Result<()>>) -> Option<Error> {
-    match outcome {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(e),
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_string());
-            Some(Error::Internal(format!("operator panicked: {what}")))
-        }
-    }
+/// Runs an actor's loop as a task. When it ends with an error, or panics (a
+/// bug), the coordinator hears of it, so the job fails visibly instead of
+/// stalling every later checkpoint.
+pub fn supervise(
+    actor: ActorId,
+    shared: Arc<Shared>,
+    span: tracing::Span,
+    work: impl Future<Output = Result<()>> + Send + 'static,
+) {
+    let task = async move {
+        let error = match AssertUnwindSafe(work).catch_unwind().await {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".to_string());
+                Error::Internal(format!("operator panicked: {what}"))
+            }
+        };
+        tracing::warn!(%error, "actor failed");
+        shared.report(ActorEvent::Failed { actor, error });
+    };
+    tokio::spawn(task.instrument(span));
 }
 
 /// State shared by the runtime and its actors.

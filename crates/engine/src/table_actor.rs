@@ -3,14 +3,12 @@
 
 use std::sync::Arc;
 
-use futures::FutureExt;
 use tidemark_state::WriteBatch;
 use tidemark_types::{ActorId, Barrier};
 use tokio::sync::mpsc::Receiver;
 use tokio::sync::oneshot;
-use tracing::Instrument;
 
-use crate::outputs::{ActorEvent, Outputs, Shared};
+use crate::outputs::{supervise, Outputs, Shared};
 use crate::table::{DmlRequest, TableState};
 use crate::Result;
 
@@ -30,20 +28,10 @@ pub struct TableActor {
 }
 
 impl TableActor {
-    pub fn spawn(self, name: String) {
+    pub fn spawn(mut self, name: String) {
         let span = tracing::info_span!("table", id = self.id, table = %name);
-        tokio::spawn(self.run().instrument(span));
-    }
-
-    async fn run(mut self) {
         let (id, shared) = (self.id, Arc::clone(&self.shared));
-        let outcome = std::panic::AssertUnwindSafe(self.run_inner())
-            .catch_unwind()
-            .await;
-        if let Some(error) = crate::outputs::failure_of(outcome) {
-            tracing::warn!(%error, "table actor failed");
-            shared.report(ActorEvent::Failed { actor: id, error });
-        }
+        supervise(id, shared, span, async move { self.run_inner().await });
     }
 
     async fn run_inner(&mut self) -> Result<()> {

@@ -334,7 +334,25 @@ impl Planner {
         } else {
             Exchange::Hash(key_columns.clone())
         };
-        let upstream = self.close(input);
+        // An input fragment that would only pass rows on is skipped: the
+        // aggregate reads the relation through the exchange directly.
+        let inputs = match (input.operators.is_empty(), input.inputs.as_slice()) {
+            (
+                true,
+                [FragmentInput::Relation {
+                    id, name, schema, ..
+                }],
+            ) => vec![FragmentInput::Relation {
+                id: *id,
+                name: name.clone(),
+                schema: Arc::clone(schema),
+                exchange,
+            }],
+            _ => vec![FragmentInput::Fragment {
+                id: self.close(input),
+                exchange,
+            }],
+        };
         let group_exprs = key_columns
             .iter()
             .map(|&i| {
@@ -346,10 +364,7 @@ impl Planner {
             })
             .collect();
         Ok(Open {
-            inputs: vec![FragmentInput::Fragment {
-                id: upstream,
-                exchange,
-            }],
+            inputs,
             operators: vec![OperatorSpec::HashAgg {
                 group_exprs,
                 aggs,

@@ -28,6 +28,15 @@ pub enum ActorEvent {
     Failed { actor: ActorId, error: Error },
 }
 
+/// The text a panic was raised with.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string())
+}
+
 /// Runs an actor's loop as a task. When it ends with an error, or panics (a
 /// bug), the coordinator hears of it, so the job fails visibly instead of
 /// stalling every later checkpoint.
@@ -41,14 +50,10 @@ pub fn supervise(
         let error = match AssertUnwindSafe(work).catch_unwind().await {
             Ok(Ok(())) => return,
             Ok(Err(e)) => e,
-            Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".to_string());
-                Error::Internal(format!("operator panicked: {what}"))
-            }
+            Err(panic) => Error::Internal(format!(
+                "operator panicked: {}",
+                panic_message(panic.as_ref())
+            )),
         };
         tracing::warn!(%error, "actor failed");
         shared.report(ActorEvent::Failed { actor, error });

@@ -141,7 +141,9 @@ impl Database {
         }
         let mut results = Vec::with_capacity(statements.len());
         for statement in statements {
-            let result = self.run(&Request { sql, params: None }, statement).await;
+            let result = self
+                .run_guarded(&Request { sql, params: None }, statement)
+                .await;
             let failed = result.is_err();
             results.push(result);
             if failed {
@@ -185,7 +187,28 @@ impl Database {
             None => Ok(StatementResult::Empty),
             Some(statement) => {
                 let params = (!params.is_empty()).then_some(params);
-                self.run(&Request { sql, params }, statement).await
+                self.run_guarded(&Request { sql, params }, statement).await
+            }
+        }
+    }
+
+    /// Runs a statement; a panic inside (a bug, ours or a library's) becomes an
+    /// internal error for this statement instead of ending the session.
+    async fn run_guarded(
+        &self,
+        req: &Request<'_>,
+        statement: Statement,
+    ) -> PgResult<StatementResult> {
+        use futures::FutureExt;
+        match std::panic::AssertUnwindSafe(self.run(req, statement))
+            .catch_unwind()
+            .await
+        {
+            Ok(result) => result,
+            Err(panic) => {
+                let what = tidemark_engine::panic_message(panic.as_ref());
+                tracing::error!(sql = req.sql, panic = %what, "statement panicked");
+                Err(PgError::new("XX000", format!("internal error: {what}")))
             }
         }
     }

@@ -334,3 +334,82 @@ impl TableState {
         self.state.take_delta(batch);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::logical_expr::Operator as BinOp;
+    use datafusion::physical_expr::expressions::{binary, col, lit};
+
+    use super::*;
+    use crate::test_util::pretty;
+
+    fn table(primary_key: Option<Vec<usize>>) -> TableState {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, primary_key.is_none()),
+            Field::new("v", DataType::Int64, true),
+        ]));
+        TableState::new(TableSpec {
+            id: 9,
+            name: "t".into(),
+            schema,
+            primary_key,
+            append_only: false,
+        })
+        .unwrap()
+    }
+
+    fn rows(t: &TableState, k: Vec<i64>, v: Vec<i64>) -> RecordBatch {
+        RecordBatch::try_new(
+            Arc::clone(&t.spec.schema),
+            vec![Arc::new(Int64Array::from(k)), Arc::new(Int64Array::from(v))],
+        )
+        .unwrap()
+    }
+
+    fn changes(result: (u64, Option<StreamChunk>)) -> (u64, Vec<String>) {
+        (result.0, pretty(&result.1.into_iter().collect::<Vec<_>>()))
+    }
+
+    #[test]
+    fn updating_keys_onto_vacated_keys_is_allowed_and_atomic() {
+        let mut t = table(Some(vec![0]));
+        t.apply(DmlRequest::Insert(rows(&t, vec![1, 2], vec![10, 20])))
+            .unwrap();
+        let schema = Arc::clone(&t.spec.schema);
+        let k_plus_1 = binary(col("k", &schema).unwrap(), BinOp::Plus, lit(1i64), &schema).unwrap();
+        let shift = DmlRequest::Update {
+            filter: None,
+            columns: vec![k_plus_1, col("v", &schema).unwrap()],
+        };
+        let (n, out) = changes(t.apply(shift).unwrap());
+        assert_eq!(n, 2);
+        assert_eq!(out, vec!["- 1 10", "- 2 20", "+ 2 10", "+ 3 20"]);
+
+        // a duplicate anywhere in the statement rejects all of it
+        let err = t
+            .apply(DmlRequest::Insert(rows(&t, vec![5, 3], vec![0, 0])))
+            .unwrap_err();
+        assert!(matches!(err, Error::Constraint { code: "23505", .. }));
+        assert_eq!(t.all_rows().unwrap().0.num_rows(), 2);
+    }
+
+    #[test]
+    fn tables_without_a_key_keep_and_delete_duplicates() {
+        let mut t = table(None);
+        t.apply(DmlRequest::Insert(rows(&t, vec![1, 1, 2], vec![7, 7, 8])))
+            .unwrap();
+        let schema = Arc::clone(&t.spec.schema);
+        let is_one = binary(col("k", &schema).unwrap(), BinOp::Eq, lit(1i64), &schema).unwrap();
+        let (n, out) = changes(
+            t.apply(DmlRequest::Delete {
+                filter: Some(is_one),
+            })
+            .unwrap(),
+        );
+        assert_eq!(n, 2);
+        assert_eq!(out, vec!["- 1 7", "- 1 7"]);
+        assert_eq!(t.all_rows().unwrap().0.num_rows(), 1);
+    }
+}

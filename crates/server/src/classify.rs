@@ -97,8 +97,21 @@ fn plan_error(message: &str) -> PgError {
     if MISMATCH.iter().any(|p| m.contains(p)) {
         return PgError::new("42804", lowercase_first(&m));
     }
-    if m.starts_with("Invalid function") || m.contains("No function matches") {
-        let first = m.lines().next().unwrap_or(&m).to_string();
+    if let Some(rest) = m.strip_prefix("Invalid function '") {
+        let name = rest.split('\'').next().unwrap_or(rest);
+        let err = PgError::new("42883", format!("function {name} does not exist"));
+        return match m.lines().nth(1) {
+            Some(suggestion) => err.with_hint(suggestion.trim().to_string()),
+            None => err,
+        };
+    }
+    if m.contains("No function matches") {
+        let first = m
+            .lines()
+            .next()
+            .unwrap_or(&m)
+            .trim_end_matches('.')
+            .to_string();
         return PgError::new("42883", lowercase_first(&first));
     }
     PgError::new("42000", lowercase_first(&m))

@@ -1,5 +1,3 @@
-use tidemark_types::ActorId;
-
 /// Errors of the streaming runtime and its operators.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -18,8 +16,6 @@ pub enum Error {
     },
     #[error("streaming job {0} has failed: {1}")]
     JobFailed(String, String),
-    #[error("actor {0} is gone")]
-    ActorGone(ActorId),
     #[error("the streaming runtime has shut down")]
     Shutdown,
     #[error("{0}")]

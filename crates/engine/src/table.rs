@@ -93,7 +93,7 @@ impl TableState {
             DmlRequest::Delete { filter } => {
                 self.check_mutable("DELETE FROM")?;
                 let (old, keys) = self.select(filter.as_ref())?;
-                self.remove_rows(&old, &keys)?;
+                self.remove_rows(&keys)?;
                 let n = old.num_rows() as u64;
                 let ops = vec![Op::Delete; old.num_rows()];
                 Ok((n, (n > 0).then(|| StreamChunk::with_ops(old, ops))))
@@ -115,7 +115,7 @@ impl TableState {
                     let leaving: HashSet<&Vec<u8>> = keys.iter().collect();
                     self.check_unique(&new, &new_keys, |k| leaving.contains(k))?;
                 }
-                self.remove_rows(&old, &keys)?;
+                self.remove_rows(&keys)?;
                 self.add_rows(&new, new_keys)?;
                 let n = old.num_rows();
                 let changes = concat_batches(&self.spec.schema, [&old, &new])?;
@@ -237,7 +237,7 @@ impl TableState {
         Ok(())
     }
 
-    fn remove_rows(&mut self, _batch: &RecordBatch, keys: &[Vec<u8>]) -> Result<()> {
+    fn remove_rows(&mut self, keys: &[Vec<u8>]) -> Result<()> {
         for key in keys {
             match self.spec.layout() {
                 RelationLayout::Keyed => {

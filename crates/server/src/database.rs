@@ -9,7 +9,7 @@ use arrow::array::{ArrayRef, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
-use datafusion::logical_expr::{DdlStatement, LogicalPlan, WriteOp};
+use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::sql::sqlparser::ast;
 use tidemark_engine::{Runtime, RuntimeConfig};
 use tidemark_sql::{RelationInfo, RelationKind, Statement};
@@ -63,8 +63,13 @@ impl Request<'_> {
     }
 }
 
+/// The schema of a result with one text column (SHOW, EXPLAIN of a view).
+fn text_schema(column: &str) -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new(column, DataType::Utf8, false)]))
+}
+
 pub(crate) fn text_rows(column: &str, values: Vec<String>) -> StatementResult {
-    let schema = Arc::new(Schema::new(vec![Field::new(column, DataType::Utf8, false)]));
+    let schema = text_schema(column);
     let array: ArrayRef = Arc::new(StringArray::from(values));
     let batches = match RecordBatch::try_new(Arc::clone(&schema), vec![array]) {
         Ok(b) => vec![b],
@@ -547,22 +552,14 @@ impl Database {
         };
         let stmt = match statement {
             Statement::ShowTables | Statement::ShowMaterializedViews => {
-                let StatementResult::Rows { schema, .. } = text_rows("name", Vec::new()) else {
-                    return Ok(none(None));
-                };
-                return Ok(none(Some(schema)));
+                return Ok(none(Some(text_schema("name"))))
             }
             Statement::Flush | Statement::CreateTable { .. } => return Ok(none(None)),
             Statement::Sql(stmt) => *stmt,
         };
         match &stmt {
-            ast::Statement::Explain { statement, .. } if matches!(statement.as_ref(), ast::Statement::CreateView(v) if v.materialized) =>
-            {
-                let StatementResult::Rows { schema, .. } = text_rows("QUERY PLAN", Vec::new())
-                else {
-                    return Ok(none(None));
-                };
-                Ok(none(Some(schema)))
+            ast::Statement::Explain { statement, .. } if matches!(statement.as_ref(), ast::Statement::CreateView(v) if v.materialized) => {
+                Ok(none(Some(text_schema("QUERY PLAN"))))
             }
             ast::Statement::Query(_)
             | ast::Statement::Explain { .. }
@@ -637,14 +634,6 @@ impl Database {
             })
             .collect();
         tidemark_sql::session(relations)
-    }
-
-    pub(crate) fn write_op_name(op: &WriteOp) -> &'static str {
-        match op {
-            WriteOp::Update => "UPDATE",
-            WriteOp::Delete => "DELETE",
-            _ => "INSERT",
-        }
     }
 }
 

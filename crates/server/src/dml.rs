@@ -129,10 +129,10 @@ impl Database {
         let ctx = self.planning_session().map_err(|e| req.df(e))?;
         let dml = self.plan_dml(req, &ctx, stmt).await?;
         let name = dml.table_name.table().to_string();
-        let verb = if dml.op == WriteOp::Update {
-            "update"
+        let (verb, tag) = if dml.op == WriteOp::Update {
+            ("update", "UPDATE")
         } else {
-            "delete from"
+            ("delete from", "DELETE")
         };
         let info = target_table(self.catalog().get(&name), &name, verb)?;
         let change = tidemark_sql::plan_row_change(&dml).map_err(|e| req.plan(e))?;
@@ -150,9 +150,6 @@ impl Database {
             .dml(info.id, request)
             .await
             .map_err(|e| req.engine(e))?;
-        Ok(StatementResult::Command(format!(
-            "{} {n}",
-            Database::write_op_name(&dml.op)
-        )))
+        Ok(StatementResult::Command(format!("{tag} {n}")))
     }
 }

@@ -26,7 +26,9 @@ pub fn plan_row_change(dml: &DmlStatement) -> Result<RowChange> {
     let mut projection: Option<&Vec<Expr>> = None;
     let mut predicates: Vec<&Expr> = Vec::new();
     let mut node = dml.input.as_ref();
-    let scan_schema = loop {
+    // Expressions were planned against the (possibly aliased) scan, whose
+    // columns are the table's, in order.
+    let schema = loop {
         match node {
             LogicalPlan::Projection(p) if projection.is_none() => {
                 projection = Some(&p.expr);
@@ -44,12 +46,6 @@ pub fn plan_row_change(dml: &DmlStatement) -> Result<RowChange> {
                 ))
             }
         }
-    };
-    // Expressions were planned against the (possibly aliased) scan, whose
-    // columns are the table's, in order.
-    let schema = match node {
-        LogicalPlan::TableScan(_) => scan_schema,
-        _ => unreachable!("loop ends at a scan"),
     };
     let filter = predicates
         .into_iter()

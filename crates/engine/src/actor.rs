@@ -4,34 +4,23 @@
 use std::sync::Arc;
 
 use tidemark_state::WriteBatch;
-use tidemark_types::{ActorId, Barrier, Message, StreamChunk, Watermark};
+use tidemark_types::{ActorId, Barrier, Message};
 
+use crate::chain::Chain;
 use crate::merge::Merge;
+use crate::metrics::JobMetrics;
 use crate::outputs::{supervise, Outputs, Shared};
-use crate::{Operator, Result};
+use crate::Result;
 
 pub struct Actor {
     pub id: ActorId,
     pub merge: Merge,
-    pub chain: Vec<Box<dyn Operator>>,
+    pub chain: Chain,
     pub outputs: Outputs,
     pub shared: Arc<Shared>,
-}
-
-/// Feeds `chunks` through `chain[from..]`, returning what the last one emits.
-fn push_through(
-    chain: &mut [Box<dyn Operator>],
-    from: usize,
-    mut chunks: Vec<StreamChunk>,
-) -> Result<Vec<StreamChunk>> {
-    for op in chain.iter_mut().skip(from) {
-        let mut next = Vec::new();
-        for chunk in chunks {
-            op.on_chunk(chunk, &mut next)?;
-        }
-        chunks = next;
-    }
-    Ok(chunks)
+    /// Set when this actor's input comes from outside the job: its rows are
+    /// the job's rows in.
+    pub count_input: Option<Arc<JobMetrics>>,
 }
 
 impl Actor {
@@ -45,13 +34,16 @@ impl Actor {
         while let Some(msg) = self.merge.next().await {
             match msg {
                 Message::Chunk(chunk) => {
-                    let out = push_through(&mut self.chain, 0, vec![chunk])?;
-                    self.outputs.send(out).await?;
+                    if let Some(m) = &self.count_input {
+                        m.add_rows_in(chunk.num_rows());
+                    }
+                    self.chain.on_chunk(chunk, &self.outputs).await?;
                 }
                 Message::Watermark(wm) => {
-                    if let Some(wm) = self.on_watermark(wm).await? {
-                        self.outputs.broadcast(Message::Watermark(wm)).await;
+                    if let Some(m) = &self.count_input {
+                        m.set_watermark(wm.value);
                     }
+                    self.chain.on_watermark(wm, &mut self.outputs).await?;
                 }
                 Message::Barrier(barrier) => {
                     if self.on_barrier(barrier).await? {
@@ -63,33 +55,15 @@ impl Actor {
         Ok(())
     }
 
-    async fn on_watermark(&mut self, wm: Watermark) -> Result<Option<Watermark>> {
-        let mut current = Some(wm);
-        for i in 0..self.chain.len() {
-            let Some(wm) = current else { break };
-            let mut emitted = Vec::new();
-            current = self.chain[i].on_watermark(wm, &mut emitted)?;
-            let out = push_through(&mut self.chain, i + 1, emitted)?;
-            self.outputs.send(out).await?;
-        }
-        Ok(current)
-    }
-
     /// Returns whether the actor stops at this barrier.
     async fn on_barrier(&mut self, barrier: Barrier) -> Result<bool> {
         let mut batch = WriteBatch::default();
-        for i in 0..self.chain.len() {
-            let mut emitted = Vec::new();
-            self.chain[i].on_checkpoint(barrier.epoch, &mut batch, &mut emitted)?;
-            let out = push_through(&mut self.chain, i + 1, emitted)?;
-            self.outputs.send(out).await?;
-        }
+        self.chain
+            .on_checkpoint(barrier.epoch, &mut batch, &self.outputs)
+            .await?;
         let chain = &self.chain;
         self.outputs
-            .pass_barrier(barrier, batch, &self.shared, || match chain.last() {
-                Some(op) => op.snapshot(),
-                None => Ok(Vec::new()),
-            })
+            .pass_barrier(barrier, batch, &self.shared, || chain.snapshot())
             .await
     }
 }

@@ -8,12 +8,18 @@ use tidemark_plan::{Distribution, Exchange, FragmentInput, OperatorSpec, Relatio
 use tidemark_types::{ActorId, Message};
 use tokio::sync::mpsc::{self, Receiver};
 
+use tidemark_connectors::{ConnectorConfig, SplitReader};
+
 use crate::actor::Actor;
+use crate::chain::Chain;
+use crate::coordinator::Injector;
 use crate::dispatch::{Dispatcher, Output};
 use crate::merge::Merge;
+use crate::metrics::JobMetrics;
 use crate::operators::{Filter, HashAgg, Materialize, Project};
 use crate::outputs::Outputs;
 use crate::runtime::{Runtime, CHANNEL_CAPACITY};
+use crate::source_actor::{SourceActor, SourceActorParts};
 use crate::{Error, Operator, Result};
 
 /// What the coordinator needs to start a built job.
@@ -23,25 +29,41 @@ pub(crate) struct BuiltJob {
     /// Actors of upstream relations that gain outputs to this job.
     pub upstream_actors: Vec<ActorId>,
     pub upstreams: Vec<RelationId>,
+    /// Where the job's source readers take barriers.
+    pub injectors: Vec<Injector>,
 }
 
 /// `schema` is what the fragment's chain emits (the view's rows).
-fn build_operator(spec: &OperatorSpec, schema: &SchemaRef) -> Result<Box<dyn Operator>> {
+fn build_operator(
+    spec: &OperatorSpec,
+    schema: &SchemaRef,
+    metrics: &Arc<JobMetrics>,
+) -> Result<Box<dyn Operator>> {
     Ok(match spec {
         OperatorSpec::Filter { predicate } => Box::new(Filter::new(Arc::clone(predicate))),
-        OperatorSpec::Project { exprs, schema } => Box::new(Project::new(
+        OperatorSpec::Project {
+            exprs,
+            schema,
+            watermarks,
+        } => Box::new(Project::new(
             exprs.iter().map(|(e, _)| Arc::clone(e)).collect(),
             Arc::clone(schema),
+            watermarks.clone(),
         )),
         OperatorSpec::HashAgg {
             group_exprs,
             aggs,
             schema,
-        } => Box::new(HashAgg::new(
-            group_exprs.iter().map(|(e, _)| Arc::clone(e)).collect(),
-            aggs.clone(),
-            Arc::clone(schema),
-        )?),
+            window,
+            watermarks,
+        } => Box::new(
+            HashAgg::new(
+                group_exprs.iter().map(|(e, _)| Arc::clone(e)).collect(),
+                aggs.clone(),
+                Arc::clone(schema),
+            )?
+            .with_window(*window, watermarks.clone(), Arc::clone(metrics)),
+        ),
         OperatorSpec::Materialize { relation, .. } => {
             Box::new(Materialize::new(*relation, Arc::clone(schema))?)
         }
@@ -83,7 +105,34 @@ fn connect(
     (dispatcher, receivers)
 }
 
-pub(crate) fn build_job(runtime: &Runtime, name: &str, graph: &StreamGraph) -> Result<BuiltJob> {
+/// A source opened for one reader: its splits, idle timeout, and whether it ends.
+type OpenedSource = (Vec<Box<dyn SplitReader>>, Option<std::time::Duration>, bool);
+
+/// Opens a source's splits for a new reader, from the start.
+fn open_source(
+    name: &str,
+    schema: &SchemaRef,
+    options: &[(String, String)],
+) -> Result<OpenedSource> {
+    let options = options.iter().cloned().collect();
+    let fail =
+        |e: tidemark_connectors::ConnectorError| Error::Source(format!("source \"{name}\": {e}"));
+    let config = tidemark_connectors::parse_options(&options, schema).map_err(fail)?;
+    let readers =
+        tidemark_connectors::open_splits(&config, Arc::clone(schema), None).map_err(fail)?;
+    let bounded = match &config.connector {
+        ConnectorConfig::File(f) => !f.watch,
+        ConnectorConfig::Datagen(d) => d.total_rows().is_some(),
+    };
+    Ok((readers, config.idle_timeout, bounded))
+}
+
+pub(crate) fn build_job(
+    runtime: &Runtime,
+    name: &str,
+    graph: &StreamGraph,
+    metrics: &Arc<JobMetrics>,
+) -> Result<BuiltJob> {
     let parallelism = runtime.parallelism().max(1);
     let mut actors_of: HashMap<u32, Vec<ActorId>> = HashMap::new();
     for f in &graph.fragments {
@@ -92,6 +141,22 @@ pub(crate) fn build_job(runtime: &Runtime, name: &str, graph: &StreamGraph) -> R
             Distribution::Hashed => parallelism,
         };
         actors_of.insert(f.id, (0..n).map(|_| runtime.next_actor_id()).collect());
+    }
+    // Sources open first: a missing file fails the statement before anything
+    // is attached upstream.
+    let mut opened = HashMap::new();
+    for f in &graph.fragments {
+        for input in &f.inputs {
+            if let FragmentInput::Source {
+                name,
+                schema,
+                options,
+                ..
+            } = input
+            {
+                opened.insert(f.id, open_source(name, schema, options)?);
+            }
+        }
     }
     let mut receivers: HashMap<ActorId, Vec<Receiver<Message>>> = HashMap::new();
     let mut dispatchers: HashMap<ActorId, Vec<Dispatcher>> = HashMap::new();
@@ -113,6 +178,8 @@ pub(crate) fn build_job(runtime: &Runtime, name: &str, graph: &StreamGraph) -> R
                     (job.outputs, exchange, Some(*id))
                 }
                 FragmentInput::Fragment { id, exchange } => (actors_of[id].clone(), exchange, None),
+                // A source's reader is this fragment's own actor.
+                FragmentInput::Source { .. } => continue,
             };
             for source in sources {
                 let (dispatcher, rxs) = connect(exchange, targets);
@@ -134,25 +201,67 @@ pub(crate) fn build_job(runtime: &Runtime, name: &str, graph: &StreamGraph) -> R
     }
     let mut all = Vec::new();
     let mut spawned = Vec::new();
+    let mut readers = Vec::new();
+    let mut injectors = Vec::new();
     for f in &graph.fragments {
+        let source = f.inputs.iter().find_map(|i| match i {
+            FragmentInput::Source {
+                name, event_time, ..
+            } => Some((name, event_time)),
+            _ => None,
+        });
+        let reads_relation = f
+            .inputs
+            .iter()
+            .any(|i| matches!(i, FragmentInput::Relation { .. }));
         for &actor in &actors_of[&f.id] {
-            let chain = f
-                .operators
-                .iter()
-                .map(|spec| build_operator(spec, &f.schema))
-                .collect::<Result<Vec<_>>>()?;
-            spawned.push(Actor {
-                id: actor,
-                merge: Merge::new(receivers.remove(&actor).unwrap_or_default()),
-                chain,
-                outputs: Outputs::new(actor, dispatchers.remove(&actor).unwrap_or_default()),
-                shared: Arc::clone(runtime.shared()),
-            });
+            let chain = Chain::new(
+                f.operators
+                    .iter()
+                    .map(|spec| build_operator(spec, &f.schema, metrics))
+                    .collect::<Result<Vec<_>>>()?,
+            );
+            let outputs = Outputs::new(actor, dispatchers.remove(&actor).unwrap_or_default());
+            match source {
+                Some((source, event_time)) => {
+                    let Some((split_readers, idle_timeout, bounded)) = opened.remove(&f.id) else {
+                        return Err(Error::Internal(format!(
+                            "source \"{source}\" has several readers in one fragment"
+                        )));
+                    };
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    injectors.push(Injector::Source(tx));
+                    readers.push(SourceActor::new(SourceActorParts {
+                        id: actor,
+                        source: source.clone(),
+                        readers: split_readers,
+                        event_time: *event_time,
+                        idle_timeout,
+                        bounded,
+                        barriers: rx,
+                        chain,
+                        outputs,
+                        shared: Arc::clone(runtime.shared()),
+                        metrics: Arc::clone(metrics),
+                    }));
+                }
+                None => spawned.push(Actor {
+                    id: actor,
+                    merge: Merge::new(receivers.remove(&actor).unwrap_or_default()),
+                    chain,
+                    outputs,
+                    shared: Arc::clone(runtime.shared()),
+                    count_input: reads_relation.then(|| Arc::clone(metrics)),
+                }),
+            }
             all.push(actor);
         }
     }
     for actor in spawned {
         actor.spawn(name.to_string());
+    }
+    for reader in readers {
+        reader.spawn(name.to_string());
     }
     let output_actors = graph
         .fragments
@@ -164,5 +273,6 @@ pub(crate) fn build_job(runtime: &Runtime, name: &str, graph: &StreamGraph) -> R
         output_actors,
         upstream_actors,
         upstreams,
+        injectors,
     })
 }

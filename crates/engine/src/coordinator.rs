@@ -10,12 +10,40 @@ use std::time::Duration;
 use tidemark_plan::RelationId;
 use tidemark_state::{table_prefix, StateStore, WriteBatch};
 use tidemark_types::{ActorId, Barrier, Epoch, Mutation};
-use tokio::sync::mpsc::{Sender, UnboundedReceiver};
+use tokio::sync::mpsc::{Sender, UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
 
 use crate::outputs::ActorEvent;
 use crate::table_actor::TableMessage;
 use crate::{Error, Result};
+
+/// Where the coordinator puts barriers into the dataflow: the actors that
+/// own tables and the actors that read sources.
+#[derive(Clone)]
+pub enum Injector {
+    Table(Sender<TableMessage>),
+    Source(UnboundedSender<Barrier>),
+}
+
+impl Injector {
+    async fn inject(&self, barrier: Barrier) {
+        match self {
+            Injector::Table(tx) => {
+                let _ = tx.send(TableMessage::Barrier(barrier)).await;
+            }
+            Injector::Source(tx) => {
+                let _ = tx.send(barrier);
+            }
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        match self {
+            Injector::Table(tx) => tx.is_closed(),
+            Injector::Source(tx) => tx.is_closed(),
+        }
+    }
+}
 
 /// A change to the set of running jobs, applied at the next barrier.
 #[derive(Default)]
@@ -23,8 +51,8 @@ pub struct JobChange {
     pub mutation: Option<Mutation>,
     /// A job that starts at this barrier: its actors must acknowledge it.
     pub start: Option<(RelationId, Vec<ActorId>, Vec<RelationId>)>,
-    /// A table whose actor receives barriers from now on.
-    pub source: Option<(RelationId, Sender<TableMessage>)>,
+    /// Where the starting job takes barriers in, from this one on.
+    pub injectors: Vec<Injector>,
     /// A job that stops at this barrier; its state is deleted in the same commit.
     pub stop: Option<RelationId>,
 }
@@ -57,7 +85,7 @@ pub struct Coordinator {
     next_epoch: Epoch,
     jobs: HashMap<RelationId, Job>,
     live: HashMap<ActorId, RelationId>,
-    sources: HashMap<RelationId, Sender<TableMessage>>,
+    sources: HashMap<RelationId, Vec<Injector>>,
     inflight: BTreeMap<Epoch, Inflight>,
 }
 
@@ -108,10 +136,15 @@ impl Coordinator {
                 self.live.insert(*a, id);
             }
             self.jobs.insert(id, Job { actors, upstreams });
+            if !change.injectors.is_empty() {
+                self.sources.insert(id, change.injectors);
+            }
         }
-        if let Some((id, tx)) = change.source {
-            self.sources.insert(id, tx);
-        }
+        // Readers of failed jobs have stopped.
+        self.sources.retain(|_, injectors| {
+            injectors.retain(|i| !i.is_closed());
+            !injectors.is_empty()
+        });
         let pending: HashSet<ActorId> = self.live.keys().copied().collect();
         let stopped_source = change.stop.and_then(|id| {
             batch.delete_prefixes.push(table_prefix(id));
@@ -134,8 +167,15 @@ impl Coordinator {
             epoch,
             mutation: change.mutation,
         };
-        for tx in self.sources.values().chain(stopped_source.as_ref()) {
-            let _ = tx.send(TableMessage::Barrier(barrier.clone())).await;
+        let targets: Vec<Injector> = self
+            .sources
+            .values()
+            .chain(stopped_source.iter())
+            .flatten()
+            .cloned()
+            .collect();
+        for injector in targets {
+            injector.inject(barrier.clone()).await;
         }
         self.try_commit();
     }

@@ -16,6 +16,10 @@ pub enum Error {
     },
     #[error("streaming job {0} has failed: {1}")]
     JobFailed(String, String),
+    /// A source could not be read (a missing file, or a malformed line with
+    /// `on_error = 'fail'`).
+    #[error("{0}")]
+    Source(String),
     #[error("the streaming runtime has shut down")]
     Shutdown,
     #[error("{0}")]

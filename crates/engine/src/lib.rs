@@ -7,14 +7,18 @@
 
 mod actor;
 mod builder;
+mod chain;
 mod coordinator;
 mod dispatch;
 mod error;
+pub mod event_time;
 mod merge;
+mod metrics;
 mod operator;
 pub mod operators;
 mod outputs;
 mod runtime;
+mod source_actor;
 mod table;
 mod table_actor;
 #[cfg(test)]
@@ -22,6 +26,7 @@ pub(crate) mod test_util;
 
 pub use dispatch::{key_groups, owner_of, KEY_GROUPS};
 pub use error::{Error, Result};
+pub use metrics::JobStats;
 pub use operator::Operator;
 pub use outputs::panic_message;
 pub use runtime::{Runtime, RuntimeConfig, CHANNEL_CAPACITY};

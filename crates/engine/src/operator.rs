@@ -18,13 +18,15 @@ pub trait Operator: Send + Sync {
     /// A batch of changes arrived.
     fn on_chunk(&mut self, chunk: StreamChunk, out: &mut Vec<StreamChunk>) -> Result<()>;
 
-    /// Event time advanced; returns the watermark to forward (`None` to hold it).
+    /// Event time advanced on one input column; returns the watermarks to
+    /// forward, on output columns (none to hold it back, several when more
+    /// than one output column derives from it).
     fn on_watermark(
         &mut self,
         wm: Watermark,
         _out: &mut Vec<StreamChunk>,
-    ) -> Result<Option<Watermark>> {
-        Ok(Some(wm))
+    ) -> Result<Vec<Watermark>> {
+        Ok(vec![wm])
     }
 
     /// The barrier of `epoch` reached this operator: write the state changed since

@@ -1,6 +1,6 @@
 //! The sending side of an actor, with the barrier protocol every actor follows.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use futures::FutureExt;
 use tidemark_state::WriteBatch;
-use tidemark_types::{ActorId, Barrier, Epoch, Message, Mutation, StreamChunk};
+use tidemark_types::{ActorId, Barrier, Epoch, Message, Mutation, StreamChunk, Watermark};
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::Instrument;
 
@@ -103,11 +103,23 @@ impl Shared {
 pub struct Outputs {
     actor: ActorId,
     dispatchers: Vec<Dispatcher>,
+    /// The last watermark sent per column, which downstreams attached later
+    /// receive after their snapshot.
+    watermarks: BTreeMap<usize, i64>,
 }
 
 impl Outputs {
     pub fn new(actor: ActorId, dispatchers: Vec<Dispatcher>) -> Self {
-        Self { actor, dispatchers }
+        Self {
+            actor,
+            dispatchers,
+            watermarks: BTreeMap::new(),
+        }
+    }
+
+    pub async fn send_watermark(&mut self, wm: Watermark) {
+        self.watermarks.insert(wm.column, wm.value);
+        self.broadcast(Message::Watermark(wm)).await;
     }
 
     pub async fn send(&self, chunks: Vec<StreamChunk>) -> Result<()> {
@@ -145,6 +157,10 @@ impl Outputs {
             for d in &added {
                 for chunk in &chunks {
                     d.send_chunk(chunk.clone()).await?;
+                }
+                for (&column, &value) in &self.watermarks {
+                    d.broadcast(&Message::Watermark(Watermark { column, value }))
+                        .await;
                 }
             }
             self.dispatchers.extend(added);

@@ -13,7 +13,8 @@ use tokio::sync::mpsc::{self, UnboundedSender};
 use tokio::sync::oneshot;
 
 use crate::builder::build_job;
-use crate::coordinator::{Command, Coordinator, Failures, JobChange};
+use crate::coordinator::{Command, Coordinator, Failures, Injector, JobChange};
+use crate::metrics::{JobMetrics, JobStats};
 use crate::outputs::{Outputs, Shared};
 use crate::table::{DmlRequest, TableSpec, TableState};
 use crate::table_actor::{TableActor, TableMessage};
@@ -36,6 +37,7 @@ pub struct RuntimeConfig {
 pub(crate) struct JobActors {
     pub all: Vec<ActorId>,
     pub outputs: Vec<ActorId>,
+    pub metrics: Arc<JobMetrics>,
 }
 
 /// Handle to the streaming runtime; cheap to clone.
@@ -117,9 +119,28 @@ impl Runtime {
     }
 
     /// Returns once a checkpoint covering everything sent before the call is
-    /// committed, so every view reflects it.
+    /// committed, and every bounded source has been read to its end, so every
+    /// view reflects it.
     pub async fn flush(&self) -> Result<Epoch> {
-        self.barrier(JobChange::default()).await
+        loop {
+            let epoch = self.barrier(JobChange::default()).await?;
+            let waiting: Vec<Arc<JobMetrics>> = {
+                let jobs = self.inner.jobs.lock().unwrap_or_else(|e| e.into_inner());
+                jobs.iter()
+                    .filter(|(id, _)| self.failure(**id).is_none())
+                    .map(|(_, j)| Arc::clone(&j.metrics))
+                    .collect()
+            };
+            if waiting.iter().all(|m| m.inputs_done_by(epoch)) {
+                return Ok(epoch);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The counters of a running job (a view), if it runs.
+    pub fn job_stats(&self, id: RelationId) -> Option<JobStats> {
+        self.job_actors(id).map(|j| j.metrics.stats())
     }
 
     /// Starts the actor that owns a new table.
@@ -135,6 +156,7 @@ impl Runtime {
             input: rx,
             outputs: Outputs::new(actor, Vec::new()),
             shared: Arc::clone(&self.inner.shared),
+            watermark: None,
         }
         .spawn(name);
         self.inner
@@ -147,11 +169,12 @@ impl Runtime {
             JobActors {
                 all: vec![actor],
                 outputs: vec![actor],
+                metrics: Arc::default(),
             },
         );
         self.barrier(JobChange {
             start: Some((id, vec![actor], Vec::new())),
-            source: Some((id, tx)),
+            injectors: vec![Injector::Table(tx)],
             ..JobChange::default()
         })
         .await?;
@@ -180,17 +203,20 @@ impl Runtime {
     /// first epoch is committed (so it is readable), or its job's error.
     pub async fn create_view(&self, id: RelationId, name: &str, graph: &StreamGraph) -> Result<()> {
         let _ddl = self.inner.ddl.lock().await;
-        let built = build_job(self, name, graph)?;
+        let metrics = Arc::new(JobMetrics::default());
+        let built = build_job(self, name, graph, &metrics)?;
         self.register_job(
             id,
             JobActors {
                 all: built.actors.clone(),
                 outputs: built.output_actors.clone(),
+                metrics,
             },
         );
         self.barrier(JobChange {
             mutation: Some(Mutation::AddOutputs(built.upstream_actors)),
             start: Some((id, built.actors, built.upstreams)),
+            injectors: built.injectors,
             ..JobChange::default()
         })
         .await?;

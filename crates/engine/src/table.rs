@@ -27,6 +27,8 @@ pub struct TableSpec {
     pub schema: SchemaRef,
     pub primary_key: Option<Vec<usize>>,
     pub append_only: bool,
+    /// `WATERMARK FOR`: inserted rows advance the table's watermark.
+    pub event_time: Option<tidemark_plan::EventTime>,
 }
 
 impl TableSpec {
@@ -71,6 +73,10 @@ fn constraint(code: &'static str, message: String, detail: Option<String>) -> Er
 }
 
 impl TableState {
+    pub fn event_time(&self) -> Option<tidemark_plan::EventTime> {
+        self.spec.event_time
+    }
+
     pub fn new(spec: TableSpec) -> Result<Self> {
         let key_codec = spec
             .primary_key
@@ -356,6 +362,7 @@ mod tests {
             schema,
             primary_key,
             append_only: false,
+            event_time: None,
         })
         .unwrap()
     }

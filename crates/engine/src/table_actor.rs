@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use tidemark_state::WriteBatch;
-use tidemark_types::{ActorId, Barrier};
+use tidemark_types::{ActorId, Barrier, StreamChunk, Watermark};
+
+use crate::event_time::max_micros;
 use tokio::sync::mpsc::Receiver;
 use tokio::sync::oneshot;
 
@@ -25,6 +27,8 @@ pub struct TableActor {
     pub input: Receiver<TableMessage>,
     pub outputs: Outputs,
     pub shared: Arc<Shared>,
+    /// The last watermark sent, µs.
+    pub watermark: Option<i64>,
 }
 
 impl TableActor {
@@ -34,12 +38,31 @@ impl TableActor {
         supervise(id, shared, span, async move { self.run_inner().await });
     }
 
+    /// The table's new watermark, if the inserted rows advanced it.
+    fn watermark_after(&mut self, changes: Option<&StreamChunk>) -> Option<Watermark> {
+        let event_time = self.state.event_time()?;
+        let latest = max_micros(changes?.batch().column(event_time.column))?;
+        let value = latest.saturating_sub(event_time.delay_us);
+        if self.watermark.is_some_and(|w| w >= value) {
+            return None;
+        }
+        self.watermark = Some(value);
+        Some(Watermark {
+            column: event_time.column,
+            value,
+        })
+    }
+
     async fn run_inner(&mut self) -> Result<()> {
         while let Some(msg) = self.input.recv().await {
             match msg {
                 TableMessage::Dml(request, reply) => match self.state.apply(request) {
                     Ok((count, changes)) => {
+                        let watermark = self.watermark_after(changes.as_ref());
                         self.outputs.send(changes.into_iter().collect()).await?;
+                        if let Some(wm) = watermark {
+                            self.outputs.send_watermark(wm).await;
+                        }
                         let _ = reply.send(Ok(count));
                     }
                     Err(e) => {

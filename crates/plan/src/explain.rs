@@ -47,11 +47,29 @@ impl StreamGraph {
                             .unwrap_or_default();
                         format!("  input: fragment {id} via {}", exchange(e, &names))
                     }
+                    FragmentInput::Source {
+                        name,
+                        event_time,
+                        schema,
+                        ..
+                    } => match event_time {
+                        Some(t) => format!(
+                            "  source: {name} (watermark: {} - {}us)",
+                            schema.field(t.column).name(),
+                            t.delay_us
+                        ),
+                        None => format!("  source: {name}"),
+                    },
                 };
                 lines.push(line);
             }
-            for op in &f.operators {
-                lines.push(format!("  {op}"));
+            for (i, op) in f.operators.iter().enumerate() {
+                match f.watermarks.get(i) {
+                    Some(w) if !w.is_empty() => {
+                        lines.push(format!("  {op} (watermark: {})", w.join(", ")))
+                    }
+                    _ => lines.push(format!("  {op}")),
+                }
             }
         }
         lines
@@ -67,7 +85,10 @@ impl fmt::Display for OperatorSpec {
                 write!(f, "Project: {}", list.join(", "))
             }
             OperatorSpec::HashAgg {
-                group_exprs, aggs, ..
+                group_exprs,
+                aggs,
+                window,
+                ..
             } => {
                 let groups: Vec<String> = group_exprs.iter().map(|(e, _)| e.to_string()).collect();
                 let calls: Vec<String> = aggs.iter().map(|a| a.expr.name().to_string()).collect();
@@ -76,7 +97,20 @@ impl fmt::Display for OperatorSpec {
                     "HashAgg: group by [{}], aggregates [{}]",
                     groups.join(", "),
                     calls.join(", ")
-                )
+                )?;
+                match window {
+                    Some(w) => write!(
+                        f,
+                        ", window key {}, emit {}",
+                        group_exprs[w.key].1,
+                        if w.emit_on_close {
+                            "on window close"
+                        } else {
+                            "on update"
+                        }
+                    ),
+                    None => Ok(()),
+                }
             }
             OperatorSpec::Materialize { name, .. } => write!(f, "Materialize: {name}"),
         }

@@ -43,6 +43,35 @@ pub enum FragmentInput {
     },
     /// An upstream fragment of the same job.
     Fragment { id: FragmentId, exchange: Exchange },
+    /// A source, read from its start position by this job's own reader.
+    Source {
+        id: RelationId,
+        name: String,
+        schema: SchemaRef,
+        /// The `WITH` options, validated when the source was created.
+        options: Vec<(String, String)>,
+        event_time: Option<EventTime>,
+    },
+}
+
+/// Where rows entering a job get their event time: watermark =
+/// max(`column`) − `delay_us`, so rows up to `delay_us` out of order still count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventTime {
+    pub column: usize,
+    pub delay_us: i64,
+}
+
+/// The group key of a windowed aggregate: a column that carries a watermark,
+/// so a group whose key is below the watermark can receive no more rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowKey {
+    /// Index among the group keys (and output columns).
+    pub key: usize,
+    /// The input column the key reads, whose watermark closes groups.
+    pub input_column: usize,
+    /// Emit each group once, when it closes, instead of updating it as rows arrive.
+    pub emit_on_close: bool,
 }
 
 /// One aggregate call of a grouped aggregation.
@@ -62,6 +91,9 @@ pub enum OperatorSpec {
     Project {
         exprs: Vec<(Arc<dyn PhysicalExpr>, String)>,
         schema: SchemaRef,
+        /// (output column, input column): outputs that rise with an input
+        /// carrying a watermark, and so carry one derived from it.
+        watermarks: Vec<(usize, usize)>,
     },
     /// Incremental `GROUP BY`: emits, per changed group, a delete of its old row
     /// and an insert of its new one. Output: group columns, then aggregates.
@@ -69,6 +101,10 @@ pub enum OperatorSpec {
         group_exprs: Vec<(Arc<dyn PhysicalExpr>, String)>,
         aggs: Vec<AggCall>,
         schema: SchemaRef,
+        window: Option<WindowKey>,
+        /// (input column, output column): group keys that pass their input's
+        /// watermark on.
+        watermarks: Vec<(usize, usize)>,
     },
     /// Keeps the view's rows (a multiset) in its state table; what SELECT reads.
     Materialize {
@@ -94,6 +130,8 @@ pub struct Fragment {
     pub id: FragmentId,
     pub inputs: Vec<FragmentInput>,
     pub operators: Vec<OperatorSpec>,
+    /// Per operator, the names of its output columns that carry a watermark.
+    pub watermarks: Vec<Vec<String>>,
     pub distribution: Distribution,
     /// Schema of what the chain emits.
     pub schema: SchemaRef,

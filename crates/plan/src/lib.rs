@@ -7,6 +7,6 @@ mod explain;
 mod graph;
 
 pub use graph::{
-    AggCall, Distribution, Exchange, Fragment, FragmentId, FragmentInput, OperatorSpec, RelationId,
-    StreamGraph,
+    AggCall, Distribution, EventTime, Exchange, Fragment, FragmentId, FragmentInput, OperatorSpec,
+    RelationId, StreamGraph, WindowKey,
 };

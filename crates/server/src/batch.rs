@@ -45,6 +45,9 @@ impl Database {
         relations: &[Arc<RelationInfo>],
     ) -> PgResult<Providers> {
         for r in relations {
+            if r.is_source() {
+                return Err(crate::source::source_not_queryable(&r.name));
+            }
             if let Some(cause) = self.runtime.failure(r.id) {
                 let inner = engine_error(req.sql, &cause);
                 return Err(PgError::new(

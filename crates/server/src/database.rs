@@ -40,7 +40,7 @@ pub struct Database {
     pub(crate) runtime: Runtime,
     pub(crate) catalog: Arc<RwLock<Catalog>>,
     /// Catalog changes one at a time.
-    ddl: tokio::sync::Mutex<()>,
+    pub(crate) ddl: tokio::sync::Mutex<()>,
 }
 
 /// One parsed statement with the text it came from, for error positions.
@@ -78,7 +78,7 @@ pub(crate) fn text_rows(column: &str, values: Vec<String>) -> StatementResult {
     StatementResult::Rows { schema, batches }
 }
 
-fn object_name(name: &ast::ObjectName) -> PgResult<String> {
+pub(crate) fn object_name(name: &ast::ObjectName) -> PgResult<String> {
     let parts: Vec<String> = name
         .0
         .iter()
@@ -224,27 +224,50 @@ impl Database {
                 self.runtime.flush().await.map_err(|e| req.engine(e))?;
                 Ok(StatementResult::Command("FLUSH".into()))
             }
-            Statement::ShowTables => Ok(self.show(true)),
-            Statement::ShowMaterializedViews => Ok(self.show(false)),
+            Statement::ShowTables => Ok(self.show(|r| r.is_table())),
+            Statement::ShowMaterializedViews => {
+                Ok(self.show(|r| matches!(r.kind, RelationKind::MaterializedView)))
+            }
+            Statement::ShowSources => Ok(self.show(|r| r.is_source())),
+            Statement::ShowJobs => Ok(self.show_jobs()),
             Statement::CreateTable {
                 create,
                 append_only,
-            } => self.create_table(req, &create, append_only).await,
-            Statement::Sql(stmt) => self.run_sql(req, *stmt).await,
+                watermark,
+            } => {
+                self.create_table(req, &create, append_only, watermark)
+                    .await
+            }
+            Statement::CreateSource(source) => self.create_source(req, source).await,
+            Statement::DropSource {
+                names,
+                if_exists,
+                cascade,
+            } => {
+                self.drop(req, DropKind::Source, if_exists, &names, cascade)
+                    .await
+            }
+            Statement::Sql(stmt) => self.run_sql(req, *stmt, false).await,
+            Statement::SqlEmitOnClose(stmt) => self.run_sql(req, *stmt, true).await,
         }
     }
 
-    fn show(&self, tables: bool) -> StatementResult {
+    fn show(&self, which: impl Fn(&RelationInfo) -> bool) -> StatementResult {
         let names = self
             .catalog()
             .all()
-            .filter(|r| r.is_table() == tables)
+            .filter(|r| which(r))
             .map(|r| r.name.clone())
             .collect();
         text_rows("name", names)
     }
 
-    async fn run_sql(&self, req: &Request<'_>, stmt: ast::Statement) -> PgResult<StatementResult> {
+    async fn run_sql(
+        &self,
+        req: &Request<'_>,
+        stmt: ast::Statement,
+        emit_on_close: bool,
+    ) -> PgResult<StatementResult> {
         match stmt {
             ast::Statement::Query(_) => self.select(req, &stmt).await,
             ast::Statement::Insert(_) => self.insert(req, &stmt).await,
@@ -252,7 +275,7 @@ impl Database {
                 self.update_or_delete(req, &stmt).await
             }
             ast::Statement::CreateView(view) if view.materialized => {
-                self.create_view(req, &view, false).await
+                self.create_view(req, &view, false, emit_on_close).await
             }
             ast::Statement::CreateView(_) => Err(PgError::new(
                 "0A000",
@@ -260,7 +283,7 @@ impl Database {
             )),
             ast::Statement::Explain { statement, .. } => match *statement {
                 ast::Statement::CreateView(view) if view.materialized => {
-                    self.create_view(req, &view, true).await
+                    self.create_view(req, &view, true, emit_on_close).await
                 }
                 other => {
                     let explain = ast::Statement::Explain {
@@ -283,8 +306,17 @@ impl Database {
                 cascade,
                 ..
             } => {
-                self.drop(req, object_type, if_exists, &names, cascade)
-                    .await
+                let kind = match object_type {
+                    ast::ObjectType::Table => DropKind::Table,
+                    ast::ObjectType::MaterializedView => DropKind::MaterializedView,
+                    other => {
+                        return Err(PgError::new(
+                            "0A000",
+                            format!("DROP {other} is not supported"),
+                        ))
+                    }
+                };
+                self.drop(req, kind, if_exists, &names, cascade).await
             }
             ast::Statement::StartTransaction { .. } => Ok(StatementResult::Command("BEGIN".into())),
             ast::Statement::Commit { .. } => Ok(StatementResult::Command("COMMIT".into())),
@@ -300,32 +332,13 @@ impl Database {
         }
     }
 
-    async fn create_table(
+    /// The columns of a `CREATE TABLE` (or `CREATE SOURCE`), typed as
+    /// DataFusion types them, and its primary key.
+    pub(crate) async fn declared_columns(
         &self,
         req: &Request<'_>,
         create: &ast::Statement,
-        append_only: bool,
-    ) -> PgResult<StatementResult> {
-        let ast::Statement::CreateTable(ct) = create else {
-            return Err(PgError::new("XX000", "expected CREATE TABLE"));
-        };
-        let name = object_name(&ct.name)?;
-        let _ddl = self.ddl.lock().await;
-        if self.catalog().get(&name).is_some() {
-            if ct.if_not_exists {
-                return Ok(StatementResult::Command("CREATE TABLE".into()));
-            }
-            return Err(PgError::new(
-                "42P07",
-                format!("relation \"{name}\" already exists"),
-            ));
-        }
-        if ct.query.is_some() {
-            return Err(PgError::new(
-                "0A000",
-                "CREATE TABLE AS is not supported yet",
-            ));
-        }
+    ) -> PgResult<(SchemaRef, Option<Vec<usize>>)> {
         let ctx = tidemark_sql::session([]).map_err(|e| req.df(e))?;
         let plan = tidemark_sql::logical_plan(&ctx, create)
             .await
@@ -347,12 +360,6 @@ impl Database {
                 }
             }
         }
-        if append_only && primary_key.is_some() {
-            return Err(PgError::new(
-                "42P16",
-                "an APPEND ONLY table cannot have a primary key",
-            ));
-        }
         let input_schema = table.input.schema().as_arrow().clone();
         let fields: Vec<Field> = input_schema
             .fields()
@@ -363,7 +370,53 @@ impl Database {
                 f.as_ref().clone().with_nullable(f.is_nullable() && !in_pk)
             })
             .collect();
-        let schema: SchemaRef = Arc::new(Schema::new(fields));
+        Ok((Arc::new(Schema::new(fields)), primary_key))
+    }
+
+    async fn create_table(
+        &self,
+        req: &Request<'_>,
+        create: &ast::Statement,
+        append_only: bool,
+        watermark: Option<tidemark_sql::WatermarkClause>,
+    ) -> PgResult<StatementResult> {
+        let ast::Statement::CreateTable(ct) = create else {
+            return Err(PgError::new("XX000", "expected CREATE TABLE"));
+        };
+        let name = object_name(&ct.name)?;
+        let _ddl = self.ddl.lock().await;
+        if self.catalog().get(&name).is_some() {
+            if ct.if_not_exists {
+                return Ok(StatementResult::Command("CREATE TABLE".into()));
+            }
+            return Err(PgError::new(
+                "42P07",
+                format!("relation \"{name}\" already exists"),
+            ));
+        }
+        if ct.query.is_some() {
+            return Err(PgError::new(
+                "0A000",
+                "CREATE TABLE AS is not supported yet",
+            ));
+        }
+        let (schema, primary_key) = self.declared_columns(req, create).await?;
+        if append_only && primary_key.is_some() {
+            return Err(PgError::new(
+                "42P16",
+                "an APPEND ONLY table cannot have a primary key",
+            ));
+        }
+        let event_time = match &watermark {
+            Some(_) if !append_only => {
+                return Err(PgError::new(
+                    "0A000",
+                    "WATERMARK FOR needs an APPEND ONLY table: updates and deletes could move event time backwards",
+                ))
+            }
+            Some(w) => Some(tidemark_sql::event_time(w, &schema).map_err(|e| req.plan(e))?),
+            None => None,
+        };
         let id = self.catalog_mut().allocate_id();
         let spec = tidemark_engine::TableSpec {
             id,
@@ -371,6 +424,7 @@ impl Database {
             schema: Arc::clone(&schema),
             primary_key: primary_key.clone(),
             append_only,
+            event_time,
         };
         let info = RelationInfo {
             id,
@@ -380,6 +434,8 @@ impl Database {
                 append_only,
             },
             schema,
+            event_time,
+            watermark_columns: event_time.iter().map(|t| t.column).collect(),
         };
         let (runtime, catalog) = (self.runtime.clone(), Arc::clone(&self.catalog));
         detached(async move {
@@ -397,6 +453,7 @@ impl Database {
         req: &Request<'_>,
         view: &ast::CreateView,
         explain: bool,
+        emit_on_close: bool,
     ) -> PgResult<StatementResult> {
         let name = object_name(&view.name)?;
         let _ddl = self.ddl.lock().await;
@@ -424,8 +481,9 @@ impl Database {
         } else {
             self.catalog_mut().allocate_id()
         };
-        let (graph, schema) =
-            tidemark_sql::plan_view(id, &name, &plan, &columns).map_err(|e| req.plan(e))?;
+        let planned = tidemark_sql::plan_view(id, &name, &plan, &columns, emit_on_close)
+            .map_err(|e| req.plan(e))?;
+        let graph = planned.graph;
         if explain {
             return Ok(text_rows(
                 "QUERY PLAN",
@@ -437,7 +495,8 @@ impl Database {
             .iter()
             .flat_map(|f| &f.inputs)
             .filter_map(|i| match i {
-                tidemark_plan::FragmentInput::Relation { id, .. } => Some(*id),
+                tidemark_plan::FragmentInput::Relation { id, .. }
+                | tidemark_plan::FragmentInput::Source { id, .. } => Some(*id),
                 _ => None,
             })
             .collect();
@@ -445,7 +504,9 @@ impl Database {
             id,
             name,
             kind: RelationKind::MaterializedView,
-            schema,
+            schema: planned.schema,
+            event_time: None,
+            watermark_columns: planned.watermark_columns,
         };
         let (runtime, catalog) = (self.runtime.clone(), Arc::clone(&self.catalog));
         let created = detached(async move {
@@ -474,22 +535,15 @@ impl Database {
     async fn drop(
         &self,
         req: &Request<'_>,
-        object_type: ast::ObjectType,
+        kind: DropKind,
         if_exists: bool,
         names: &[ast::ObjectName],
         cascade: bool,
     ) -> PgResult<StatementResult> {
-        let (want_table, tag, noun) = match object_type {
-            ast::ObjectType::Table => (true, "DROP TABLE", "table"),
-            ast::ObjectType::MaterializedView => {
-                (false, "DROP MATERIALIZED VIEW", "materialized view")
-            }
-            other => {
-                return Err(PgError::new(
-                    "0A000",
-                    format!("DROP {other} is not supported"),
-                ))
-            }
+        let (tag, noun) = match kind {
+            DropKind::Table => ("DROP TABLE", "table"),
+            DropKind::MaterializedView => ("DROP MATERIALIZED VIEW", "materialized view"),
+            DropKind::Source => ("DROP SOURCE", "source"),
         };
         let _ddl = self.ddl.lock().await;
         for name in names {
@@ -503,12 +557,9 @@ impl Database {
                     format!("{noun} \"{name}\" does not exist"),
                 ));
             };
-            if info.is_table() != want_table {
-                let hint = if want_table {
-                    "Use DROP MATERIALIZED VIEW to remove a materialized view."
-                } else {
-                    "Use DROP TABLE to remove a table."
-                };
+            let actual = DropKind::of(&info);
+            if actual != kind {
+                let hint = format!("Use {} to remove a {}.", actual.statement(), actual.noun());
                 return Err(
                     PgError::new("42809", format!("\"{name}\" is not a {noun}")).with_hint(hint)
                 );
@@ -551,11 +602,15 @@ impl Database {
             columns,
         };
         let stmt = match statement {
-            Statement::ShowTables | Statement::ShowMaterializedViews => {
+            Statement::ShowTables | Statement::ShowMaterializedViews | Statement::ShowSources => {
                 return Ok(none(Some(text_schema("name"))))
             }
-            Statement::Flush | Statement::CreateTable { .. } => return Ok(none(None)),
-            Statement::Sql(stmt) => *stmt,
+            Statement::ShowJobs => return Ok(none(Some(crate::jobs::jobs_schema()))),
+            Statement::Flush
+            | Statement::CreateTable { .. }
+            | Statement::CreateSource(_)
+            | Statement::DropSource { .. } => return Ok(none(None)),
+            Statement::Sql(stmt) | Statement::SqlEmitOnClose(stmt) => *stmt,
         };
         match &stmt {
             ast::Statement::Explain { statement, .. } if matches!(statement.as_ref(), ast::Statement::CreateView(v) if v.materialized) => {
@@ -660,9 +715,43 @@ fn cast_parameter_types(plan: &LogicalPlan) -> Vec<(String, DataType)> {
     found
 }
 
+/// What a DROP statement names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DropKind {
+    Table,
+    MaterializedView,
+    Source,
+}
+
+impl DropKind {
+    fn of(info: &RelationInfo) -> Self {
+        match info.kind {
+            RelationKind::Table { .. } => DropKind::Table,
+            RelationKind::MaterializedView => DropKind::MaterializedView,
+            RelationKind::Source { .. } => DropKind::Source,
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            DropKind::Table => "table",
+            DropKind::MaterializedView => "materialized view",
+            DropKind::Source => "source",
+        }
+    }
+
+    fn statement(self) -> &'static str {
+        match self {
+            DropKind::Table => "DROP TABLE",
+            DropKind::MaterializedView => "DROP MATERIALIZED VIEW",
+            DropKind::Source => "DROP SOURCE",
+        }
+    }
+}
+
 /// Runs a catalog change to completion even if the client goes away meanwhile,
 /// so the catalog and the running jobs never disagree.
-async fn detached<T: Send + 'static>(
+pub(crate) async fn detached<T: Send + 'static>(
     work: impl std::future::Future<Output = T> + Send + 'static,
 ) -> PgResult<T> {
     tokio::spawn(work)
@@ -670,7 +759,7 @@ async fn detached<T: Send + 'static>(
         .map_err(|e| PgError::new("XX000", format!("catalog change did not complete: {e}")))
 }
 
-fn write(catalog: &RwLock<Catalog>) -> std::sync::RwLockWriteGuard<'_, Catalog> {
+pub(crate) fn write(catalog: &RwLock<Catalog>) -> std::sync::RwLockWriteGuard<'_, Catalog> {
     catalog.write().unwrap_or_else(|e| e.into_inner())
 }
 

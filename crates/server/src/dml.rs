@@ -24,6 +24,11 @@ fn target_table(
             "42P01",
             format!("relation \"{name}\" does not exist"),
         )),
+        Some(info) if info.is_source() => Err(PgError::new(
+            "42809",
+            format!("cannot {verb} source \"{name}\""),
+        )
+        .with_hint("A source's rows come from its connector. To write rows yourself, use CREATE TABLE … APPEND ONLY with a WATERMARK FOR clause.")),
         Some(info) if !info.is_table() => Err(PgError::new(
             "42809",
             format!("cannot {verb} materialized view \"{name}\""),

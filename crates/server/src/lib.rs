@@ -7,8 +7,10 @@ mod classify;
 mod database;
 mod dml;
 mod error;
+mod jobs;
 pub mod pgwire;
 mod result;
+mod source;
 
 pub use database::{Database, DatabaseConfig, StateBackend};
 pub use error::{PgError, PgResult};

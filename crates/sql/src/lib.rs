@@ -4,16 +4,22 @@
 
 mod column_names;
 mod context;
+mod create_source;
 mod dml;
 mod error;
 mod parser;
 mod relation;
 mod stream_planner;
+mod watermarks;
+mod window_syntax;
+mod windows;
 
 pub use column_names::postgres_column_names;
 pub use context::{logical_plan, referenced_relations, session};
+pub use create_source::{CreateSource, WatermarkClause};
 pub use dml::{plan_row_change, RowChange};
 pub use error::{Error, Result};
 pub use parser::{char_position, parse, Statement};
 pub use relation::{RelationInfo, RelationKind, RelationProvider};
-pub use stream_planner::plan_view;
+pub use stream_planner::{plan_view, PlannedView};
+pub use watermarks::event_time;

@@ -4,9 +4,14 @@
 
 use datafusion::sql::sqlparser::ast;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
-use datafusion::sql::sqlparser::tokenizer::Token;
+use datafusion::sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
 
+use crate::create_source::{
+    has_watermark_clause, parse_create_source, parse_create_table_with_watermark, CreateSource,
+    WatermarkClause,
+};
 use crate::{Error, Result};
 
 /// One statement of a query string.
@@ -14,28 +19,45 @@ use crate::{Error, Result};
 pub enum Statement {
     /// Anything sqlparser parses on its own.
     Sql(Box<ast::Statement>),
+    /// `[EXPLAIN] CREATE MATERIALIZED VIEW … EMIT ON WINDOW CLOSE`.
+    SqlEmitOnClose(Box<ast::Statement>),
     /// `CREATE TABLE`, with Tidemark's `APPEND ONLY` suffix.
     CreateTable {
         create: Box<ast::Statement>,
         append_only: bool,
+        watermark: Option<WatermarkClause>,
     },
+    CreateSource(CreateSource),
     Flush,
     ShowTables,
     ShowMaterializedViews,
+    ShowSources,
+    /// `DROP SOURCE [IF EXISTS] name, … [CASCADE | RESTRICT]`.
+    DropSource {
+        names: Vec<ast::ObjectName>,
+        if_exists: bool,
+        cascade: bool,
+    },
+    /// `SHOW JOBS`: the running streaming jobs and their progress.
+    ShowJobs,
 }
 
 /// Splits and parses a query string into statements.
 pub fn parse(sql: &str) -> Result<Vec<Statement>> {
     let dialect = PostgreSqlDialect {};
-    let mut parser = Parser::new(&dialect)
-        .try_with_sql(sql)
-        .map_err(|e| syntax_error(sql, e))?;
+    let tokens = Tokenizer::new(&dialect, sql)
+        .with_unescape(true)
+        .tokenize_with_location()
+        .map_err(|e| syntax_error(sql, ParserError::TokenizerError(e.to_string())))?;
+    let (tokens, mut emit_clauses) = strip_emit_on_window_close(tokens);
+    let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
     let mut out = Vec::new();
     loop {
         while parser.consume_token(&Token::SemiColon) {}
         if parser.peek_token().token == Token::EOF {
             break;
         }
+        let start = parser.peek_token().span.start;
         let statement = if words_ahead(&parser, &["FLUSH"]) {
             parser.next_token();
             Statement::Flush
@@ -49,8 +71,46 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
                 parser.next_token();
             });
             Statement::ShowTables
+        } else if words_ahead(&parser, &["SHOW", "SOURCES"]) {
+            (0..2).for_each(|_| {
+                parser.next_token();
+            });
+            Statement::ShowSources
+        } else if words_ahead(&parser, &["SHOW", "JOBS"]) {
+            (0..2).for_each(|_| {
+                parser.next_token();
+            });
+            Statement::ShowJobs
+        } else if words_ahead(&parser, &["DROP", "SOURCE"]) {
+            (0..2).for_each(|_| {
+                parser.next_token();
+            });
+            let parse = |parser: &mut Parser| -> std::result::Result<Statement, ParserError> {
+                let if_exists = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+                let names = parser.parse_comma_separated(|p| p.parse_object_name(false))?;
+                let cascade = parser.parse_keyword(Keyword::CASCADE);
+                if !cascade {
+                    let _ = parser.parse_keyword(Keyword::RESTRICT);
+                }
+                Ok(Statement::DropSource {
+                    names,
+                    if_exists,
+                    cascade,
+                })
+            };
+            parse(&mut parser).map_err(|e| syntax_error(sql, e))?
+        } else if words_ahead(&parser, &["CREATE", "SOURCE"]) {
+            let source = parse_create_source(&mut parser).map_err(|e| syntax_error(sql, e))?;
+            Statement::CreateSource(source)
         } else {
-            let parsed = parser.parse_statement().map_err(|e| syntax_error(sql, e))?;
+            let (parsed, watermark) = if words_ahead(&parser, &["CREATE", "TABLE"])
+                && has_watermark_clause(&parser)
+            {
+                parse_create_table_with_watermark(&mut parser).map_err(|e| syntax_error(sql, e))?
+            } else {
+                let parsed = parser.parse_statement().map_err(|e| syntax_error(sql, e))?;
+                (parsed, None)
+            };
             if matches!(parsed, ast::Statement::CreateTable(_)) {
                 let append_only = words_ahead(&parser, &["APPEND", "ONLY"]);
                 if append_only {
@@ -60,13 +120,42 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
                 Statement::CreateTable {
                     create: Box::new(parsed),
                     append_only,
+                    watermark,
                 }
             } else {
                 Statement::Sql(Box::new(parsed))
             }
         };
-        out.push(statement);
         let next = parser.peek_token();
+        let end = next.span.start;
+        let emit_on_close = match emit_clauses.first() {
+            Some(at) if *at >= start && (next.token == Token::EOF || *at < end) => {
+                let at = emit_clauses.remove(0);
+                Some(at)
+            }
+            _ => None,
+        };
+        let statement = match statement {
+            Statement::Sql(mut s) => {
+                crate::window_syntax::normalize(&mut s);
+                Statement::Sql(s)
+            }
+            other => other,
+        };
+        let statement = match (emit_on_close, statement) {
+            (None, s) => s,
+            (Some(_), Statement::Sql(s)) if is_create_materialized_view(&s) => {
+                Statement::SqlEmitOnClose(s)
+            }
+            (Some(at), _) => {
+                let e = ParserError::ParserError(format!(
+                    "EMIT ON WINDOW CLOSE applies only to CREATE MATERIALIZED VIEW, found: EMIT at Line: {}, Column: {}",
+                    at.line, at.column
+                ));
+                return Err(syntax_error(sql, e));
+            }
+        };
+        out.push(statement);
         if next.token != Token::EOF && next.token != Token::SemiColon {
             let e = ParserError::ParserError(format!(
                 "Expected: end of statement, found: {} at Line: {}, Column: {}",
@@ -78,7 +167,57 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
     Ok(out)
 }
 
-fn words_ahead(parser: &Parser, words: &[&str]) -> bool {
+fn is_create_materialized_view(statement: &ast::Statement) -> bool {
+    match statement {
+        ast::Statement::CreateView(v) => v.materialized,
+        ast::Statement::Explain { statement, .. } => is_create_materialized_view(statement),
+        _ => false,
+    }
+}
+
+/// Removes each `EMIT ON WINDOW CLOSE` outside parentheses (which sqlparser
+/// cannot parse) and returns where each one was.
+fn strip_emit_on_window_close(tokens: Vec<TokenWithSpan>) -> (Vec<TokenWithSpan>, Vec<Location>) {
+    const WORDS: [&str; 4] = ["EMIT", "ON", "WINDOW", "CLOSE"];
+    let is_word = |t: &TokenWithSpan, w: &str| matches!(&t.token, Token::Word(word) if word.quote_style.is_none() && word.value.eq_ignore_ascii_case(w));
+    let mut out = Vec::with_capacity(tokens.len());
+    let mut found = Vec::new();
+    let mut depth = 0i32;
+    let mut i = 0;
+    while i < tokens.len() {
+        match tokens[i].token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            _ => {}
+        }
+        if depth == 0 && is_word(&tokens[i], WORDS[0]) {
+            // The clause's words, skipping whitespace between them.
+            let mut j = i;
+            let mut matched = 0;
+            while j < tokens.len() && matched < WORDS.len() {
+                if matches!(tokens[j].token, Token::Whitespace(_)) {
+                    j += 1;
+                    continue;
+                }
+                if !is_word(&tokens[j], WORDS[matched]) {
+                    break;
+                }
+                matched += 1;
+                j += 1;
+            }
+            if matched == WORDS.len() {
+                found.push(tokens[i].span.start);
+                i = j;
+                continue;
+            }
+        }
+        out.push(tokens[i].clone());
+        i += 1;
+    }
+    (out, found)
+}
+
+pub(crate) fn words_ahead(parser: &Parser, words: &[&str]) -> bool {
     words
         .iter()
         .enumerate()

@@ -11,7 +11,7 @@ use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::ExecutionPlan;
-use tidemark_plan::RelationId;
+use tidemark_plan::{EventTime, RelationId};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RelationKind {
@@ -20,6 +20,11 @@ pub enum RelationKind {
         append_only: bool,
     },
     MaterializedView,
+    /// An unmaterialized stream: each view over it reads it with its own reader.
+    Source {
+        /// `WITH` options, keys lower-cased.
+        options: Vec<(String, String)>,
+    },
 }
 
 /// A table or materialized view of the catalog.
@@ -29,6 +34,10 @@ pub struct RelationInfo {
     pub name: String,
     pub kind: RelationKind,
     pub schema: SchemaRef,
+    /// For tables and sources with `WATERMARK FOR`: where event time comes from.
+    pub event_time: Option<EventTime>,
+    /// Columns whose watermark the relation's changelog carries.
+    pub watermark_columns: Vec<usize>,
 }
 
 impl RelationInfo {
@@ -48,6 +57,10 @@ impl RelationInfo {
     pub fn is_table(&self) -> bool {
         matches!(self.kind, RelationKind::Table { .. })
     }
+
+    pub fn is_source(&self) -> bool {
+        matches!(self.kind, RelationKind::Source { .. })
+    }
 }
 
 /// A relation as a DataFusion table, for planning only: the streaming planner
@@ -64,7 +77,7 @@ impl TableProvider for RelationProvider {
     fn table_type(&self) -> TableType {
         match self.0.kind {
             RelationKind::Table { .. } => TableType::Base,
-            RelationKind::MaterializedView => TableType::View,
+            RelationKind::MaterializedView | RelationKind::Source { .. } => TableType::View,
         }
     }
 

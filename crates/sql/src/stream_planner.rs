@@ -17,18 +17,69 @@ use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{create_physical_expr, PhysicalExpr};
 use tidemark_plan::{
     AggCall, Distribution, Exchange, Fragment, FragmentId, FragmentInput, OperatorSpec, RelationId,
-    StreamGraph,
+    StreamGraph, WindowKey,
 };
 
-use crate::relation::RelationProvider;
+use crate::relation::{RelationKind, RelationProvider};
+use crate::watermarks::monotone_source;
 use crate::{Error, Result};
 
 /// The fragment being built: operators are appended until an exchange closes it.
 struct Open {
     inputs: Vec<FragmentInput>,
     operators: Vec<OperatorSpec>,
+    /// Per operator, its output columns that carry a watermark, by name.
+    operator_watermarks: Vec<Vec<String>>,
     distribution: Distribution,
     schema: DFSchemaRef,
+    /// Columns of `schema` that carry a watermark.
+    watermarks: Vec<usize>,
+}
+
+impl Open {
+    fn new(
+        inputs: Vec<FragmentInput>,
+        distribution: Distribution,
+        schema: DFSchemaRef,
+        watermarks: Vec<usize>,
+    ) -> Self {
+        Self {
+            inputs,
+            operators: Vec::new(),
+            operator_watermarks: Vec::new(),
+            distribution,
+            schema,
+            watermarks,
+        }
+    }
+
+    /// Appends an operator whose output is `schema`, with `watermarks`.
+    fn push(&mut self, op: OperatorSpec, schema: DFSchemaRef, watermarks: Vec<usize>) {
+        self.operator_watermarks.push(
+            watermarks
+                .iter()
+                .map(|&i| schema.field(i).name().clone())
+                .collect(),
+        );
+        self.operators.push(op);
+        self.schema = schema;
+        self.watermarks = watermarks;
+    }
+
+    /// Appends an operator that keeps the schema (a filter, the sink).
+    fn push_same(&mut self, op: OperatorSpec) {
+        let (schema, watermarks) = (Arc::clone(&self.schema), self.watermarks.clone());
+        self.push(op, schema, watermarks);
+    }
+}
+
+/// A planned `CREATE MATERIALIZED VIEW`.
+pub struct PlannedView {
+    pub graph: StreamGraph,
+    /// The view's columns (renamed to the given column names).
+    pub schema: SchemaRef,
+    /// Columns of the view whose watermark its changelog carries.
+    pub watermark_columns: Vec<usize>,
 }
 
 struct Planner {
@@ -37,14 +88,16 @@ struct Planner {
     ctx: PhysicalPlanningContext,
 }
 
-/// The streaming job of `CREATE MATERIALIZED VIEW view AS <plan>`, and the
-/// view's schema (renamed to `columns` when given).
+/// The streaming job of `CREATE MATERIALIZED VIEW view AS <plan>`, with
+/// column names `columns` when given; `emit_on_close` makes its windowed
+/// aggregate emit each window once, when the watermark closes it.
 pub fn plan_view(
     view: RelationId,
     name: &str,
     plan: &LogicalPlan,
     columns: &[String],
-) -> Result<(StreamGraph, SchemaRef)> {
+    emit_on_close: bool,
+) -> Result<PlannedView> {
     let mut planner = Planner {
         fragments: Vec::new(),
         props: ExecutionProps::new(),
@@ -53,8 +106,22 @@ pub fn plan_view(
     let mut open = planner.lower(plan)?;
     if open.inputs.is_empty() {
         return Err(Error::unsupported(
-            "a materialized view must read at least one table or materialized view",
+            "a materialized view must read at least one table, source or materialized view",
         ));
+    }
+    if emit_on_close {
+        let windowed = open.operators.iter_mut().rev().find_map(|op| match op {
+            OperatorSpec::HashAgg { window, .. } => Some(window),
+            _ => None,
+        });
+        match windowed {
+            Some(Some(window)) => window.emit_on_close = true,
+            _ => {
+                return Err(Error::unsupported(
+                    "EMIT ON WINDOW CLOSE needs the view to end in a GROUP BY on a window (window_start or window_end) or another column with a watermark",
+                ))
+            }
+        }
     }
     let schema = view_schema(open.schema.as_arrow(), columns)?;
     // Equal rows computed by different actors must meet in one Materialize, or
@@ -62,29 +129,36 @@ pub fn plan_view(
     if open.distribution == Distribution::Hashed {
         let all_columns = (0..schema.fields().len()).collect();
         let df_schema = Arc::clone(&open.schema);
+        let watermarks = open.watermarks.clone();
         let upstream = planner.close(open);
-        open = Open {
-            inputs: vec![FragmentInput::Fragment {
+        open = Open::new(
+            vec![FragmentInput::Fragment {
                 id: upstream,
                 exchange: Exchange::Hash(all_columns),
             }],
-            operators: Vec::new(),
-            distribution: Distribution::Hashed,
-            schema: df_schema,
-        };
+            Distribution::Hashed,
+            df_schema,
+            watermarks,
+        );
     }
-    open.operators.push(OperatorSpec::Materialize {
-        relation: view,
-        name: name.to_string(),
-    });
-    open.schema = Arc::new(DFSchema::try_from(Arc::clone(&schema))?);
+    let watermark_columns = open.watermarks.clone();
+    let watermarks = open.watermarks.clone();
+    open.push(
+        OperatorSpec::Materialize {
+            relation: view,
+            name: name.to_string(),
+        },
+        Arc::new(DFSchema::try_from(Arc::clone(&schema))?),
+        watermarks,
+    );
     planner.close(open);
-    Ok((
-        StreamGraph {
+    Ok(PlannedView {
+        graph: StreamGraph {
             fragments: planner.fragments,
         },
         schema,
-    ))
+        watermark_columns,
+    })
 }
 
 fn view_schema(schema: &Schema, columns: &[String]) -> Result<SchemaRef> {
@@ -134,6 +208,7 @@ impl Planner {
             id,
             inputs: open.inputs,
             operators: open.operators,
+            watermarks: open.operator_watermarks,
             distribution: open.distribution,
             schema: Arc::new(open.schema.as_arrow().clone()),
         });
@@ -151,17 +226,30 @@ impl Planner {
                     .zip(p.schema.fields())
                     .map(|(e, f)| Ok((self.physical(e, &open.schema)?, f.name().clone())))
                     .collect::<Result<Vec<_>>>()?;
-                open.operators.push(OperatorSpec::Project {
+                let derived: Vec<(usize, usize)> = p
+                    .expr
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, e)| {
+                        monotone_source(e, &open.schema, &open.watermarks).map(|c| (i, c))
+                    })
+                    .collect();
+                let spec = OperatorSpec::Project {
                     exprs,
                     schema: Arc::new(p.schema.as_arrow().clone()),
-                });
-                open.schema = Arc::clone(&p.schema);
+                    watermarks: derived.clone(),
+                };
+                open.push(
+                    spec,
+                    Arc::clone(&p.schema),
+                    derived.iter().map(|(o, _)| *o).collect(),
+                );
                 Ok(open)
             }
             LogicalPlan::Filter(f) => {
                 let mut open = self.lower(&f.input)?;
                 let predicate = self.physical(&f.predicate, &open.schema)?;
-                open.operators.push(OperatorSpec::Filter { predicate });
+                open.push_same(OperatorSpec::Filter { predicate });
                 Ok(open)
             }
             LogicalPlan::SubqueryAlias(a) => {
@@ -187,12 +275,12 @@ impl Planner {
             LogicalPlan::Union(_) => Err(unsupported("UNION")),
             LogicalPlan::Window(_) => Err(unsupported("window functions")),
             LogicalPlan::Distinct(Distinct::On(_)) => Err(unsupported("DISTINCT ON")),
-            LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => Ok(Open {
-                inputs: Vec::new(),
-                operators: Vec::new(),
-                distribution: Distribution::Single,
-                schema: Arc::clone(plan.schema()),
-            }),
+            LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => Ok(Open::new(
+                Vec::new(),
+                Distribution::Single,
+                Arc::clone(plan.schema()),
+                Vec::new(),
+            )),
             other => Err(unsupported(&format!("{} plans", other.display()))),
         }
     }
@@ -206,16 +294,30 @@ impl Planner {
             scan.table_name.clone(),
             &info.schema,
         )?);
-        let mut open = Open {
-            inputs: vec![FragmentInput::Relation {
-                id: info.id,
-                name: info.name.clone(),
-                schema: Arc::clone(&info.schema),
-                exchange: Exchange::Hash(info.stream_key()),
-            }],
-            operators: Vec::new(),
-            distribution: Distribution::Hashed,
-            schema: full,
+        let mut open = match &info.kind {
+            RelationKind::Source { options } => Open::new(
+                vec![FragmentInput::Source {
+                    id: info.id,
+                    name: info.name.clone(),
+                    schema: Arc::clone(&info.schema),
+                    options: options.clone(),
+                    event_time: info.event_time,
+                }],
+                Distribution::Single,
+                full,
+                info.watermark_columns.clone(),
+            ),
+            _ => Open::new(
+                vec![FragmentInput::Relation {
+                    id: info.id,
+                    name: info.name.clone(),
+                    schema: Arc::clone(&info.schema),
+                    exchange: Exchange::Hash(info.stream_key()),
+                }],
+                Distribution::Hashed,
+                full,
+                info.watermark_columns.clone(),
+            ),
         };
         if let Some(projection) = &scan.projection {
             let exprs = projection
@@ -228,15 +330,25 @@ impl Planner {
                     )
                 })
                 .collect();
-            open.operators.push(OperatorSpec::Project {
-                exprs,
-                schema: Arc::new(scan.projected_schema.as_arrow().clone()),
-            });
-            open.schema = Arc::clone(&scan.projected_schema);
+            let derived: Vec<(usize, usize)> = projection
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| open.watermarks.contains(c))
+                .map(|(o, c)| (o, *c))
+                .collect();
+            open.push(
+                OperatorSpec::Project {
+                    exprs,
+                    schema: Arc::new(scan.projected_schema.as_arrow().clone()),
+                    watermarks: derived.clone(),
+                },
+                Arc::clone(&scan.projected_schema),
+                derived.iter().map(|(o, _)| *o).collect(),
+            );
         }
         for filter in &scan.filters {
             let predicate = self.physical(filter, &open.schema)?;
-            open.operators.push(OperatorSpec::Filter { predicate });
+            open.push_same(OperatorSpec::Filter { predicate });
         }
         Ok(open)
     }
@@ -285,11 +397,16 @@ impl Planner {
         let n_in = in_schema.fields().len();
         let mut key_columns = Vec::with_capacity(agg.group_expr.len());
         let mut computed: Vec<(Arc<dyn PhysicalExpr>, String)> = Vec::new();
+        let mut derived: Vec<(usize, usize)> = Vec::new();
         for (i, g) in agg.group_expr.iter().enumerate() {
             match g {
                 Expr::Column(c) => key_columns.push(in_schema.index_of_column(c)?),
                 other => {
-                    key_columns.push(n_in + computed.len());
+                    let out = n_in + computed.len();
+                    if let Some(c) = monotone_source(other, &in_schema, &input.watermarks) {
+                        derived.push((out, c));
+                    }
+                    key_columns.push(out);
                     computed.push((self.physical(other, &in_schema)?, format!("__group_{i}")));
                 }
             }
@@ -322,12 +439,33 @@ impl Planner {
             }
             exprs.extend(computed);
             agg_input_schema = Arc::new(Schema::new(fields));
-            input.operators.push(OperatorSpec::Project {
-                exprs,
-                schema: Arc::clone(&agg_input_schema),
-            });
-            input.schema = Arc::new(DFSchema::try_from(Arc::clone(&agg_input_schema))?);
+            let kept: Vec<(usize, usize)> = input.watermarks.iter().map(|&c| (c, c)).collect();
+            let watermarks: Vec<(usize, usize)> = kept.into_iter().chain(derived).collect();
+            input.push(
+                OperatorSpec::Project {
+                    exprs,
+                    schema: Arc::clone(&agg_input_schema),
+                    watermarks: watermarks.clone(),
+                },
+                Arc::new(DFSchema::try_from(Arc::clone(&agg_input_schema))?),
+                watermarks.iter().map(|(o, _)| *o).collect(),
+            );
         }
+        // Group keys on watermarked columns pass the watermark on; the first
+        // one is the window that closes groups.
+        let key_watermarks: Vec<(usize, usize)> = key_columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| input.watermarks.contains(c))
+            .map(|(j, c)| (*c, j))
+            .collect();
+        let window = key_watermarks
+            .first()
+            .map(|&(input_column, key)| WindowKey {
+                key,
+                input_column,
+                emit_on_close: false,
+            });
         let global = agg.group_expr.is_empty();
         let exchange = if global {
             Exchange::Single
@@ -363,19 +501,27 @@ impl Planner {
                 )
             })
             .collect();
-        Ok(Open {
+        let mut open = Open::new(
             inputs,
-            operators: vec![OperatorSpec::HashAgg {
-                group_exprs,
-                aggs,
-                schema: Arc::new(agg.schema.as_arrow().clone()),
-            }],
-            distribution: if global {
+            if global {
                 Distribution::Single
             } else {
                 Distribution::Hashed
             },
-            schema: Arc::clone(&agg.schema),
-        })
+            Arc::clone(&agg.schema),
+            Vec::new(),
+        );
+        open.push(
+            OperatorSpec::HashAgg {
+                group_exprs,
+                aggs,
+                schema: Arc::new(agg.schema.as_arrow().clone()),
+                window,
+                watermarks: key_watermarks.clone(),
+            },
+            Arc::clone(&agg.schema),
+            key_watermarks.iter().map(|(_, j)| *j).collect(),
+        );
+        Ok(open)
     }
 }

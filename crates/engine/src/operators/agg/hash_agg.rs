@@ -1,18 +1,20 @@
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt32Array};
-use arrow::compute::{prep_null_mask_filter, take};
+use arrow::compute::{filter_record_batch, prep_null_mask_filter, take};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
-use tidemark_plan::AggCall;
+use tidemark_plan::{AggCall, WindowKey};
 use tidemark_state::{RowCodec, WriteBatch};
-use tidemark_types::{Epoch, Op, StreamChunk};
+use tidemark_types::{Epoch, Op, StreamChunk, Watermark};
 
 use super::RetractableMinMax;
+use crate::event_time::micros_at;
+use crate::metrics::JobMetrics;
 use crate::{Operator, Result};
 
 /// A retractable accumulator for `call`: DataFusion's sliding accumulators
@@ -49,6 +51,14 @@ pub struct HashAgg {
     key_codec: RowCodec,
     groups: HashMap<Vec<u8>, Group>,
     global: bool,
+    window: Option<WindowKey>,
+    /// (input column, output column): watermarks passed on.
+    watermark_map: Vec<(usize, usize)>,
+    metrics: Option<Arc<JobMetrics>>,
+    /// The watermark on the window's input column, µs: groups below it are closed.
+    watermark: Option<i64>,
+    /// Open groups by their window key's time, to find those a watermark closes.
+    by_window: BTreeMap<i64, Vec<Vec<u8>>>,
 }
 
 impl HashAgg {
@@ -72,12 +82,88 @@ impl HashAgg {
             schema,
             groups: HashMap::new(),
             global,
+            window: None,
+            watermark_map: Vec::new(),
+            metrics: None,
+            watermark: None,
+            by_window: BTreeMap::new(),
         };
         if agg.global {
             let group = agg.new_group(Vec::new())?;
             agg.groups.insert(Vec::new(), group);
         }
         Ok(agg)
+    }
+
+    /// Makes the aggregate windowed: rows for closed groups are late (dropped
+    /// and counted), and closed groups are purged (after being emitted, when
+    /// the window emits on close).
+    pub fn with_window(
+        mut self,
+        window: Option<WindowKey>,
+        watermark_map: Vec<(usize, usize)>,
+        metrics: Arc<JobMetrics>,
+    ) -> Self {
+        self.window = window;
+        self.watermark_map = watermark_map;
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn emits_on_close(&self) -> bool {
+        self.window.is_some_and(|w| w.emit_on_close)
+    }
+
+    /// Drops the rows whose window is already closed, counting them.
+    fn drop_late(&self, chunk: StreamChunk, key_columns: &[ArrayRef]) -> Result<StreamChunk> {
+        let (Some(window), Some(watermark)) = (self.window, self.watermark) else {
+            return Ok(chunk);
+        };
+        let times = &key_columns[window.key];
+        let keep: BooleanArray = (0..chunk.num_rows())
+            .map(|r| Some(micros_at(times.as_ref(), r).is_none_or(|t| t >= watermark)))
+            .collect();
+        let late = keep.false_count();
+        if late == 0 {
+            return Ok(chunk);
+        }
+        if let Some(m) = &self.metrics {
+            m.add_late_rows(late);
+        }
+        let ops = chunk.ops().map(|ops| {
+            ops.iter()
+                .zip(keep.iter())
+                .filter(|(_, k)| k.unwrap_or(false))
+                .map(|(op, _)| *op)
+                .collect::<Vec<Op>>()
+        });
+        let batch = filter_record_batch(chunk.batch(), &keep)?;
+        Ok(match ops {
+            Some(ops) => StreamChunk::with_ops(batch, ops),
+            None => StreamChunk::inserts(batch),
+        })
+    }
+
+    /// Closes every group whose window key is below `watermark`.
+    fn close_windows(&mut self, watermark: i64, out: &mut Vec<StreamChunk>) -> Result<()> {
+        let open = self.by_window.split_off(&watermark);
+        let closed = std::mem::replace(&mut self.by_window, open);
+        let emit = self.emits_on_close();
+        let mut rows = Vec::new();
+        for key in closed.into_values().flatten() {
+            let Some(mut group) = self.groups.remove(&key) else {
+                continue;
+            };
+            if emit {
+                if let Some(row) = Self::output_row(&mut group, false)? {
+                    rows.push((Op::Insert, row));
+                }
+            }
+        }
+        if let Some(chunk) = self.to_chunk(rows)? {
+            out.push(chunk);
+        }
+        Ok(())
     }
 
     fn new_group(&self, key: Vec<ScalarValue>) -> Result<Group> {
@@ -178,13 +264,20 @@ impl Operator for HashAgg {
     }
 
     fn on_chunk(&mut self, chunk: StreamChunk, out: &mut Vec<StreamChunk>) -> Result<()> {
+        let evaluate_keys = |batch: &RecordBatch| {
+            self.group_exprs
+                .iter()
+                .map(|e| e.evaluate(batch)?.into_array(batch.num_rows()))
+                .collect::<datafusion::error::Result<Vec<_>>>()
+        };
+        let mut key_columns = evaluate_keys(chunk.batch())?;
+        let before = chunk.num_rows();
+        let chunk = self.drop_late(chunk, &key_columns)?;
+        if chunk.num_rows() != before {
+            key_columns = evaluate_keys(chunk.batch())?;
+        }
         let batch = chunk.batch();
         let n = batch.num_rows();
-        let key_columns = self
-            .group_exprs
-            .iter()
-            .map(|e| e.evaluate(batch)?.into_array(n))
-            .collect::<datafusion::error::Result<Vec<_>>>()?;
         let keys = if self.global {
             vec![Vec::new(); n]
         } else {
@@ -228,6 +321,11 @@ impl Operator for HashAgg {
                     .iter()
                     .map(|c| ScalarValue::try_from_array(c, first))
                     .collect::<datafusion::error::Result<Vec<_>>>()?;
+                if let Some(w) = self.window {
+                    if let Some(t) = micros_at(key_columns[w.key].as_ref(), first) {
+                        self.by_window.entry(t).or_default().push(key.clone());
+                    }
+                }
                 let group = self.new_group(scalars)?;
                 self.groups.insert(key.clone(), group);
             }
@@ -258,7 +356,32 @@ impl Operator for HashAgg {
                 }
             }
         }
+        if self.emits_on_close() {
+            return Ok(());
+        }
         self.emit(order, out)
+    }
+
+    fn on_watermark(
+        &mut self,
+        wm: Watermark,
+        out: &mut Vec<StreamChunk>,
+    ) -> Result<Vec<Watermark>> {
+        if self.window.is_some_and(|w| w.input_column == wm.column)
+            && self.watermark.is_none_or(|w| wm.value > w)
+        {
+            self.watermark = Some(wm.value);
+            self.close_windows(wm.value, out)?;
+        }
+        Ok(self
+            .watermark_map
+            .iter()
+            .filter(|(input, _)| *input == wm.column)
+            .map(|&(_, column)| Watermark {
+                column,
+                value: wm.value,
+            })
+            .collect())
     }
 
     fn on_checkpoint(

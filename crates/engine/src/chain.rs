@@ -1,0 +1,84 @@
+//! A fused chain of operators: what an actor runs between its input and its
+//! outputs. Shared by the actors that merge channels and those that read sources.
+
+use tidemark_state::WriteBatch;
+use tidemark_types::{Epoch, StreamChunk, Watermark};
+
+use crate::outputs::Outputs;
+use crate::{Operator, Result};
+
+pub struct Chain {
+    operators: Vec<Box<dyn Operator>>,
+}
+
+impl Chain {
+    pub fn new(operators: Vec<Box<dyn Operator>>) -> Self {
+        Self { operators }
+    }
+
+    /// Feeds `chunks` through the operators from `from` on.
+    fn push_through(
+        &mut self,
+        from: usize,
+        mut chunks: Vec<StreamChunk>,
+    ) -> Result<Vec<StreamChunk>> {
+        for op in self.operators.iter_mut().skip(from) {
+            let mut next = Vec::new();
+            for chunk in chunks {
+                op.on_chunk(chunk, &mut next)?;
+            }
+            chunks = next;
+        }
+        Ok(chunks)
+    }
+
+    pub async fn on_chunk(&mut self, chunk: StreamChunk, outputs: &Outputs) -> Result<()> {
+        let out = self.push_through(0, vec![chunk])?;
+        outputs.send(out).await
+    }
+
+    /// Passes a watermark down the chain, sending what operators emit on the
+    /// way (closed windows) before the watermarks that come out at the end.
+    pub async fn on_watermark(&mut self, wm: Watermark, outputs: &mut Outputs) -> Result<()> {
+        let mut current = vec![wm];
+        for i in 0..self.operators.len() {
+            let mut next = Vec::new();
+            for wm in current {
+                let mut emitted = Vec::new();
+                next.extend(self.operators[i].on_watermark(wm, &mut emitted)?);
+                let out = self.push_through(i + 1, emitted)?;
+                outputs.send(out).await?;
+            }
+            current = next;
+        }
+        for wm in current {
+            outputs.send_watermark(wm).await;
+        }
+        Ok(())
+    }
+
+    /// Lets every operator emit what the checkpoint releases and collect its
+    /// state changes into `batch`.
+    pub async fn on_checkpoint(
+        &mut self,
+        epoch: Epoch,
+        batch: &mut WriteBatch,
+        outputs: &Outputs,
+    ) -> Result<()> {
+        for i in 0..self.operators.len() {
+            let mut emitted = Vec::new();
+            self.operators[i].on_checkpoint(epoch, batch, &mut emitted)?;
+            let out = self.push_through(i + 1, emitted)?;
+            outputs.send(out).await?;
+        }
+        Ok(())
+    }
+
+    /// What the last operator would have emitted so far (see [`Operator::snapshot`]).
+    pub fn snapshot(&self) -> Result<Vec<StreamChunk>> {
+        match self.operators.last() {
+            Some(op) => op.snapshot(),
+            None => Ok(Vec::new()),
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! The actor that reads a source for one job: it pulls batches from the
+//! source's splits in turn, stamps event time (a watermark per split, merged
+//! as the minimum), runs the fused chain, and takes barriers from the
+//! coordinator between batches, so a checkpoint cuts the input at a batch
+//! boundary.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tidemark_connectors::{ReadOutcome, SplitReader};
+use tidemark_plan::EventTime;
+use tidemark_state::WriteBatch;
+use tidemark_types::{ActorId, Barrier, StreamChunk, Watermark};
+use tokio::sync::mpsc::error::TryRecvError;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::chain::Chain;
+use crate::event_time::{max_micros, END_OF_TIME};
+use crate::metrics::JobMetrics;
+use crate::outputs::{supervise, Outputs, Shared};
+use crate::{Error, Result};
+
+/// Rows asked of a split per read.
+const BATCH_ROWS: usize = 8192;
+
+/// How long to wait before asking splits that had nothing again.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+struct Split {
+    reader: Box<dyn SplitReader>,
+    /// Latest event time read, µs.
+    max_time: Option<i64>,
+    last_active: Instant,
+    finished: bool,
+    skipped: u64,
+}
+
+pub struct SourceActor {
+    pub id: ActorId,
+    pub source: String,
+    splits: Vec<Split>,
+    event_time: Option<EventTime>,
+    idle_timeout: Option<Duration>,
+    barriers: UnboundedReceiver<Barrier>,
+    chain: Chain,
+    outputs: Outputs,
+    shared: Arc<Shared>,
+    metrics: Arc<JobMetrics>,
+    /// Whether the input ends (every split finishes), so FLUSH waits for it.
+    bounded: bool,
+    watermark: Option<i64>,
+}
+
+/// What a source actor is built from.
+pub struct SourceActorParts {
+    pub id: ActorId,
+    pub source: String,
+    pub readers: Vec<Box<dyn SplitReader>>,
+    pub event_time: Option<EventTime>,
+    pub idle_timeout: Option<Duration>,
+    pub bounded: bool,
+    pub barriers: UnboundedReceiver<Barrier>,
+    pub chain: Chain,
+    pub outputs: Outputs,
+    pub shared: Arc<Shared>,
+    pub metrics: Arc<JobMetrics>,
+}
+
+impl SourceActor {
+    pub fn new(parts: SourceActorParts) -> Self {
+        let now = Instant::now();
+        if parts.bounded {
+            parts.metrics.reader_started();
+        }
+        Self {
+            id: parts.id,
+            source: parts.source,
+            splits: parts
+                .readers
+                .into_iter()
+                .map(|reader| Split {
+                    reader,
+                    max_time: None,
+                    last_active: now,
+                    finished: false,
+                    skipped: 0,
+                })
+                .collect(),
+            event_time: parts.event_time,
+            idle_timeout: parts.idle_timeout,
+            barriers: parts.barriers,
+            chain: parts.chain,
+            outputs: parts.outputs,
+            shared: parts.shared,
+            metrics: parts.metrics,
+            bounded: parts.bounded,
+            watermark: None,
+        }
+    }
+
+    pub fn spawn(mut self, job: String) {
+        let span = tracing::info_span!("source", id = self.id, source = %self.source, job = %job);
+        let (id, shared) = (self.id, Arc::clone(&self.shared));
+        supervise(id, shared, span, async move { self.run().await });
+    }
+
+    async fn run(&mut self) -> Result<()> {
+        // Nothing is read before the barrier that starts the job.
+        let Some(first) = self.barriers.recv().await else {
+            return Ok(());
+        };
+        if self.on_barrier(first).await? {
+            return Ok(());
+        }
+        let mut next = 0;
+        let mut ended = false;
+        loop {
+            loop {
+                match self.barriers.try_recv() {
+                    Ok(b) => {
+                        if self.on_barrier(b).await? {
+                            return Ok(());
+                        }
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => return Ok(()),
+                }
+            }
+            if self.splits.iter().all(|s| s.finished) {
+                if !ended {
+                    ended = true;
+                    self.advance_watermark(END_OF_TIME).await?;
+                }
+                let Some(b) = self.barriers.recv().await else {
+                    return Ok(());
+                };
+                let epoch = b.epoch;
+                let stop = self.on_barrier(b).await?;
+                if self.bounded {
+                    self.bounded = false;
+                    self.metrics.reader_finished(epoch);
+                }
+                if stop {
+                    return Ok(());
+                }
+                continue;
+            }
+            if !self.read_one(&mut next).await? {
+                self.update_watermark().await?;
+                tokio::select! {
+                    b = self.barriers.recv() => match b {
+                        Some(b) => if self.on_barrier(b).await? { return Ok(()) },
+                        None => return Ok(()),
+                    },
+                    _ = tokio::time::sleep(POLL_INTERVAL) => {}
+                }
+            }
+        }
+    }
+
+    /// Reads one batch from the next split that has one; returns whether any
+    /// split made progress.
+    async fn read_one(&mut self, next: &mut usize) -> Result<bool> {
+        let n = self.splits.len();
+        for k in 0..n {
+            let i = (*next + k) % n;
+            let split = &mut self.splits[i];
+            if split.finished {
+                continue;
+            }
+            let outcome = split
+                .reader
+                .next_batch(BATCH_ROWS)
+                .map_err(|e| Error::Source(format!("source \"{}\": {e}", self.source)))?;
+            let skipped = split.reader.skipped_rows();
+            self.metrics.set_malformed_rows(split.skipped, skipped);
+            split.skipped = skipped;
+            match outcome {
+                ReadOutcome::Batch(batch) => {
+                    *next = i + 1;
+                    split.last_active = Instant::now();
+                    if let Some(t) = self.event_time {
+                        if let Some(m) = max_micros(batch.column(t.column)) {
+                            split.max_time = Some(split.max_time.map_or(m, |x| x.max(m)));
+                        }
+                    }
+                    self.metrics.add_rows_in(batch.num_rows());
+                    self.chain
+                        .on_chunk(StreamChunk::inserts(batch), &self.outputs)
+                        .await?;
+                    self.update_watermark().await?;
+                    return Ok(true);
+                }
+                ReadOutcome::Finished => {
+                    split.finished = true;
+                    *next = i + 1;
+                    return Ok(true);
+                }
+                ReadOutcome::Pending => {}
+            }
+        }
+        Ok(false)
+    }
+
+    /// The minimum over splits still running and not idle of each split's
+    /// latest time minus the delay.
+    async fn update_watermark(&mut self) -> Result<()> {
+        let Some(t) = self.event_time else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let mut min: Option<i64> = None;
+        let mut any_active = false;
+        for s in &self.splits {
+            if s.finished {
+                continue;
+            }
+            let idle = self
+                .idle_timeout
+                .is_some_and(|d| now.duration_since(s.last_active) >= d);
+            if idle {
+                continue;
+            }
+            any_active = true;
+            match s.max_time {
+                Some(m) => {
+                    let w = m.saturating_sub(t.delay_us);
+                    min = Some(min.map_or(w, |x| x.min(w)));
+                }
+                // A split that has read nothing yet holds the watermark back.
+                None => return Ok(()),
+            }
+        }
+        match min {
+            Some(w) if any_active => self.advance_watermark(w).await,
+            _ => Ok(()),
+        }
+    }
+
+    async fn advance_watermark(&mut self, value: i64) -> Result<()> {
+        let Some(t) = self.event_time else {
+            return Ok(());
+        };
+        if self.watermark.is_some_and(|w| w >= value) {
+            return Ok(());
+        }
+        self.watermark = Some(value);
+        self.metrics.set_watermark(value);
+        let wm = Watermark {
+            column: t.column,
+            value,
+        };
+        self.chain.on_watermark(wm, &mut self.outputs).await
+    }
+
+    /// Returns whether the actor stops at this barrier.
+    async fn on_barrier(&mut self, barrier: Barrier) -> Result<bool> {
+        let mut batch = WriteBatch::default();
+        self.chain
+            .on_checkpoint(barrier.epoch, &mut batch, &self.outputs)
+            .await?;
+        let chain = &self.chain;
+        self.outputs
+            .pass_barrier(barrier, batch, &self.shared, || chain.snapshot())
+            .await
+    }
+}

@@ -1,0 +1,73 @@
+//! `SHOW JOBS`: each materialized view's streaming job, with its progress.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use tidemark_sql::RelationKind;
+
+use crate::database::Database;
+use crate::result::StatementResult;
+
+pub(crate) fn jobs_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("name", DataType::Utf8, false),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("rows_in", DataType::Int64, false),
+        Field::new("late_rows_dropped", DataType::Int64, false),
+        Field::new("malformed_rows_skipped", DataType::Int64, false),
+        Field::new(
+            "watermark",
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            true,
+        ),
+    ]))
+}
+
+impl Database {
+    pub(crate) fn show_jobs(&self) -> StatementResult {
+        let views: Vec<_> = self
+            .catalog()
+            .all()
+            .filter(|r| matches!(r.kind, RelationKind::MaterializedView))
+            .cloned()
+            .collect();
+        let mut names = Vec::new();
+        let mut status = Vec::new();
+        let mut rows_in = Vec::new();
+        let mut late = Vec::new();
+        let mut malformed = Vec::new();
+        let mut watermark = Vec::new();
+        for v in views {
+            let stats = self.runtime.job_stats(v.id).unwrap_or_default();
+            names.push(v.name.clone());
+            status.push(match self.runtime.failure(v.id) {
+                Some(_) => "failed",
+                None => "running",
+            });
+            rows_in.push(stats.rows_in as i64);
+            late.push(stats.late_rows as i64);
+            malformed.push(stats.malformed_rows as i64);
+            // A bounded input that ended closes all time: shown as the
+            // largest timestamp clients handle.
+            watermark.push(stats.watermark.map(|w| w.min(MAX_TIMESTAMP_MICROS)));
+        }
+        let schema = jobs_schema();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(names)),
+            Arc::new(StringArray::from(status)),
+            Arc::new(Int64Array::from(rows_in)),
+            Arc::new(Int64Array::from(late)),
+            Arc::new(Int64Array::from(malformed)),
+            Arc::new(TimestampMicrosecondArray::from(watermark)),
+        ];
+        let batches = RecordBatch::try_new(Arc::clone(&schema), columns)
+            .map(|b| vec![b])
+            .unwrap_or_default();
+        StatementResult::Rows { schema, batches }
+    }
+}
+
+/// 9999-12-31 23:59:59.999999.
+const MAX_TIMESTAMP_MICROS: i64 = 253_402_300_799_999_999;

@@ -119,6 +119,7 @@ impl Database {
         let relations = self.referenced(req, stmt)?;
         let providers = self.snapshot(req, &relations)?;
         let ctx = tidemark_sql::session(providers).map_err(|e| req.df(e))?;
+        self.register_system_views(&ctx).map_err(|e| req.df(e))?;
         let plan = self.bound_plan(req, &ctx, stmt).await?;
         let df = ctx
             .execute_logical_plan(plan)

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
+use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
+use datafusion::datasource::MemTable;
 use tidemark_sql::RelationKind;
 
 use crate::database::Database;
@@ -25,7 +27,28 @@ pub(crate) fn jobs_schema() -> SchemaRef {
     ]))
 }
 
+/// The schema holding system views, as `tidemark_catalog.streaming_jobs`.
+const SYSTEM_SCHEMA: &str = "tidemark_catalog";
+
 impl Database {
+    /// Makes `tidemark_catalog.streaming_jobs` (what `SHOW JOBS` shows)
+    /// queryable in `ctx`.
+    pub(crate) fn register_system_views(
+        &self,
+        ctx: &datafusion::prelude::SessionContext,
+    ) -> datafusion::error::Result<()> {
+        let StatementResult::Rows { schema, batches } = self.show_jobs() else {
+            return Ok(());
+        };
+        let schema_provider = Arc::new(MemorySchemaProvider::new());
+        let table = MemTable::try_new(schema, vec![batches])?;
+        schema_provider.register_table("streaming_jobs".to_string(), Arc::new(table))?;
+        if let Some(catalog) = ctx.catalog("datafusion") {
+            catalog.register_schema(SYSTEM_SCHEMA, schema_provider)?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn show_jobs(&self) -> StatementResult {
         let views: Vec<_> = self
             .catalog()

@@ -16,7 +16,9 @@ use crate::coordinator::Injector;
 use crate::dispatch::{Dispatcher, Output};
 use crate::merge::Merge;
 use crate::metrics::JobMetrics;
-use crate::operators::{Filter, HashAgg, Materialize, Project};
+use crate::operators::{
+    Filter, HashAgg, HopExpand, Materialize, Project, SessionAgg, SessionAggSpec,
+};
 use crate::outputs::Outputs;
 use crate::runtime::{Runtime, CHANNEL_CAPACITY};
 use crate::source_actor::{SourceActor, SourceActorParts};
@@ -64,6 +66,38 @@ fn build_operator(
             )?
             .with_window(*window, watermarks.clone(), Arc::clone(metrics)),
         ),
+        OperatorSpec::HopExpand {
+            time,
+            slide_us,
+            size_us,
+            offset_us,
+            schema,
+        } => Box::new(HopExpand::new(
+            *time,
+            (*slide_us, *size_us, *offset_us),
+            Arc::clone(schema),
+            Arc::clone(metrics),
+        )),
+        OperatorSpec::SessionAgg {
+            partition,
+            time,
+            gap_us,
+            aggs,
+            keys,
+            emit_on_close,
+            schema,
+        } => Box::new(SessionAgg::new(
+            SessionAggSpec {
+                partition: partition.clone(),
+                time: *time,
+                gap: *gap_us,
+                aggs: aggs.clone(),
+                keys: keys.clone(),
+                emit_on_close: *emit_on_close,
+                schema: Arc::clone(schema),
+            },
+            Arc::clone(metrics),
+        )?),
         OperatorSpec::Materialize { relation, .. } => {
             Box::new(Materialize::new(*relation, Arc::clone(schema))?)
         }

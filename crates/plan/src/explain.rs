@@ -54,9 +54,9 @@ impl StreamGraph {
                         ..
                     } => match event_time {
                         Some(t) => format!(
-                            "  source: {name} (watermark: {} - {}us)",
+                            "  source: {name} (watermark: {} - {})",
                             schema.field(t.column).name(),
-                            t.delay_us
+                            duration(t.delay_us)
                         ),
                         None => format!("  source: {name}"),
                     },
@@ -74,6 +74,21 @@ impl StreamGraph {
         }
         lines
     }
+}
+
+/// A duration in the largest unit that divides it: `2s`, `500ms`.
+fn duration(micros: i64) -> String {
+    for (unit, name) in [
+        (3_600_000_000, "h"),
+        (60_000_000, "min"),
+        (1_000_000, "s"),
+        (1000, "ms"),
+    ] {
+        if micros != 0 && micros % unit == 0 {
+            return format!("{}{name}", micros / unit);
+        }
+    }
+    format!("{micros}us")
 }
 
 impl fmt::Display for OperatorSpec {
@@ -111,6 +126,42 @@ impl fmt::Display for OperatorSpec {
                     ),
                     None => Ok(()),
                 }
+            }
+            OperatorSpec::HopExpand {
+                slide_us, size_us, ..
+            } => write!(
+                f,
+                "HopExpand: slide {}, size {}",
+                duration(*slide_us),
+                duration(*size_us)
+            ),
+            OperatorSpec::SessionAgg {
+                gap_us,
+                aggs,
+                emit_on_close,
+                schema,
+                keys,
+                ..
+            } => {
+                let groups: Vec<&str> = schema
+                    .fields()
+                    .iter()
+                    .take(keys.len())
+                    .map(|f| f.name().as_str())
+                    .collect();
+                let calls: Vec<String> = aggs.iter().map(|a| a.expr.name().to_string()).collect();
+                write!(
+                    f,
+                    "SessionAgg: gap {}, group by [{}], aggregates [{}], emit {}",
+                    duration(*gap_us),
+                    groups.join(", "),
+                    calls.join(", "),
+                    if *emit_on_close {
+                        "on window close"
+                    } else {
+                        "on update"
+                    }
+                )
             }
             OperatorSpec::Materialize { name, .. } => write!(f, "Materialize: {name}"),
         }

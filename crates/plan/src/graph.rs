@@ -106,6 +106,30 @@ pub enum OperatorSpec {
         /// watermark on.
         watermarks: Vec<(usize, usize)>,
     },
+    /// HOP: each row once per window that contains it, with `window_start` and
+    /// `window_end` appended.
+    HopExpand {
+        /// The event-time column.
+        time: usize,
+        slide_us: i64,
+        size_us: i64,
+        offset_us: i64,
+        schema: SchemaRef,
+    },
+    /// SESSION windows per partition key, aggregated: a row at most `gap_us`
+    /// after a session's last row extends it, and a row that bridges two
+    /// sessions merges them. Needs an append-only input.
+    SessionAgg {
+        /// Input columns of the partition key.
+        partition: Vec<usize>,
+        time: usize,
+        gap_us: i64,
+        aggs: Vec<AggCall>,
+        /// What each group column of the output is.
+        keys: Vec<SessionKey>,
+        emit_on_close: bool,
+        schema: SchemaRef,
+    },
     /// Keeps the view's rows (a multiset) in its state table; what SELECT reads.
     Materialize {
         relation: RelationId,
@@ -119,9 +143,20 @@ impl OperatorSpec {
             OperatorSpec::Filter { .. } => "Filter",
             OperatorSpec::Project { .. } => "Project",
             OperatorSpec::HashAgg { .. } => "HashAgg",
+            OperatorSpec::HopExpand { .. } => "HopExpand",
+            OperatorSpec::SessionAgg { .. } => "SessionAgg",
             OperatorSpec::Materialize { .. } => "Materialize",
         }
     }
+}
+
+/// A group column of a session aggregate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKey {
+    /// The i-th column of the partition key.
+    Partition(usize),
+    WindowStart,
+    WindowEnd,
 }
 
 /// A chain of operators fused in one task per actor.

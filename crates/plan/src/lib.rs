@@ -8,5 +8,5 @@ mod graph;
 
 pub use graph::{
     AggCall, Distribution, EventTime, Exchange, Fragment, FragmentId, FragmentInput, OperatorSpec,
-    RelationId, StreamGraph, WindowKey,
+    RelationId, SessionKey, StreamGraph, WindowKey,
 };

@@ -9,8 +9,10 @@ mod dml;
 mod error;
 mod parser;
 mod relation;
+mod session_planner;
 mod stream_planner;
 mod watermarks;
+mod window_node;
 mod window_syntax;
 mod windows;
 

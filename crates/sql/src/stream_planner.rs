@@ -21,23 +21,25 @@ use tidemark_plan::{
 };
 
 use crate::relation::{RelationKind, RelationProvider};
+use crate::session_planner::session_below;
 use crate::watermarks::monotone_source;
+use crate::window_node::as_window;
 use crate::{Error, Result};
 
 /// The fragment being built: operators are appended until an exchange closes it.
-struct Open {
-    inputs: Vec<FragmentInput>,
-    operators: Vec<OperatorSpec>,
+pub(crate) struct Open {
+    pub(crate) inputs: Vec<FragmentInput>,
+    pub(crate) operators: Vec<OperatorSpec>,
     /// Per operator, its output columns that carry a watermark, by name.
     operator_watermarks: Vec<Vec<String>>,
-    distribution: Distribution,
-    schema: DFSchemaRef,
+    pub(crate) distribution: Distribution,
+    pub(crate) schema: DFSchemaRef,
     /// Columns of `schema` that carry a watermark.
-    watermarks: Vec<usize>,
+    pub(crate) watermarks: Vec<usize>,
 }
 
 impl Open {
-    fn new(
+    pub(crate) fn new(
         inputs: Vec<FragmentInput>,
         distribution: Distribution,
         schema: DFSchemaRef,
@@ -54,7 +56,7 @@ impl Open {
     }
 
     /// Appends an operator whose output is `schema`, with `watermarks`.
-    fn push(&mut self, op: OperatorSpec, schema: DFSchemaRef, watermarks: Vec<usize>) {
+    pub(crate) fn push(&mut self, op: OperatorSpec, schema: DFSchemaRef, watermarks: Vec<usize>) {
         self.operator_watermarks.push(
             watermarks
                 .iter()
@@ -67,7 +69,7 @@ impl Open {
     }
 
     /// Appends an operator that keeps the schema (a filter, the sink).
-    fn push_same(&mut self, op: OperatorSpec) {
+    pub(crate) fn push_same(&mut self, op: OperatorSpec) {
         let (schema, watermarks) = (Arc::clone(&self.schema), self.watermarks.clone());
         self.push(op, schema, watermarks);
     }
@@ -82,10 +84,10 @@ pub struct PlannedView {
     pub watermark_columns: Vec<usize>,
 }
 
-struct Planner {
+pub(crate) struct Planner {
     fragments: Vec<Fragment>,
-    props: ExecutionProps,
-    ctx: PhysicalPlanningContext,
+    pub(crate) props: ExecutionProps,
+    pub(crate) ctx: PhysicalPlanningContext,
 }
 
 /// The streaming job of `CREATE MATERIALIZED VIEW view AS <plan>`, with
@@ -110,12 +112,18 @@ pub fn plan_view(
         ));
     }
     if emit_on_close {
-        let windowed = open.operators.iter_mut().rev().find_map(|op| match op {
-            OperatorSpec::HashAgg { window, .. } => Some(window),
-            _ => None,
+        let last_agg = open.operators.iter_mut().rev().find(|op| {
+            matches!(
+                op,
+                OperatorSpec::HashAgg { .. } | OperatorSpec::SessionAgg { .. }
+            )
         });
-        match windowed {
-            Some(Some(window)) => window.emit_on_close = true,
+        match last_agg {
+            Some(OperatorSpec::SessionAgg { emit_on_close, .. }) => *emit_on_close = true,
+            Some(OperatorSpec::HashAgg {
+                window: Some(window),
+                ..
+            }) => window.emit_on_close = true,
             _ => {
                 return Err(Error::unsupported(
                     "EMIT ON WINDOW CLOSE needs the view to end in a GROUP BY on a window (window_start or window_end) or another column with a watermark",
@@ -193,16 +201,16 @@ fn view_schema(schema: &Schema, columns: &[String]) -> Result<SchemaRef> {
     Ok(Arc::new(Schema::new(fields)))
 }
 
-fn unsupported(what: &str) -> Error {
+pub(crate) fn unsupported(what: &str) -> Error {
     Error::unsupported(format!("materialized views do not support {what} yet"))
 }
 
 impl Planner {
-    fn physical(&self, expr: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
+    pub(crate) fn physical(&self, expr: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
         Ok(create_physical_expr(expr, schema, &self.props, &self.ctx)?)
     }
 
-    fn close(&mut self, open: Open) -> FragmentId {
+    pub(crate) fn close(&mut self, open: Open) -> FragmentId {
         let id = self.fragments.len() as FragmentId;
         self.fragments.push(Fragment {
             id,
@@ -215,7 +223,7 @@ impl Planner {
         id
     }
 
-    fn lower(&mut self, plan: &LogicalPlan) -> Result<Open> {
+    pub(crate) fn lower(&mut self, plan: &LogicalPlan) -> Result<Open> {
         match plan {
             LogicalPlan::TableScan(scan) => self.scan(scan),
             LogicalPlan::Projection(p) => {
@@ -257,7 +265,14 @@ impl Planner {
                 open.schema = Arc::clone(&a.schema);
                 Ok(open)
             }
-            LogicalPlan::Aggregate(agg) => self.aggregate(agg),
+            LogicalPlan::Aggregate(agg) => match session_below(&agg.input) {
+                Some((node, filters)) => self.session_aggregate(agg, node, &filters),
+                None => self.aggregate(agg),
+            },
+            LogicalPlan::Extension(_) => match as_window(plan) {
+                Some(node) => self.hop(node),
+                None => Err(unsupported(&format!("{} plans", plan.display()))),
+            },
             LogicalPlan::Distinct(Distinct::All(input)) => {
                 let group_expr: Vec<Expr> = input
                     .schema()

@@ -17,6 +17,8 @@ use datafusion::functions::datetime::expr_fn::date_bin;
 use datafusion::logical_expr::{col, lit, Expr, LogicalPlan, LogicalPlanBuilder};
 use datafusion::physical_plan::ExecutionPlan;
 
+use crate::window_node::{WindowNode, WindowSpec};
+
 /// The relations a statement may window, by name.
 pub(crate) type Relations = Arc<HashMap<String, Arc<dyn TableProvider>>>;
 
@@ -34,7 +36,7 @@ impl WindowKind {
         ("session", WindowKind::Session),
     ];
 
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             WindowKind::Tumble => "TUMBLE",
             WindowKind::Hop => "HOP",
@@ -168,6 +170,93 @@ impl WindowFunction {
     }
 }
 
+impl WindowFunction {
+    /// HOP(src, ts, slide, size [, offset]) or SESSION(src, ts, gap): a
+    /// [`WindowNode`] over the relation.
+    fn window_node(&self, args: &[Expr]) -> DfResult<LogicalPlan> {
+        let usage = match self.kind {
+            WindowKind::Hop => "HOP takes (source, time column, slide, size [, offset])",
+            _ => "SESSION takes (source, time column, gap)",
+        };
+        let arity = match self.kind {
+            WindowKind::Hop => 4..=5,
+            _ => 3..=3,
+        };
+        if !arity.contains(&args.len()) {
+            return Err(invalid(usage.to_string()));
+        }
+        let (name, provider) = self.relation(&args[0])?;
+        let (ts, _) = self.time_column(&args[1], &provider.schema())?;
+        let spec = match self.kind {
+            WindowKind::Hop => {
+                let slide = interval_micros(&args[2], "the HOP slide")?;
+                let size = interval_micros(&args[3], "the HOP size")?;
+                let offset = match args.get(4) {
+                    Some(e) => interval_micros(e, "the HOP offset")?,
+                    None => 0,
+                };
+                if slide <= 0 || size <= 0 {
+                    return Err(invalid(
+                        "the HOP slide and size must be positive".to_string(),
+                    ));
+                }
+                if size % slide != 0 {
+                    return Err(invalid(
+                        "the HOP size must be a whole multiple of its slide".to_string(),
+                    ));
+                }
+                WindowSpec::Hop {
+                    slide,
+                    size,
+                    offset: offset.rem_euclid(slide),
+                }
+            }
+            _ => {
+                let gap = interval_micros(&args[2], "the SESSION gap")?;
+                if gap <= 0 {
+                    return Err(invalid("the SESSION gap must be positive".to_string()));
+                }
+                WindowSpec::Session { gap }
+            }
+        };
+        let input =
+            LogicalPlanBuilder::scan(name.as_str(), provider_as_source(provider), None)?.build()?;
+        let time = input
+            .schema()
+            .index_of_column_by_name(None, &ts)
+            .ok_or_else(|| DataFusionError::Plan(format!("column \"{ts}\" does not exist")))?;
+        let time_field = input.schema().field(time).clone();
+        let mut fields: Vec<(
+            Option<datafusion::common::TableReference>,
+            Arc<arrow::datatypes::Field>,
+        )> = input
+            .schema()
+            .iter()
+            .map(|(q, f)| (q.cloned(), Arc::clone(f)))
+            .collect();
+        for column in ["window_start", "window_end"] {
+            fields.push((
+                None,
+                Arc::new(time_field.as_ref().clone().with_name(column)),
+            ));
+        }
+        let schema = Arc::new(datafusion::common::DFSchema::new_with_metadata(
+            fields,
+            HashMap::new(),
+        )?);
+        Ok(LogicalPlan::Extension(
+            datafusion::logical_expr::Extension {
+                node: Arc::new(WindowNode {
+                    input,
+                    time,
+                    spec,
+                    schema,
+                }),
+            },
+        ))
+    }
+}
+
 impl TableFunctionImpl for WindowFunction {
     fn call_with_args(
         &self,
@@ -175,12 +264,7 @@ impl TableFunctionImpl for WindowFunction {
     ) -> DfResult<Arc<dyn TableProvider>> {
         let plan = match self.kind {
             WindowKind::Tumble => self.tumble(args.exprs())?,
-            other => {
-                return Err(DataFusionError::NotImplemented(format!(
-                    "{} windows are not supported yet",
-                    other.name()
-                )))
-            }
+            WindowKind::Hop | WindowKind::Session => self.window_node(args.exprs())?,
         };
         Ok(Arc::new(WindowedRelation { plan }))
     }

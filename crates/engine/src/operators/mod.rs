@@ -2,11 +2,13 @@
 
 mod agg;
 mod filter;
+mod hop_expand;
 mod materialize;
 mod project;
 
-pub use agg::{HashAgg, RetractableMinMax};
+pub use agg::{HashAgg, RetractableMinMax, SessionAgg, SessionAggSpec};
 pub use filter::Filter;
+pub use hop_expand::HopExpand;
 pub use materialize::Materialize;
 pub(crate) use materialize::SNAPSHOT_CHUNK_ROWS;
 pub use project::Project;

@@ -1,0 +1,418 @@
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
+use arrow::compute::prep_null_mask_filter;
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::Accumulator;
+use datafusion::physical_expr::PhysicalExpr;
+use tidemark_plan::{AggCall, SessionKey};
+use tidemark_state::RowCodec;
+use tidemark_types::{Op, StreamChunk, Watermark};
+
+use crate::event_time::{micros_at, timestamp_array};
+use crate::metrics::JobMetrics;
+use crate::{Error, Operator, Result};
+
+struct Session {
+    /// Time of the session's latest row, µs.
+    last: i64,
+    accumulators: Vec<Box<dyn Accumulator>>,
+    /// The row last emitted for this session.
+    emitted: Option<Vec<ScalarValue>>,
+}
+
+struct Partition {
+    key: Vec<ScalarValue>,
+    /// Sessions by start time; disjoint, each more than `gap` from the next.
+    sessions: BTreeMap<i64, Session>,
+}
+
+/// What the operator is built from.
+pub struct SessionAggSpec {
+    pub partition: Vec<usize>,
+    pub time: usize,
+    pub gap: i64,
+    pub aggs: Vec<AggCall>,
+    pub keys: Vec<SessionKey>,
+    pub emit_on_close: bool,
+    pub schema: SchemaRef,
+}
+
+/// SESSION windows per partition key, aggregated. A row at most `gap` after a
+/// session's last row (or before its first) joins it; a row close to two
+/// sessions merges them, their accumulators merged through DataFusion's
+/// aggregate state. A session is final once the watermark passes its end
+/// (last row + gap): it is emitted then (when emitting on close) and purged.
+/// Rows whose own session would end before the watermark are late.
+pub struct SessionAgg {
+    spec: SessionAggSpec,
+    args: Vec<Vec<Arc<dyn PhysicalExpr>>>,
+    codec: RowCodec,
+    partitions: HashMap<Vec<u8>, Partition>,
+    /// (end, partition, start) of sessions, to find those a watermark closes;
+    /// entries of merged or extended sessions go stale and are skipped.
+    by_end: BTreeMap<i64, Vec<(Vec<u8>, i64)>>,
+    watermark: Option<i64>,
+    metrics: Arc<JobMetrics>,
+}
+
+fn mask(expr: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> Result<BooleanArray> {
+    let array = expr.evaluate(batch)?.into_array(batch.num_rows())?;
+    let mask = array.as_boolean().clone();
+    Ok(if mask.null_count() > 0 {
+        prep_null_mask_filter(&mask)
+    } else {
+        mask
+    })
+}
+
+impl SessionAgg {
+    pub fn new(spec: SessionAggSpec, metrics: Arc<JobMetrics>) -> Result<Self> {
+        let key_types = spec.keys.iter().enumerate().filter_map(|(i, k)| match k {
+            SessionKey::Partition(_) => Some(spec.schema.field(i).data_type().clone()),
+            _ => None,
+        });
+        let codec = RowCodec::new(key_types)?;
+        let args = spec.aggs.iter().map(|a| a.expr.expressions()).collect();
+        Ok(Self {
+            spec,
+            args,
+            codec,
+            partitions: HashMap::new(),
+            by_end: BTreeMap::new(),
+            watermark: None,
+            metrics,
+        })
+    }
+
+    fn new_accumulators(&self) -> Result<Vec<Box<dyn Accumulator>>> {
+        Ok(self
+            .spec
+            .aggs
+            .iter()
+            .map(|a| a.expr.create_accumulator())
+            .collect::<datafusion::error::Result<_>>()?)
+    }
+
+    fn output_row(
+        &self,
+        key: &[ScalarValue],
+        start: i64,
+        session: &mut Session,
+    ) -> Result<Vec<ScalarValue>> {
+        let time_type = self
+            .spec
+            .schema
+            .fields()
+            .iter()
+            .zip(&self.spec.keys)
+            .find_map(|(f, k)| {
+                matches!(k, SessionKey::WindowStart | SessionKey::WindowEnd)
+                    .then(|| f.data_type().clone())
+            });
+        let time = |micros: i64| -> Result<ScalarValue> {
+            let t = time_type.as_ref().and_then(|t| timestamp_array(micros, t));
+            match t {
+                Some(a) => Ok(ScalarValue::try_from_array(&a, 0)?),
+                None => Err(Error::Internal(
+                    "session window column is not a timestamp".into(),
+                )),
+            }
+        };
+        let mut row = Vec::with_capacity(self.spec.schema.fields().len());
+        for k in &self.spec.keys {
+            row.push(match k {
+                SessionKey::Partition(i) => key[*i].clone(),
+                SessionKey::WindowStart => time(start)?,
+                SessionKey::WindowEnd => time(session.last.saturating_add(self.spec.gap))?,
+            });
+        }
+        for acc in &mut session.accumulators {
+            row.push(acc.evaluate()?);
+        }
+        Ok(row)
+    }
+
+    fn to_chunk(&self, rows: Vec<(Op, Vec<ScalarValue>)>) -> Result<Option<StreamChunk>> {
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let ops: Vec<Op> = rows.iter().map(|(op, _)| *op).collect();
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.spec.schema.fields().len());
+        for (c, field) in self.spec.schema.fields().iter().enumerate() {
+            let array = ScalarValue::iter_to_array(rows.iter().map(|(_, r)| r[c].clone()))?;
+            columns.push(if array.data_type() != field.data_type() {
+                arrow::compute::cast(&array, field.data_type())?
+            } else {
+                array
+            });
+        }
+        let batch = RecordBatch::try_new(Arc::clone(&self.spec.schema), columns)?;
+        Ok(Some(if ops.iter().all(|o| *o == Op::Insert) {
+            StreamChunk::inserts(batch)
+        } else {
+            StreamChunk::with_ops(batch, ops)
+        }))
+    }
+
+    /// Adds row `row` at time `t` to its partition's sessions; returns the
+    /// start of the session it ended in, and rows to retract (sessions merged away).
+    fn add_row(
+        &mut self,
+        key: &[u8],
+        t: i64,
+        values: &[Vec<ArrayRef>],
+        row: usize,
+        retract: &mut Vec<Vec<ScalarValue>>,
+    ) -> Result<i64> {
+        let gap = self.spec.gap;
+        let fresh = self.new_accumulators()?;
+        let partition = self
+            .partitions
+            .get_mut(key)
+            .ok_or_else(|| Error::Internal("session partition missing".into()))?;
+        // Sessions the row touches: start - gap <= t <= last + gap.
+        let touched: Vec<i64> = partition
+            .sessions
+            .range(..=t.saturating_add(gap))
+            .rev()
+            .take_while(|(_, s)| s.last.saturating_add(gap) >= t)
+            .map(|(start, _)| *start)
+            .collect();
+        let mut merged = Session {
+            last: t,
+            accumulators: fresh,
+            emitted: None,
+        };
+        let mut start = t;
+        let mut first = true;
+        // `touched` runs from the latest start to the earliest; the earliest
+        // session keeps its accumulators, the others merge into them.
+        let mut parts: Vec<(i64, Session)> = touched
+            .into_iter()
+            .filter_map(|s| partition.sessions.remove(&s).map(|session| (s, session)))
+            .collect();
+        parts.sort_by_key(|(s, _)| *s);
+        for (s, mut session) in parts {
+            if let Some(old) = session.emitted.take() {
+                retract.push(old);
+            }
+            start = start.min(s);
+            if first {
+                merged.accumulators = std::mem::take(&mut session.accumulators);
+                merged.last = merged.last.max(session.last);
+                first = false;
+                continue;
+            }
+            merged.last = merged.last.max(session.last);
+            for (into, from) in merged
+                .accumulators
+                .iter_mut()
+                .zip(session.accumulators.iter_mut())
+            {
+                let state: Vec<ArrayRef> = from
+                    .state()?
+                    .into_iter()
+                    .map(|v| v.to_array())
+                    .collect::<datafusion::error::Result<_>>()?;
+                into.merge_batch(&state)?;
+            }
+        }
+        for (acc, args) in merged.accumulators.iter_mut().zip(values) {
+            // Empty: the row is filtered out of this aggregate.
+            if args.is_empty() {
+                continue;
+            }
+            let slice: Vec<ArrayRef> = args.iter().map(|a| a.slice(row, 1)).collect();
+            acc.update_batch(&slice)?;
+        }
+        let end = merged.last.saturating_add(gap);
+        partition.sessions.insert(start, merged);
+        self.by_end
+            .entry(end)
+            .or_default()
+            .push((key.to_vec(), start));
+        Ok(start)
+    }
+
+    /// Closes every session that ends before `watermark`.
+    fn close(&mut self, watermark: i64, out: &mut Vec<StreamChunk>) -> Result<()> {
+        let open = self.by_end.split_off(&watermark);
+        let closed = std::mem::replace(&mut self.by_end, open);
+        let mut rows = Vec::new();
+        for (key, start) in closed.into_values().flatten() {
+            let Some(partition) = self.partitions.get_mut(&key) else {
+                continue;
+            };
+            let ends_before = partition
+                .sessions
+                .get(&start)
+                .is_some_and(|s| s.last.saturating_add(self.spec.gap) < watermark);
+            if !ends_before {
+                continue;
+            }
+            let Some(mut session) = partition.sessions.remove(&start) else {
+                continue;
+            };
+            let pkey = partition.key.clone();
+            if partition.sessions.is_empty() {
+                self.partitions.remove(&key);
+            }
+            if self.spec.emit_on_close {
+                let row = self.output_row(&pkey, start, &mut session)?;
+                rows.push((Op::Insert, row));
+            }
+        }
+        if let Some(chunk) = self.to_chunk(rows)? {
+            out.push(chunk);
+        }
+        Ok(())
+    }
+}
+
+impl Operator for SessionAgg {
+    fn name(&self) -> &'static str {
+        "SessionAgg"
+    }
+
+    fn on_chunk(&mut self, chunk: StreamChunk, out: &mut Vec<StreamChunk>) -> Result<()> {
+        if chunk.ops().is_some_and(|ops| ops.contains(&Op::Delete)) {
+            return Err(Error::Unsupported(
+                "SESSION windows need an append-only input, but a row was deleted or updated upstream"
+                    .into(),
+            ));
+        }
+        let batch = chunk.batch();
+        let n = batch.num_rows();
+        let key_columns: Vec<ArrayRef> = self
+            .spec
+            .partition
+            .iter()
+            .map(|&i| Arc::clone(batch.column(i)))
+            .collect();
+        let keys = if key_columns.is_empty() {
+            vec![Vec::new(); n]
+        } else {
+            self.codec.encode(&key_columns)?
+        };
+        let values = self
+            .args
+            .iter()
+            .map(|exprs| {
+                exprs
+                    .iter()
+                    .map(|e| e.evaluate(batch)?.into_array(n))
+                    .collect::<datafusion::error::Result<Vec<_>>>()
+            })
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        let filters = self
+            .spec
+            .aggs
+            .iter()
+            .map(|a| a.filter.as_ref().map(|f| mask(f, batch)).transpose())
+            .collect::<Result<Vec<_>>>()?;
+        let times = Arc::clone(batch.column(self.spec.time));
+        let mut retract = Vec::new();
+        let mut touched: BTreeSet<(Vec<u8>, i64)> = BTreeSet::new();
+        let mut late = 0;
+        for (r, key) in keys.iter().enumerate() {
+            let Some(t) = micros_at(times.as_ref(), r) else {
+                late += 1;
+                continue;
+            };
+            if self
+                .watermark
+                .is_some_and(|w| t.saturating_add(self.spec.gap) < w)
+            {
+                late += 1;
+                continue;
+            }
+            if !self.partitions.contains_key(key) {
+                let scalars = key_columns
+                    .iter()
+                    .map(|c| ScalarValue::try_from_array(c, r))
+                    .collect::<datafusion::error::Result<Vec<_>>>()?;
+                self.partitions.insert(
+                    key.clone(),
+                    Partition {
+                        key: scalars,
+                        sessions: BTreeMap::new(),
+                    },
+                );
+            }
+            // FILTER (WHERE …): a row an aggregate skips still extends the session.
+            let row_values: Vec<Vec<ArrayRef>> = values
+                .iter()
+                .zip(&filters)
+                .map(|(v, f)| match f {
+                    Some(m) if !m.value(r) => Vec::new(),
+                    _ => v.clone(),
+                })
+                .collect();
+            let start = self.add_row(key, t, &row_values, r, &mut retract)?;
+            touched.insert((key.clone(), start));
+        }
+        if late > 0 {
+            self.metrics.add_late_rows(late);
+        }
+        if self.spec.emit_on_close {
+            return Ok(());
+        }
+        let mut rows: Vec<(Op, Vec<ScalarValue>)> =
+            retract.into_iter().map(|r| (Op::Delete, r)).collect();
+        // Sessions merged away since they were touched are gone: skipped.
+        for (key, start) in touched {
+            let Some(partition) = self.partitions.get_mut(&key) else {
+                continue;
+            };
+            let pkey = partition.key.clone();
+            let Some(mut session) = partition.sessions.remove(&start) else {
+                continue;
+            };
+            let row = self.output_row(&pkey, start, &mut session)?;
+            if session.emitted.as_ref() != Some(&row) {
+                if let Some(old) = session.emitted.take() {
+                    rows.push((Op::Delete, old));
+                }
+                rows.push((Op::Insert, row.clone()));
+                session.emitted = Some(row);
+            }
+            if let Some(p) = self.partitions.get_mut(&key) {
+                p.sessions.insert(start, session);
+            }
+        }
+        // A session retracted and re-emitted unchanged cancels out.
+        if let Some(chunk) = self.to_chunk(rows)? {
+            out.push(chunk);
+        }
+        Ok(())
+    }
+
+    fn on_watermark(
+        &mut self,
+        wm: Watermark,
+        out: &mut Vec<StreamChunk>,
+    ) -> Result<Vec<Watermark>> {
+        if wm.column != self.spec.time {
+            return Ok(Vec::new());
+        }
+        if self.watermark.is_none_or(|w| wm.value > w) {
+            self.watermark = Some(wm.value);
+            self.close(wm.value, out)?;
+        }
+        Ok(self
+            .spec
+            .keys
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| matches!(k, SessionKey::WindowEnd))
+            .map(|(column, _)| Watermark {
+                column,
+                value: wm.value,
+            })
+            .collect())
+    }
+}

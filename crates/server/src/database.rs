@@ -367,7 +367,17 @@ impl Database {
             .enumerate()
             .map(|(i, f)| {
                 let in_pk = primary_key.as_ref().is_some_and(|pk| pk.contains(&i));
-                f.as_ref().clone().with_nullable(f.is_nullable() && !in_pk)
+                // Timestamps keep microseconds, as in Postgres.
+                let data_type = match f.data_type() {
+                    DataType::Timestamp(_, tz) => {
+                        DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, tz.clone())
+                    }
+                    other => other.clone(),
+                };
+                f.as_ref()
+                    .clone()
+                    .with_data_type(data_type)
+                    .with_nullable(f.is_nullable() && !in_pk)
             })
             .collect();
         Ok((Arc::new(Schema::new(fields)), primary_key))

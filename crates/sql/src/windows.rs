@@ -90,6 +90,10 @@ fn timestamp_literal(micros: i64, unit: TimeUnit) -> ScalarValue {
     }
 }
 
+fn is_window_column(name: &str) -> bool {
+    name == "window_start" || name == "window_end"
+}
+
 fn interval_literal(micros: i64) -> Expr {
     lit(ScalarValue::new_interval_mdn(0, 0, micros * 1000))
 }
@@ -156,10 +160,12 @@ impl WindowFunction {
         }
         let origin = lit(timestamp_literal(offset.rem_euclid(size), unit));
         let start = date_bin(interval_literal(size), col(ts.as_str()), origin);
+        // A window over a windowed relation replaces its window columns.
         let mut exprs: Vec<Expr> = provider
             .schema()
             .fields()
             .iter()
+            .filter(|f| !is_window_column(f.name()))
             .map(|f| col(datafusion::common::Column::new_unqualified(f.name())))
             .collect();
         exprs.push(start.clone().alias("window_start"));
@@ -219,6 +225,17 @@ impl WindowFunction {
                 WindowSpec::Session { gap }
             }
         };
+        if provider
+            .schema()
+            .fields()
+            .iter()
+            .any(|f| is_window_column(f.name()))
+        {
+            return Err(invalid(format!(
+                "\"{name}\" already has window_start or window_end columns; rename them in the view that makes them to window it again with {}",
+                self.kind.name()
+            )));
+        }
         let input =
             LogicalPlanBuilder::scan(name.as_str(), provider_as_source(provider), None)?.build()?;
         let time = input

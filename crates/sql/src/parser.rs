@@ -50,6 +50,7 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
         .tokenize_with_location()
         .map_err(|e| syntax_error(sql, ParserError::TokenizerError(e.to_string())))?;
     let (tokens, mut emit_clauses) = strip_emit_on_window_close(tokens);
+    let tokens = crate::window_syntax::flink_window_tokens(tokens);
     let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
     let mut out = Vec::new();
     loop {

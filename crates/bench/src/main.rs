@@ -1,0 +1,124 @@
+//! The event-time benchmark: a CSV file of bids (`auction, bidder, price,
+//! ts`; ~1000 auctions; event time advancing 1000 rows per second with up to
+//! 1 s of disorder) into one windowed view at parallelism 1, timed from
+//! CREATE MATERIALIZED VIEW until FLUSH returns (the whole file read, parsed,
+//! aggregated and every window closed). Runs the server in-process.
+//!
+//! `cargo run --release -p tidemark-bench -- --rows 10000000 --window tumble`
+
+mod generate;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Parser, ValueEnum};
+use tidemark_server::{Database, DatabaseConfig, StateBackend, StatementResult};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Window {
+    Tumble,
+    Hop,
+    Session,
+}
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Bids in the file.
+    #[arg(long, default_value_t = 10_000_000)]
+    rows: u64,
+    #[arg(long, value_enum, default_value_t = Window::Tumble)]
+    window: Window,
+    /// Where the CSV file is written (and reused when it exists).
+    #[arg(long, default_value = "/tmp/tidemark-bench")]
+    dir: PathBuf,
+    #[arg(long, default_value_t = 1)]
+    parallelism: usize,
+}
+
+async fn run(db: &Database, sql: &str) -> anyhow::Result<StatementResult> {
+    let mut results = db.execute(sql).await;
+    match results.pop() {
+        Some(Ok(r)) => Ok(r),
+        Some(Err(e)) => bail!("{sql}: {e}"),
+        None => bail!("{sql}: no result"),
+    }
+}
+
+/// Peak resident memory of this process, from /proc (Linux).
+fn peak_rss_mib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    std::fs::create_dir_all(&args.dir)?;
+    let path = args.dir.join(format!("bids-{}.csv", args.rows));
+    if !path.exists() {
+        let started = Instant::now();
+        generate::write_bids(&path, args.rows).context("writing the bids file")?;
+        eprintln!("generated {} in {:.1?}", path.display(), started.elapsed());
+    }
+    let bytes = std::fs::metadata(&path)?.len();
+    let db = Database::start(DatabaseConfig {
+        data_dir: args.dir.join("data"),
+        parallelism: args.parallelism,
+        checkpoint_interval: Duration::from_secs(1),
+        state_backend: StateBackend::Memory,
+    })
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    run(
+        &db,
+        &format!(
+            "CREATE SOURCE bids (auction BIGINT, bidder BIGINT, price BIGINT, ts TIMESTAMP, \
+             WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) \
+             WITH (connector = 'file', path = '{}', format = 'csv')",
+            path.display()
+        ),
+    )
+    .await?;
+    let window = match args.window {
+        Window::Tumble => "TUMBLE(bids, ts, INTERVAL '10' SECOND)",
+        Window::Hop => "HOP(bids, ts, INTERVAL '2' SECOND, INTERVAL '10' SECOND)",
+        Window::Session => "SESSION(bids, ts, INTERVAL '5' SECOND)",
+    };
+    let started = Instant::now();
+    run(
+        &db,
+        &format!(
+            "CREATE MATERIALIZED VIEW v AS SELECT auction, window_start, window_end, \
+             count(*) AS n, max(price) AS top FROM {window} \
+             GROUP BY auction, window_start, window_end EMIT ON WINDOW CLOSE"
+        ),
+    )
+    .await?;
+    run(&db, "FLUSH").await?;
+    let elapsed = started.elapsed();
+    let rows = match run(&db, "SELECT count(*) FROM v").await? {
+        StatementResult::Rows { batches, .. } => {
+            batches.first().map(arrow_value).unwrap_or_default()
+        }
+        _ => String::new(),
+    };
+    let rate = args.rows as f64 / elapsed.as_secs_f64();
+    println!(
+        "{:?}: {} rows ({:.0} MiB) in {:.2?}: {:.2} M rows/s at parallelism {}; {} windows; peak RSS {} MiB",
+        args.window,
+        args.rows,
+        bytes as f64 / (1024.0 * 1024.0),
+        elapsed,
+        rate / 1e6,
+        args.parallelism,
+        rows,
+        peak_rss_mib().map_or("?".to_string(), |m| m.to_string()),
+    );
+    Ok(())
+}
+
+fn arrow_value(batch: &arrow::record_batch::RecordBatch) -> String {
+    arrow::util::display::array_value_to_string(batch.column(0), 0).unwrap_or_default()
+}

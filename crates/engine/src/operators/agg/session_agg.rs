@@ -416,3 +416,191 @@ impl Operator for SessionAgg {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Int64Array, TimestampMicrosecondArray};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use datafusion::functions_aggregate::{count::count_udaf, min_max::max_udaf};
+    use datafusion::physical_expr::aggregate::AggregateExprBuilder;
+    use datafusion::physical_expr::expressions::Column;
+
+    use super::*;
+    use crate::event_time::END_OF_TIME;
+
+    const GAP: i64 = 5;
+
+    fn session_agg(emit_on_close: bool) -> SessionAgg {
+        let input = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, true),
+            Field::new("v", DataType::Int64, true),
+            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+        ]));
+        let v: Arc<dyn PhysicalExpr> = Arc::new(Column::new("v", 1));
+        let call = |udaf, name: &str| AggCall {
+            expr: Arc::new(
+                AggregateExprBuilder::new(udaf, vec![Arc::clone(&v)])
+                    .schema(Arc::clone(&input))
+                    .alias(name)
+                    .build()
+                    .unwrap(),
+            ),
+            filter: None,
+        };
+        let ts = DataType::Timestamp(TimeUnit::Microsecond, None);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, true),
+            Field::new("window_start", ts.clone(), true),
+            Field::new("window_end", ts, true),
+            Field::new("n", DataType::Int64, false),
+            Field::new("top", DataType::Int64, true),
+        ]));
+        SessionAgg::new(
+            SessionAggSpec {
+                partition: vec![0],
+                time: 2,
+                gap: GAP,
+                aggs: vec![call(count_udaf(), "n"), call(max_udaf(), "top")],
+                keys: vec![
+                    SessionKey::Partition(0),
+                    SessionKey::WindowStart,
+                    SessionKey::WindowEnd,
+                ],
+                emit_on_close,
+                schema,
+            },
+            Arc::new(JobMetrics::default()),
+        )
+        .unwrap()
+    }
+
+    fn chunk(rows: &[(i64, i64, i64)]) -> StreamChunk {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, true),
+            Field::new("v", DataType::Int64, true),
+            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+                Arc::new(TimestampMicrosecondArray::from_iter_values(
+                    rows.iter().map(|r| r.2),
+                )),
+            ],
+        )
+        .unwrap();
+        StreamChunk::inserts(batch)
+    }
+
+    /// Sessions by brute force: per key, sorted times split where the gap exceeds GAP.
+    fn expected(rows: &[(i64, i64, i64)]) -> Vec<(i64, i64, i64, i64, i64)> {
+        let mut out = Vec::new();
+        let mut keys: Vec<i64> = rows.iter().map(|r| r.0).collect();
+        keys.sort();
+        keys.dedup();
+        for k in keys {
+            let mut mine: Vec<(i64, i64)> = rows
+                .iter()
+                .filter(|r| r.0 == k)
+                .map(|r| (r.2, r.1))
+                .collect();
+            mine.sort();
+            let mut start = 0;
+            for i in 1..=mine.len() {
+                if i == mine.len() || mine[i].0 - mine[i - 1].0 > GAP {
+                    let part = &mine[start..i];
+                    let top = part.iter().map(|p| p.1).max().unwrap_or(0);
+                    out.push((
+                        k,
+                        part[0].0,
+                        part[i - start - 1].0 + GAP,
+                        part.len() as i64,
+                        top,
+                    ));
+                    start = i;
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// The rows the changes in `out` leave, applied in order.
+    fn emitted(out: &[StreamChunk]) -> Vec<(i64, i64, i64, i64, i64)> {
+        let mut rows: Vec<(i64, i64, i64, i64, i64)> = Vec::new();
+        for c in out {
+            let b = c.batch();
+            let int = |i: usize, r: usize| {
+                let col = b.column(i);
+                ScalarValue::try_from_array(col, r)
+                    .ok()
+                    .and_then(|v| match v {
+                        ScalarValue::Int64(Some(x)) => Some(x),
+                        ScalarValue::TimestampMicrosecond(Some(x), _) => Some(x),
+                        _ => None,
+                    })
+                    .unwrap_or(-1)
+            };
+            for r in 0..b.num_rows() {
+                let row = (int(0, r), int(1, r), int(2, r), int(3, r), int(4, r));
+                match c.op(r) {
+                    Op::Insert => rows.push(row),
+                    Op::Delete => {
+                        let i = rows
+                            .iter()
+                            .position(|x| *x == row)
+                            .expect("deletes an emitted row");
+                        rows.remove(i);
+                    }
+                }
+            }
+        }
+        rows.sort();
+        rows
+    }
+
+    #[test]
+    fn sessions_equal_brute_force_for_any_arrival_order() {
+        for (seed, emit_on_close) in (0..40u64).flat_map(|s| [(s, true), (s, false)]) {
+            let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+            let mut next = |m: u64| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (state >> 33) % m
+            };
+            let rows: Vec<(i64, i64, i64)> = (0..60)
+                .map(|_| (next(3) as i64, next(100) as i64, next(80) as i64))
+                .collect();
+            let mut agg = session_agg(emit_on_close);
+            let mut out = Vec::new();
+            let mut i = 0;
+            while i < rows.len() {
+                let n = 1 + next(7) as usize;
+                let end = (i + n).min(rows.len());
+                agg.on_chunk(chunk(&rows[i..end]), &mut out).unwrap();
+                i = end;
+            }
+            if emit_on_close {
+                assert!(out.is_empty(), "emits only on close");
+            } else {
+                assert_eq!(
+                    emitted(&out),
+                    expected(&rows),
+                    "seed {seed}, before closing"
+                );
+            }
+            agg.on_watermark(
+                Watermark {
+                    column: 2,
+                    value: END_OF_TIME,
+                },
+                &mut out,
+            )
+            .unwrap();
+            assert_eq!(emitted(&out), expected(&rows), "seed {seed}, closed");
+        }
+    }
+}

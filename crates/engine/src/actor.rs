@@ -3,8 +3,7 @@
 
 use std::sync::Arc;
 
-use tidemark_state::WriteBatch;
-use tidemark_types::{ActorId, Barrier, Message};
+use tidemark_types::{ActorId, Message};
 
 use crate::chain::Chain;
 use crate::merge::Merge;
@@ -46,24 +45,16 @@ impl Actor {
                     self.chain.on_watermark(wm, &mut self.outputs).await?;
                 }
                 Message::Barrier(barrier) => {
-                    if self.on_barrier(barrier).await? {
+                    let stop = self
+                        .chain
+                        .on_barrier(barrier, &mut self.outputs, &self.shared)
+                        .await?;
+                    if stop {
                         return Ok(());
                     }
                 }
             }
         }
         Ok(())
-    }
-
-    /// Returns whether the actor stops at this barrier.
-    async fn on_barrier(&mut self, barrier: Barrier) -> Result<bool> {
-        let mut batch = WriteBatch::default();
-        self.chain
-            .on_checkpoint(barrier.epoch, &mut batch, &self.outputs)
-            .await?;
-        let chain = &self.chain;
-        self.outputs
-            .pass_barrier(barrier, batch, &self.shared, || chain.snapshot())
-            .await
     }
 }

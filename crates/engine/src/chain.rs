@@ -2,9 +2,9 @@
 //! outputs. Shared by the actors that merge channels and those that read sources.
 
 use tidemark_state::WriteBatch;
-use tidemark_types::{Epoch, StreamChunk, Watermark};
+use tidemark_types::{Barrier, StreamChunk, Watermark};
 
-use crate::outputs::Outputs;
+use crate::outputs::{Outputs, Shared};
 use crate::{Operator, Result};
 
 pub struct Chain {
@@ -57,25 +57,29 @@ impl Chain {
         Ok(())
     }
 
-    /// Lets every operator emit what the checkpoint releases and collect its
-    /// state changes into `batch`.
-    pub async fn on_checkpoint(
+    /// A barrier reached the chain: every operator emits what the checkpoint
+    /// releases and hands its state changes, then the barrier protocol runs
+    /// (see [`Outputs::pass_barrier`]). Returns whether the actor stops here.
+    pub async fn on_barrier(
         &mut self,
-        epoch: Epoch,
-        batch: &mut WriteBatch,
-        outputs: &Outputs,
-    ) -> Result<()> {
+        barrier: Barrier,
+        outputs: &mut Outputs,
+        shared: &Shared,
+    ) -> Result<bool> {
+        let mut batch = WriteBatch::default();
         for i in 0..self.operators.len() {
             let mut emitted = Vec::new();
-            self.operators[i].on_checkpoint(epoch, batch, &mut emitted)?;
+            self.operators[i].on_checkpoint(barrier.epoch, &mut batch, &mut emitted)?;
             let out = self.push_through(i + 1, emitted)?;
             outputs.send(out).await?;
         }
-        Ok(())
+        outputs
+            .pass_barrier(barrier, batch, shared, || self.snapshot())
+            .await
     }
 
     /// What the last operator would have emitted so far (see [`Operator::snapshot`]).
-    pub fn snapshot(&self) -> Result<Vec<StreamChunk>> {
+    fn snapshot(&self) -> Result<Vec<StreamChunk>> {
         match self.operators.last() {
             Some(op) => op.snapshot(),
             None => Ok(Vec::new()),

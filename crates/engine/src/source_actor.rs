@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use tidemark_connectors::{ReadOutcome, SplitReader};
 use tidemark_plan::EventTime;
-use tidemark_state::WriteBatch;
 use tidemark_types::{ActorId, Barrier, StreamChunk, Watermark};
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -255,13 +254,8 @@ impl SourceActor {
 
     /// Returns whether the actor stops at this barrier.
     async fn on_barrier(&mut self, barrier: Barrier) -> Result<bool> {
-        let mut batch = WriteBatch::default();
         self.chain
-            .on_checkpoint(barrier.epoch, &mut batch, &self.outputs)
-            .await?;
-        let chain = &self.chain;
-        self.outputs
-            .pass_barrier(barrier, batch, &self.shared, || chain.snapshot())
+            .on_barrier(barrier, &mut self.outputs, &self.shared)
             .await
     }
 }

@@ -5,9 +5,8 @@ use std::sync::Arc;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::Column as LogicalColumn;
 use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan};
-use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
 use datafusion::physical_expr::utils::collect_columns;
-use tidemark_plan::{AggCall, Distribution, Exchange, FragmentInput, OperatorSpec, SessionKey};
+use tidemark_plan::{Distribution, Exchange, FragmentInput, OperatorSpec, SessionKey};
 
 use crate::stream_planner::{unsupported, Open, Planner};
 use crate::window_node::{as_window, WindowNode, WindowSpec};
@@ -134,24 +133,13 @@ impl Planner {
                 "a SESSION window must be grouped by window_start or window_end",
             ));
         }
-        let mut aggs = Vec::with_capacity(agg.aggr_expr.len());
-        for expr in &agg.aggr_expr {
-            let lowered = LoweredAggregateBuilder::new(
-                expr,
-                &in_schema,
-                in_schema.as_arrow(),
-                &self.props,
-                &self.ctx,
-            )
-            .build()?;
-            if !lowered.order_bys.is_empty() {
-                return Err(unsupported("ordered aggregates"));
-            }
-            let reads_window = lowered
-                .aggregate
+        let aggs = self.agg_calls(agg, &in_schema)?;
+        for call in &aggs {
+            let reads_window = call
+                .expr
                 .expressions()
                 .iter()
-                .chain(lowered.filter.iter())
+                .chain(call.filter.iter())
                 .flat_map(collect_columns)
                 .any(|c| c.index() >= n_in);
             if reads_window {
@@ -159,10 +147,6 @@ impl Planner {
                     "aggregates over window_start or window_end of a SESSION window",
                 ));
             }
-            aggs.push(AggCall {
-                expr: lowered.aggregate,
-                filter: lowered.filter,
-            });
         }
         let closes = input.watermarks.contains(&node.time);
         let (exchange, distribution) = if partition.is_empty() {

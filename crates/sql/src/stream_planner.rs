@@ -368,6 +368,30 @@ impl Planner {
         Ok(open)
     }
 
+    /// The aggregate calls of `agg`, bound to its input's `schema`.
+    pub(crate) fn agg_calls(&self, agg: &Aggregate, schema: &DFSchema) -> Result<Vec<AggCall>> {
+        agg.aggr_expr
+            .iter()
+            .map(|expr| {
+                let lowered = LoweredAggregateBuilder::new(
+                    expr,
+                    schema,
+                    schema.as_arrow(),
+                    &self.props,
+                    &self.ctx,
+                )
+                .build()?;
+                if !lowered.order_bys.is_empty() {
+                    return Err(unsupported("ordered aggregates"));
+                }
+                Ok(AggCall {
+                    expr: lowered.aggregate,
+                    filter: lowered.filter,
+                })
+            })
+            .collect()
+    }
+
     fn aggregate(&mut self, agg: &Aggregate) -> Result<Open> {
         let mut input = self.lower(&agg.input)?;
         let in_schema = Arc::clone(&input.schema);
@@ -379,32 +403,15 @@ impl Planner {
             return Err(unsupported("GROUPING SETS, ROLLUP or CUBE"));
         }
         let mut aggs = Vec::with_capacity(agg.aggr_expr.len());
-        for expr in &agg.aggr_expr {
-            let lowered = LoweredAggregateBuilder::new(
-                expr,
-                &in_schema,
-                in_schema.as_arrow(),
-                &self.props,
-                &self.ctx,
-            )
-            .build()?;
-            if !lowered.order_bys.is_empty() {
-                return Err(unsupported("ordered aggregates"));
-            }
-            let name = lowered.aggregate.fun().name().to_string();
-            if name != "min"
-                && name != "max"
-                && lowered.aggregate.create_sliding_accumulator().is_err()
-            {
+        for call in self.agg_calls(agg, &in_schema)? {
+            let name = call.expr.fun().name().to_string();
+            if name != "min" && name != "max" && call.expr.create_sliding_accumulator().is_err() {
                 return Err(Error::unsupported(format!(
                     "aggregate {}() is not supported in materialized views: it cannot be updated when rows are deleted",
                     name
                 )));
             }
-            aggs.push(AggCall {
-                expr: lowered.aggregate,
-                filter: lowered.filter,
-            });
+            aggs.push(call);
         }
 
         // Group keys must be columns to hash on: computed keys are appended to

@@ -1,8 +1,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt32Array};
-use arrow::compute::{filter_record_batch, prep_null_mask_filter, take};
+use arrow::array::{ArrayRef, BooleanArray, UInt32Array};
+use arrow::compute::{filter_record_batch, take};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
@@ -12,7 +12,7 @@ use tidemark_plan::{AggCall, WindowKey};
 use tidemark_state::{RowCodec, WriteBatch};
 use tidemark_types::{Epoch, Op, StreamChunk, Watermark};
 
-use super::RetractableMinMax;
+use super::{filter_mask, rows_to_chunk, RetractableMinMax};
 use crate::event_time::micros_at;
 use crate::metrics::JobMetrics;
 use crate::{Operator, Result};
@@ -160,7 +160,7 @@ impl HashAgg {
                 }
             }
         }
-        if let Some(chunk) = self.to_chunk(rows)? {
+        if let Some(chunk) = rows_to_chunk(&self.schema, rows)? {
             out.push(chunk);
         }
         Ok(())
@@ -191,26 +191,6 @@ impl HashAgg {
         Ok(Some(row))
     }
 
-    fn to_chunk(&self, rows: Vec<(Op, Vec<ScalarValue>)>) -> Result<Option<StreamChunk>> {
-        if rows.is_empty() {
-            return Ok(None);
-        }
-        let ops: Vec<Op> = rows.iter().map(|(op, _)| *op).collect();
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
-        for (c, field) in self.schema.fields().iter().enumerate() {
-            let values = rows.iter().map(|(_, r)| r[c].clone());
-            let array = ScalarValue::iter_to_array(values)?;
-            let array = if array.data_type() != field.data_type() {
-                arrow::compute::cast(&array, field.data_type())?
-            } else {
-                array
-            };
-            columns.push(array);
-        }
-        let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
-        Ok(Some(StreamChunk::with_ops(batch, ops)))
-    }
-
     /// Emits the change of each listed group since its last emitted row.
     fn emit(&mut self, touched: Vec<Vec<u8>>, out: &mut Vec<StreamChunk>) -> Result<()> {
         let mut rows = Vec::new();
@@ -233,21 +213,11 @@ impl HashAgg {
                 self.groups.remove(&key);
             }
         }
-        if let Some(chunk) = self.to_chunk(rows)? {
+        if let Some(chunk) = rows_to_chunk(&self.schema, rows)? {
             out.push(chunk);
         }
         Ok(())
     }
-}
-
-fn mask(expr: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> Result<BooleanArray> {
-    let array = expr.evaluate(batch)?.into_array(batch.num_rows())?;
-    let mask = array.as_boolean().clone();
-    Ok(if mask.null_count() > 0 {
-        prep_null_mask_filter(&mask)
-    } else {
-        mask
-    })
 }
 
 fn take_all(columns: &[ArrayRef], indices: &[u32]) -> Result<Vec<ArrayRef>> {
@@ -296,7 +266,7 @@ impl Operator for HashAgg {
         let filters = self
             .aggs
             .iter()
-            .map(|a| a.filter.as_ref().map(|f| mask(f, batch)).transpose())
+            .map(|a| a.filter.as_ref().map(|f| filter_mask(f, batch)).transpose())
             .collect::<Result<Vec<_>>>()?;
 
         // Row indices per group, inserts and deletes apart, in first-seen order.

@@ -8,3 +8,52 @@ mod session_agg;
 pub use hash_agg::HashAgg;
 pub use min_max::RetractableMinMax;
 pub use session_agg::{SessionAgg, SessionAggSpec};
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
+use arrow::compute::prep_null_mask_filter;
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use datafusion::common::ScalarValue;
+use datafusion::physical_expr::PhysicalExpr;
+use tidemark_types::{Op, StreamChunk};
+
+use crate::Result;
+
+/// A `FILTER (WHERE …)` predicate over `batch`, NULL counting as false.
+fn filter_mask(expr: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> Result<BooleanArray> {
+    let array = expr.evaluate(batch)?.into_array(batch.num_rows())?;
+    let mask = array.as_boolean().clone();
+    Ok(if mask.null_count() > 0 {
+        prep_null_mask_filter(&mask)
+    } else {
+        mask
+    })
+}
+
+/// Output rows as one chunk of `schema` (`None` when there are none).
+fn rows_to_chunk(
+    schema: &SchemaRef,
+    rows: Vec<(Op, Vec<ScalarValue>)>,
+) -> Result<Option<StreamChunk>> {
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let ops: Vec<Op> = rows.iter().map(|(op, _)| *op).collect();
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for (c, field) in schema.fields().iter().enumerate() {
+        let array = ScalarValue::iter_to_array(rows.iter().map(|(_, r)| r[c].clone()))?;
+        columns.push(if array.data_type() != field.data_type() {
+            arrow::compute::cast(&array, field.data_type())?
+        } else {
+            array
+        });
+    }
+    let batch = RecordBatch::try_new(Arc::clone(schema), columns)?;
+    Ok(Some(if ops.iter().all(|o| *o == Op::Insert) {
+        StreamChunk::inserts(batch)
+    } else {
+        StreamChunk::with_ops(batch, ops)
+    }))
+}

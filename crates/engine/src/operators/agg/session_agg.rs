@@ -1,10 +1,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
-use arrow::compute::prep_null_mask_filter;
+use arrow::array::{Array, ArrayRef};
 use arrow::datatypes::SchemaRef;
-use arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
@@ -12,6 +10,7 @@ use tidemark_plan::{AggCall, SessionKey};
 use tidemark_state::RowCodec;
 use tidemark_types::{Op, StreamChunk, Watermark};
 
+use super::{filter_mask, rows_to_chunk};
 use crate::event_time::{micros_at, timestamp_array};
 use crate::metrics::JobMetrics;
 use crate::{Error, Operator, Result};
@@ -57,16 +56,6 @@ pub struct SessionAgg {
     by_end: BTreeMap<i64, Vec<(Vec<u8>, i64)>>,
     watermark: Option<i64>,
     metrics: Arc<JobMetrics>,
-}
-
-fn mask(expr: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> Result<BooleanArray> {
-    let array = expr.evaluate(batch)?.into_array(batch.num_rows())?;
-    let mask = array.as_boolean().clone();
-    Ok(if mask.null_count() > 0 {
-        prep_null_mask_filter(&mask)
-    } else {
-        mask
-    })
 }
 
 impl SessionAgg {
@@ -134,28 +123,6 @@ impl SessionAgg {
             row.push(acc.evaluate()?);
         }
         Ok(row)
-    }
-
-    fn to_chunk(&self, rows: Vec<(Op, Vec<ScalarValue>)>) -> Result<Option<StreamChunk>> {
-        if rows.is_empty() {
-            return Ok(None);
-        }
-        let ops: Vec<Op> = rows.iter().map(|(op, _)| *op).collect();
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.spec.schema.fields().len());
-        for (c, field) in self.spec.schema.fields().iter().enumerate() {
-            let array = ScalarValue::iter_to_array(rows.iter().map(|(_, r)| r[c].clone()))?;
-            columns.push(if array.data_type() != field.data_type() {
-                arrow::compute::cast(&array, field.data_type())?
-            } else {
-                array
-            });
-        }
-        let batch = RecordBatch::try_new(Arc::clone(&self.spec.schema), columns)?;
-        Ok(Some(if ops.iter().all(|o| *o == Op::Insert) {
-            StreamChunk::inserts(batch)
-        } else {
-            StreamChunk::with_ops(batch, ops)
-        }))
     }
 
     /// Adds row `row` at time `t` to its partition's sessions; returns the
@@ -266,7 +233,7 @@ impl SessionAgg {
                 rows.push((Op::Insert, row));
             }
         }
-        if let Some(chunk) = self.to_chunk(rows)? {
+        if let Some(chunk) = rows_to_chunk(&self.spec.schema, rows)? {
             out.push(chunk);
         }
         Ok(())
@@ -312,7 +279,7 @@ impl Operator for SessionAgg {
             .spec
             .aggs
             .iter()
-            .map(|a| a.filter.as_ref().map(|f| mask(f, batch)).transpose())
+            .map(|a| a.filter.as_ref().map(|f| filter_mask(f, batch)).transpose())
             .collect::<Result<Vec<_>>>()?;
         let times = Arc::clone(batch.column(self.spec.time));
         let mut retract = Vec::new();
@@ -385,7 +352,7 @@ impl Operator for SessionAgg {
             }
         }
         // A session retracted and re-emitted unchanged cancels out.
-        if let Some(chunk) = self.to_chunk(rows)? {
+        if let Some(chunk) = rows_to_chunk(&self.spec.schema, rows)? {
             out.push(chunk);
         }
         Ok(())
@@ -421,6 +388,7 @@ impl Operator for SessionAgg {
 mod tests {
     use arrow::array::{Int64Array, TimestampMicrosecondArray};
     use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use arrow::record_batch::RecordBatch;
     use datafusion::functions_aggregate::{count::count_udaf, min_max::max_udaf};
     use datafusion::physical_expr::aggregate::AggregateExprBuilder;
     use datafusion::physical_expr::expressions::Column;

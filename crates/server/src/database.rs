@@ -332,6 +332,26 @@ impl Database {
         }
     }
 
+    /// Whether a new relation's name is in use: the command's result with
+    /// `IF NOT EXISTS`, else 42P07; `None` when the name is free.
+    pub(crate) fn name_taken(
+        &self,
+        name: &str,
+        if_not_exists: bool,
+        tag: &str,
+    ) -> PgResult<Option<StatementResult>> {
+        if self.catalog().get(name).is_none() {
+            return Ok(None);
+        }
+        if if_not_exists {
+            return Ok(Some(StatementResult::Command(tag.into())));
+        }
+        Err(PgError::new(
+            "42P07",
+            format!("relation \"{name}\" already exists"),
+        ))
+    }
+
     /// The columns of a `CREATE TABLE` (or `CREATE SOURCE`), typed as
     /// DataFusion types them, and its primary key.
     pub(crate) async fn declared_columns(
@@ -395,14 +415,8 @@ impl Database {
         };
         let name = object_name(&ct.name)?;
         let _ddl = self.ddl.lock().await;
-        if self.catalog().get(&name).is_some() {
-            if ct.if_not_exists {
-                return Ok(StatementResult::Command("CREATE TABLE".into()));
-            }
-            return Err(PgError::new(
-                "42P07",
-                format!("relation \"{name}\" already exists"),
-            ));
+        if let Some(done) = self.name_taken(&name, ct.if_not_exists, "CREATE TABLE")? {
+            return Ok(done);
         }
         if ct.query.is_some() {
             return Err(PgError::new(
@@ -467,14 +481,11 @@ impl Database {
     ) -> PgResult<StatementResult> {
         let name = object_name(&view.name)?;
         let _ddl = self.ddl.lock().await;
-        if self.catalog().get(&name).is_some() && !explain {
-            if view.if_not_exists {
-                return Ok(StatementResult::Command("CREATE MATERIALIZED VIEW".into()));
+        if !explain {
+            let tag = "CREATE MATERIALIZED VIEW";
+            if let Some(done) = self.name_taken(&name, view.if_not_exists, tag)? {
+                return Ok(done);
             }
-            return Err(PgError::new(
-                "42P07",
-                format!("relation \"{name}\" already exists"),
-            ));
         }
         let ctx = self.planning_session().map_err(|e| req.df(e))?;
         let query = ast::Statement::Query(view.query.clone());

@@ -21,14 +21,8 @@ impl Database {
         };
         let name = object_name(&ct.name)?;
         let _ddl = self.ddl.lock().await;
-        if self.catalog().get(&name).is_some() {
-            if ct.if_not_exists {
-                return Ok(StatementResult::Command("CREATE SOURCE".into()));
-            }
-            return Err(PgError::new(
-                "42P07",
-                format!("relation \"{name}\" already exists"),
-            ));
+        if let Some(done) = self.name_taken(&name, ct.if_not_exists, "CREATE SOURCE")? {
+            return Ok(done);
         }
         let (schema, primary_key) = self.declared_columns(req, &source.create).await?;
         if primary_key.is_some() {

@@ -42,6 +42,18 @@ pub enum Statement {
     ShowJobs,
 }
 
+/// Statements that are a fixed run of words.
+const FIXED_STATEMENTS: [(&[&str], Statement); 5] = [
+    (&["FLUSH"], Statement::Flush),
+    (
+        &["SHOW", "MATERIALIZED", "VIEWS"],
+        Statement::ShowMaterializedViews,
+    ),
+    (&["SHOW", "TABLES"], Statement::ShowTables),
+    (&["SHOW", "SOURCES"], Statement::ShowSources),
+    (&["SHOW", "JOBS"], Statement::ShowJobs),
+];
+
 /// Splits and parses a query string into statements.
 pub fn parse(sql: &str) -> Result<Vec<Statement>> {
     let dialect = PostgreSqlDialect {};
@@ -59,33 +71,17 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
             break;
         }
         let start = parser.peek_token().span.start;
-        let statement = if words_ahead(&parser, &["FLUSH"]) {
-            parser.next_token();
-            Statement::Flush
-        } else if words_ahead(&parser, &["SHOW", "MATERIALIZED", "VIEWS"]) {
-            (0..3).for_each(|_| {
+        let fixed = FIXED_STATEMENTS
+            .iter()
+            .find(|(words, _)| words_ahead(&parser, words));
+        let statement = if let Some((words, statement)) = fixed {
+            words.iter().for_each(|_| {
                 parser.next_token();
             });
-            Statement::ShowMaterializedViews
-        } else if words_ahead(&parser, &["SHOW", "TABLES"]) {
-            (0..2).for_each(|_| {
-                parser.next_token();
-            });
-            Statement::ShowTables
-        } else if words_ahead(&parser, &["SHOW", "SOURCES"]) {
-            (0..2).for_each(|_| {
-                parser.next_token();
-            });
-            Statement::ShowSources
-        } else if words_ahead(&parser, &["SHOW", "JOBS"]) {
-            (0..2).for_each(|_| {
-                parser.next_token();
-            });
-            Statement::ShowJobs
+            statement.clone()
         } else if words_ahead(&parser, &["DROP", "SOURCE"]) {
-            (0..2).for_each(|_| {
-                parser.next_token();
-            });
+            parser.next_token();
+            parser.next_token();
             let parse = |parser: &mut Parser| -> std::result::Result<Statement, ParserError> {
                 let if_exists = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
                 let names = parser.parse_comma_separated(|p| p.parse_object_name(false))?;

@@ -4,7 +4,7 @@ use arrow::array::{ArrayRef, UInt32Array};
 use arrow::compute::take;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use tidemark_types::{Op, StreamChunk, Watermark};
+use tidemark_types::{StreamChunk, Watermark};
 
 use crate::event_time::{micros_at, timestamp_array, END_OF_TIME};
 use crate::metrics::JobMetrics;
@@ -111,11 +111,7 @@ impl Operator for HopExpand {
             columns.push(arrow::compute::concat(&refs)?);
         }
         let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
-        out.push(if ops.iter().all(|op| *op == Op::Insert) {
-            StreamChunk::inserts(batch)
-        } else {
-            StreamChunk::with_ops(batch, ops)
-        });
+        out.push(StreamChunk::with_ops(batch, ops));
         Ok(())
     }
 

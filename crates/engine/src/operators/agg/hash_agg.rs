@@ -12,7 +12,7 @@ use tidemark_plan::{AggCall, WindowKey};
 use tidemark_state::{RowCodec, WriteBatch};
 use tidemark_types::{Epoch, Op, StreamChunk, Watermark};
 
-use super::{filter_mask, rows_to_chunk, RetractableMinMax};
+use super::{evaluate_agg_inputs, rows_to_chunk, RetractableMinMax};
 use crate::event_time::micros_at;
 use crate::metrics::JobMetrics;
 use crate::{Operator, Result};
@@ -253,21 +253,7 @@ impl Operator for HashAgg {
         } else {
             self.key_codec.encode(&key_columns)?
         };
-        let args = self
-            .args
-            .iter()
-            .map(|exprs| {
-                exprs
-                    .iter()
-                    .map(|e| e.evaluate(batch)?.into_array(n))
-                    .collect::<datafusion::error::Result<Vec<_>>>()
-            })
-            .collect::<datafusion::error::Result<Vec<_>>>()?;
-        let filters = self
-            .aggs
-            .iter()
-            .map(|a| a.filter.as_ref().map(|f| filter_mask(f, batch)).transpose())
-            .collect::<Result<Vec<_>>>()?;
+        let (args, filters) = evaluate_agg_inputs(&self.args, &self.aggs, batch)?;
 
         // Row indices per group, inserts and deletes apart, in first-seen order.
         let mut order: Vec<Vec<u8>> = Vec::new();

@@ -17,6 +17,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
 use datafusion::physical_expr::PhysicalExpr;
+use tidemark_plan::AggCall;
 use tidemark_types::{Op, StreamChunk};
 
 use crate::Result;
@@ -51,9 +52,30 @@ fn rows_to_chunk(
         });
     }
     let batch = RecordBatch::try_new(Arc::clone(schema), columns)?;
-    Ok(Some(if ops.iter().all(|o| *o == Op::Insert) {
-        StreamChunk::inserts(batch)
-    } else {
-        StreamChunk::with_ops(batch, ops)
-    }))
+    Ok(Some(StreamChunk::with_ops(batch, ops)))
+}
+
+/// Each aggregate's argument columns and its `FILTER` mask, over `batch`.
+type AggInputs = (Vec<Vec<ArrayRef>>, Vec<Option<BooleanArray>>);
+
+fn evaluate_agg_inputs(
+    args: &[Vec<Arc<dyn PhysicalExpr>>],
+    aggs: &[AggCall],
+    batch: &RecordBatch,
+) -> Result<AggInputs> {
+    let n = batch.num_rows();
+    let values = args
+        .iter()
+        .map(|exprs| {
+            exprs
+                .iter()
+                .map(|e| e.evaluate(batch)?.into_array(n))
+                .collect::<datafusion::error::Result<Vec<_>>>()
+        })
+        .collect::<datafusion::error::Result<Vec<_>>>()?;
+    let filters = aggs
+        .iter()
+        .map(|a| a.filter.as_ref().map(|f| filter_mask(f, batch)).transpose())
+        .collect::<Result<Vec<_>>>()?;
+    Ok((values, filters))
 }

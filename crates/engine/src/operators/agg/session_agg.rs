@@ -10,7 +10,7 @@ use tidemark_plan::{AggCall, SessionKey};
 use tidemark_state::RowCodec;
 use tidemark_types::{Op, StreamChunk, Watermark};
 
-use super::{filter_mask, rows_to_chunk};
+use super::{evaluate_agg_inputs, rows_to_chunk};
 use crate::event_time::{micros_at, timestamp_array};
 use crate::metrics::JobMetrics;
 use crate::{Error, Operator, Result};
@@ -265,22 +265,7 @@ impl Operator for SessionAgg {
         } else {
             self.codec.encode(&key_columns)?
         };
-        let values = self
-            .args
-            .iter()
-            .map(|exprs| {
-                exprs
-                    .iter()
-                    .map(|e| e.evaluate(batch)?.into_array(n))
-                    .collect::<datafusion::error::Result<Vec<_>>>()
-            })
-            .collect::<datafusion::error::Result<Vec<_>>>()?;
-        let filters = self
-            .spec
-            .aggs
-            .iter()
-            .map(|a| a.filter.as_ref().map(|f| filter_mask(f, batch)).transpose())
-            .collect::<Result<Vec<_>>>()?;
+        let (values, filters) = evaluate_agg_inputs(&self.args, &self.spec.aggs, batch)?;
         let times = Arc::clone(batch.column(self.spec.time));
         let mut retract = Vec::new();
         let mut touched: BTreeSet<(Vec<u8>, i64)> = BTreeSet::new();

@@ -17,7 +17,8 @@ use crate::dispatch::{Dispatcher, Output};
 use crate::merge::Merge;
 use crate::metrics::JobMetrics;
 use crate::operators::{
-    Filter, HashAgg, HopExpand, Materialize, Project, SessionAgg, SessionAggSpec,
+    Filter, HashAgg, HopAgg, HopAggSpec, HopExpand, Materialize, Project, SessionAgg,
+    SessionAggSpec, WindowAgg,
 };
 use crate::outputs::Outputs;
 use crate::runtime::{Runtime, CHANNEL_CAPACITY};
@@ -56,8 +57,24 @@ fn build_operator(
             group_exprs,
             aggs,
             schema,
+            window: Some(window),
+            watermarks,
+            append_only_input: true,
+        } if schema.field(window.key).data_type().is_temporal() => Box::new(WindowAgg::new(
+            group_exprs.iter().map(|(e, _)| Arc::clone(e)).collect(),
+            aggs.clone(),
+            Arc::clone(schema),
+            *window,
+            watermarks.clone(),
+            Arc::clone(metrics),
+        )),
+        OperatorSpec::HashAgg {
+            group_exprs,
+            aggs,
+            schema,
             window,
             watermarks,
+            ..
         } => Box::new(
             HashAgg::new(
                 group_exprs.iter().map(|(e, _)| Arc::clone(e)).collect(),
@@ -91,6 +108,30 @@ fn build_operator(
                 partition: partition.clone(),
                 time: *time,
                 gap: *gap_us,
+                aggs: aggs.clone(),
+                keys: keys.clone(),
+                emit_on_close: *emit_on_close,
+                schema: Arc::clone(schema),
+            },
+            Arc::clone(metrics),
+        )?),
+        OperatorSpec::HopAgg {
+            partition,
+            time,
+            slide_us,
+            size_us,
+            offset_us,
+            aggs,
+            keys,
+            emit_on_close,
+            schema,
+        } => Box::new(HopAgg::new(
+            HopAggSpec {
+                partition: partition.clone(),
+                time: *time,
+                slide: *slide_us,
+                size: *size_us,
+                offset: *offset_us,
                 aggs: aggs.clone(),
                 keys: keys.clone(),
                 emit_on_close: *emit_on_close,

@@ -73,8 +73,15 @@ impl Chain {
             let out = self.push_through(i + 1, emitted)?;
             outputs.send(out).await?;
         }
+        // Computed here, not inside `pass_barrier`: operators need not be
+        // `Sync`, so `self` cannot be borrowed across its awaits.
+        let snapshot = if outputs.adds_outputs(&barrier) {
+            self.snapshot()?
+        } else {
+            Vec::new()
+        };
         outputs
-            .pass_barrier(barrier, batch, shared, || self.snapshot())
+            .pass_barrier(barrier, batch, shared, || Ok(snapshot))
             .await
     }
 

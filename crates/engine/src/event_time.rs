@@ -1,10 +1,10 @@
 //! Event-time values: watermarks are microseconds since the Unix epoch,
 //! whatever unit a timestamp column stores.
 
-use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::array::{Array, ArrayRef, AsArray, Int64Array};
 use arrow::compute::kernels::aggregate::max;
 use arrow::datatypes::{
-    DataType, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
+    DataType, Int64Type, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
     TimestampNanosecondType, TimestampSecondType,
 };
 use datafusion::common::ScalarValue;
@@ -62,6 +62,29 @@ pub fn micros_at(array: &dyn Array, row: usize) -> Option<i64> {
         TimeUnit::Nanosecond => array.as_primitive::<TimestampNanosecondType>().value(row),
     };
     Some(to_micros(value, *unit))
+}
+
+/// A timestamp column's times in microseconds, NULLs kept (`None` for a
+/// column that is not a timestamp).
+pub fn micros_array(array: &dyn Array) -> Option<Int64Array> {
+    let DataType::Timestamp(unit, _) = array.data_type() else {
+        return None;
+    };
+    let unit = *unit;
+    Some(match unit {
+        TimeUnit::Second => array
+            .as_primitive::<TimestampSecondType>()
+            .unary(|v| to_micros(v, unit)),
+        TimeUnit::Millisecond => array
+            .as_primitive::<TimestampMillisecondType>()
+            .unary(|v| to_micros(v, unit)),
+        TimeUnit::Microsecond => array
+            .as_primitive::<TimestampMicrosecondType>()
+            .reinterpret_cast::<Int64Type>(),
+        TimeUnit::Nanosecond => array
+            .as_primitive::<TimestampNanosecondType>()
+            .unary(|v| to_micros(v, unit)),
+    })
 }
 
 /// A timestamp scalar's time in microseconds.

@@ -12,7 +12,7 @@ use crate::Result;
 ///
 /// Output goes to `out`, in order; the runtime hands it to the next operator of
 /// the chain (or the exchange) after the call returns.
-pub trait Operator: Send + Sync {
+pub trait Operator: Send {
     fn name(&self) -> &'static str;
 
     /// A batch of changes arrived.

@@ -144,6 +144,11 @@ impl Outputs {
     /// attach new downstreams (sending them `snapshot` first), drop stopped
     /// ones, acknowledge the epoch, and pass the barrier on. Returns whether
     /// the actor itself stops here.
+    /// Whether `barrier` attaches new downstreams, which start from a snapshot.
+    pub fn adds_outputs(&self, barrier: &Barrier) -> bool {
+        barrier.adds_outputs_to(self.actor)
+    }
+
     pub async fn pass_barrier(
         &mut self,
         barrier: Barrier,

@@ -143,27 +143,56 @@ impl fmt::Display for OperatorSpec {
                 keys,
                 ..
             } => {
-                let groups: Vec<&str> = schema
-                    .fields()
-                    .iter()
-                    .take(keys.len())
-                    .map(|f| f.name().as_str())
-                    .collect();
-                let calls: Vec<String> = aggs.iter().map(|a| a.expr.name().to_string()).collect();
+                write!(f, "SessionAgg: gap {}, ", duration(*gap_us))?;
+                keyed_aggregate(f, schema, keys.len(), aggs, *emit_on_close)
+            }
+            OperatorSpec::HopAgg {
+                slide_us,
+                size_us,
+                aggs,
+                emit_on_close,
+                schema,
+                keys,
+                ..
+            } => {
                 write!(
                     f,
-                    "SessionAgg: gap {}, group by [{}], aggregates [{}], emit {}",
-                    duration(*gap_us),
-                    groups.join(", "),
-                    calls.join(", "),
-                    if *emit_on_close {
-                        "on window close"
-                    } else {
-                        "on update"
-                    }
-                )
+                    "HopAgg: slide {}, size {}, ",
+                    duration(*slide_us),
+                    duration(*size_us)
+                )?;
+                keyed_aggregate(f, schema, keys.len(), aggs, *emit_on_close)
             }
             OperatorSpec::Materialize { name, .. } => write!(f, "Materialize: {name}"),
         }
     }
+}
+
+/// `group by [...], aggregates [...], emit ...` of a window aggregate whose
+/// first `keys` output columns are its group columns.
+fn keyed_aggregate(
+    f: &mut fmt::Formatter<'_>,
+    schema: &arrow::datatypes::Schema,
+    keys: usize,
+    aggs: &[crate::AggCall],
+    emit_on_close: bool,
+) -> fmt::Result {
+    let groups: Vec<&str> = schema
+        .fields()
+        .iter()
+        .take(keys)
+        .map(|f| f.name().as_str())
+        .collect();
+    let calls: Vec<String> = aggs.iter().map(|a| a.expr.name().to_string()).collect();
+    write!(
+        f,
+        "group by [{}], aggregates [{}], emit {}",
+        groups.join(", "),
+        calls.join(", "),
+        if emit_on_close {
+            "on window close"
+        } else {
+            "on update"
+        }
+    )
 }

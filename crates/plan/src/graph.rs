@@ -105,6 +105,8 @@ pub enum OperatorSpec {
         /// (input column, output column): group keys that pass their input's
         /// watermark on.
         watermarks: Vec<(usize, usize)>,
+        /// The input never deletes, so a windowed aggregate can run vectorized.
+        append_only_input: bool,
     },
     /// HOP: each row once per window that contains it, with `window_start` and
     /// `window_end` appended.
@@ -130,6 +132,22 @@ pub enum OperatorSpec {
         emit_on_close: bool,
         schema: SchemaRef,
     },
+    /// HOP windows per partition key, aggregated by slide-long slices that
+    /// each window merges: a row is added once, not once per window. Needs an
+    /// append-only input.
+    HopAgg {
+        /// Input columns of the partition key.
+        partition: Vec<usize>,
+        time: usize,
+        slide_us: i64,
+        size_us: i64,
+        offset_us: i64,
+        aggs: Vec<AggCall>,
+        /// What each group column of the output is.
+        keys: Vec<SessionKey>,
+        emit_on_close: bool,
+        schema: SchemaRef,
+    },
     /// Keeps the view's rows (a multiset) in its state table; what SELECT reads.
     Materialize {
         relation: RelationId,
@@ -145,12 +163,13 @@ impl OperatorSpec {
             OperatorSpec::HashAgg { .. } => "HashAgg",
             OperatorSpec::HopExpand { .. } => "HopExpand",
             OperatorSpec::SessionAgg { .. } => "SessionAgg",
+            OperatorSpec::HopAgg { .. } => "HopAgg",
             OperatorSpec::Materialize { .. } => "Materialize",
         }
     }
 }
 
-/// A group column of a session aggregate.
+/// A group column of a session or HOP aggregate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionKey {
     /// The i-th column of the partition key.

@@ -58,6 +58,18 @@ impl RelationInfo {
         matches!(self.kind, RelationKind::Table { .. })
     }
 
+    /// Rows are only ever inserted: a source or an `APPEND ONLY` table.
+    pub fn is_append_only(&self) -> bool {
+        matches!(
+            self.kind,
+            RelationKind::Source { .. }
+                | RelationKind::Table {
+                    append_only: true,
+                    ..
+                }
+        )
+    }
+
     pub fn is_source(&self) -> bool {
         matches!(self.kind, RelationKind::Source { .. })
     }

@@ -4,17 +4,19 @@ use std::sync::Arc;
 
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::Column as LogicalColumn;
+use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan};
 use datafusion::physical_expr::utils::collect_columns;
-use tidemark_plan::{Distribution, Exchange, FragmentInput, OperatorSpec, SessionKey};
+use tidemark_plan::{Distribution, Exchange, OperatorSpec, SessionKey};
 
-use crate::stream_planner::{unsupported, Open, Planner};
+use crate::relation::RelationProvider;
+use crate::stream_planner::{Open, Planner};
 use crate::window_node::{as_window, WindowNode, WindowSpec};
 use crate::{Error, Result};
 
-/// The SESSION node an aggregate reads, through aliases and filters, with
-/// those filters' predicates.
-pub(crate) fn session_below(plan: &LogicalPlan) -> Option<(&WindowNode, Vec<Expr>)> {
+/// The HOP or SESSION node an aggregate reads, through aliases and
+/// filters, with those filters' predicates.
+pub(crate) fn window_below(plan: &LogicalPlan) -> Option<(&WindowNode, Vec<Expr>)> {
     let mut filters = Vec::new();
     let mut current = plan;
     loop {
@@ -24,11 +26,34 @@ pub(crate) fn session_below(plan: &LogicalPlan) -> Option<(&WindowNode, Vec<Expr
                 filters.push(f.predicate.clone());
                 current = &f.input;
             }
-            other => {
-                let node = as_window(other)?;
-                return matches!(node.spec, WindowSpec::Session { .. }).then_some((node, filters));
-            }
+            other => return Some((as_window(other)?, filters)),
         }
+    }
+}
+
+fn reads_window_columns(expr: &Expr) -> bool {
+    expr.column_refs()
+        .iter()
+        .any(|c| c.name == "window_start" || c.name == "window_end")
+}
+
+/// Whether the stream of `plan` only inserts rows, as [`Open::append_only`]
+/// says once it is lowered.
+fn inserts_only(plan: &LogicalPlan) -> bool {
+    match plan {
+        LogicalPlan::TableScan(scan) => source_as_provider(&scan.source)
+            .ok()
+            .and_then(|p| {
+                p.downcast_ref::<RelationProvider>()
+                    .map(|RelationProvider(info)| info.is_append_only())
+            })
+            .unwrap_or(false),
+        LogicalPlan::Projection(p) => inserts_only(&p.input),
+        LogicalPlan::Filter(f) => inserts_only(&f.input),
+        LogicalPlan::SubqueryAlias(a) => inserts_only(&a.input),
+        LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => true,
+        other => as_window(other)
+            .is_some_and(|w| matches!(w.spec, WindowSpec::Hop { .. }) && inserts_only(&w.input)),
     }
 }
 
@@ -78,26 +103,31 @@ impl Planner {
         Ok(open)
     }
 
-    /// GROUP BY over SESSION windows: the session operator, partitioned by
-    /// the group's plain columns.
-    pub(crate) fn session_aggregate(
+    /// GROUP BY over HOP or SESSION windows: the window's aggregate
+    /// operator, partitioned by the group's plain columns. `None` for a HOP
+    /// the slicing operator cannot take (input that deletes, filters or
+    /// aggregates over the window columns, computed group keys): rows are
+    /// then copied into each window and grouped as usual.
+    pub(crate) fn window_aggregate(
         &mut self,
         agg: &Aggregate,
         node: &WindowNode,
         filters: &[Expr],
-    ) -> Result<Open> {
-        let WindowSpec::Session { gap } = node.spec else {
-            return Err(unsupported("this window"));
-        };
+    ) -> Result<Option<Open>> {
+        if let WindowSpec::Hop { .. } = node.spec {
+            let sliceable = filters.iter().all(|f| !reads_window_columns(f))
+                && agg.group_expr.iter().all(|g| matches!(g, Expr::Column(_)))
+                && agg.group_expr.iter().any(reads_window_columns)
+                && agg.aggr_expr.iter().all(|a| !reads_window_columns(a));
+            if !sliceable || !inserts_only(&node.input) {
+                return Ok(None);
+            }
+        }
         let mut input = self.lower(&node.input)?;
         let n_in = input.schema.fields().len();
         let in_schema = Arc::clone(agg.input.schema());
         for predicate in filters {
-            let refs = predicate.column_refs();
-            if refs
-                .iter()
-                .any(|c| c.name == "window_start" || c.name == "window_end")
-            {
+            if reads_window_columns(predicate) {
                 return Err(Error::unsupported(
                     "a filter on window_start or window_end of a SESSION window: filter the view's output instead",
                 ));
@@ -154,38 +184,50 @@ impl Planner {
         } else {
             (Exchange::Hash(partition.clone()), Distribution::Hashed)
         };
-        let upstream = self.close(input);
+        // Window ends carry the input's watermark on; HOP window starts too.
         let watermarks: Vec<usize> = if closes {
             keys.iter()
                 .enumerate()
-                .filter(|(_, k)| matches!(k, SessionKey::WindowEnd))
+                .filter(|(_, k)| match k {
+                    SessionKey::WindowEnd => true,
+                    SessionKey::WindowStart => matches!(node.spec, WindowSpec::Hop { .. }),
+                    SessionKey::Partition(_) => false,
+                })
                 .map(|(j, _)| j)
                 .collect()
         } else {
             Vec::new()
         };
-        let mut open = Open::new(
-            vec![FragmentInput::Fragment {
-                id: upstream,
-                exchange,
-            }],
-            distribution,
-            Arc::clone(&agg.schema),
-            Vec::new(),
-        );
-        open.push(
-            OperatorSpec::SessionAgg {
+        let inputs = self.exchange_input(input, exchange);
+        let mut open = Open::new(inputs, distribution, Arc::clone(&agg.schema), Vec::new());
+        let schema = Arc::new(agg.schema.as_arrow().clone());
+        let spec = match node.spec {
+            WindowSpec::Session { gap } => OperatorSpec::SessionAgg {
                 partition,
                 time: node.time,
                 gap_us: gap,
                 aggs,
                 keys,
                 emit_on_close: false,
-                schema: Arc::new(agg.schema.as_arrow().clone()),
+                schema,
             },
-            Arc::clone(&agg.schema),
-            watermarks,
-        );
-        Ok(open)
+            WindowSpec::Hop {
+                slide,
+                size,
+                offset,
+            } => OperatorSpec::HopAgg {
+                partition,
+                time: node.time,
+                slide_us: slide,
+                size_us: size,
+                offset_us: offset,
+                aggs,
+                keys,
+                emit_on_close: false,
+                schema,
+            },
+        };
+        open.push(spec, Arc::clone(&agg.schema), watermarks);
+        Ok(Some(open))
     }
 }

@@ -21,7 +21,7 @@ use tidemark_plan::{
 };
 
 use crate::relation::{RelationKind, RelationProvider};
-use crate::session_planner::session_below;
+use crate::session_planner::window_below;
 use crate::watermarks::monotone_source;
 use crate::window_node::as_window;
 use crate::{Error, Result};
@@ -36,6 +36,9 @@ pub(crate) struct Open {
     pub(crate) schema: DFSchemaRef,
     /// Columns of `schema` that carry a watermark.
     pub(crate) watermarks: Vec<usize>,
+    /// The stream only inserts: a source, an append-only table, and what
+    /// projections and filters make of them.
+    pub(crate) append_only: bool,
 }
 
 impl Open {
@@ -52,7 +55,13 @@ impl Open {
             distribution,
             schema,
             watermarks,
+            append_only: false,
         }
+    }
+
+    fn append_only(mut self) -> Self {
+        self.append_only = true;
+        self
     }
 
     /// Appends an operator whose output is `schema`, with `watermarks`.
@@ -115,11 +124,16 @@ pub fn plan_view(
         let last_agg = open.operators.iter_mut().rev().find(|op| {
             matches!(
                 op,
-                OperatorSpec::HashAgg { .. } | OperatorSpec::SessionAgg { .. }
+                OperatorSpec::HashAgg { .. }
+                    | OperatorSpec::SessionAgg { .. }
+                    | OperatorSpec::HopAgg { .. }
             )
         });
         match last_agg {
-            Some(OperatorSpec::SessionAgg { emit_on_close, .. }) => *emit_on_close = true,
+            Some(
+                OperatorSpec::SessionAgg { emit_on_close, .. }
+                | OperatorSpec::HopAgg { emit_on_close, .. },
+            ) => *emit_on_close = true,
             Some(OperatorSpec::HashAgg {
                 window: Some(window),
                 ..
@@ -265,8 +279,11 @@ impl Planner {
                 open.schema = Arc::clone(&a.schema);
                 Ok(open)
             }
-            LogicalPlan::Aggregate(agg) => match session_below(&agg.input) {
-                Some((node, filters)) => self.session_aggregate(agg, node, &filters),
+            LogicalPlan::Aggregate(agg) => match window_below(&agg.input) {
+                Some((node, filters)) => match self.window_aggregate(agg, node, &filters)? {
+                    Some(open) => Ok(open),
+                    None => self.aggregate(agg),
+                },
                 None => self.aggregate(agg),
             },
             LogicalPlan::Extension(_) => match as_window(plan) {
@@ -295,7 +312,8 @@ impl Planner {
                 Distribution::Single,
                 Arc::clone(plan.schema()),
                 Vec::new(),
-            )),
+            )
+            .append_only()),
             other => Err(unsupported(&format!("{} plans", other.display()))),
         }
     }
@@ -334,6 +352,7 @@ impl Planner {
                 info.watermark_columns.clone(),
             ),
         };
+        open.append_only = info.is_append_only();
         if let Some(projection) = &scan.projection {
             let exprs = projection
                 .iter()
@@ -366,6 +385,29 @@ impl Planner {
             open.push_same(OperatorSpec::Filter { predicate });
         }
         Ok(open)
+    }
+
+    /// `input` as the input of a new fragment through `exchange`. An input
+    /// fragment that would only pass rows on is skipped: the new fragment
+    /// reads the relation through the exchange directly.
+    pub(crate) fn exchange_input(&mut self, input: Open, exchange: Exchange) -> Vec<FragmentInput> {
+        match (input.operators.is_empty(), input.inputs.as_slice()) {
+            (
+                true,
+                [FragmentInput::Relation {
+                    id, name, schema, ..
+                }],
+            ) => vec![FragmentInput::Relation {
+                id: *id,
+                name: name.clone(),
+                schema: Arc::clone(schema),
+                exchange,
+            }],
+            _ => vec![FragmentInput::Fragment {
+                id: self.close(input),
+                exchange,
+            }],
+        }
     }
 
     /// The aggregate calls of `agg`, bound to its input's `schema`.
@@ -488,31 +530,14 @@ impl Planner {
                 input_column,
                 emit_on_close: false,
             });
+        let append_only_input = input.append_only;
         let global = agg.group_expr.is_empty();
         let exchange = if global {
             Exchange::Single
         } else {
             Exchange::Hash(key_columns.clone())
         };
-        // An input fragment that would only pass rows on is skipped: the
-        // aggregate reads the relation through the exchange directly.
-        let inputs = match (input.operators.is_empty(), input.inputs.as_slice()) {
-            (
-                true,
-                [FragmentInput::Relation {
-                    id, name, schema, ..
-                }],
-            ) => vec![FragmentInput::Relation {
-                id: *id,
-                name: name.clone(),
-                schema: Arc::clone(schema),
-                exchange,
-            }],
-            _ => vec![FragmentInput::Fragment {
-                id: self.close(input),
-                exchange,
-            }],
-        };
+        let inputs = self.exchange_input(input, exchange);
         let group_exprs = key_columns
             .iter()
             .map(|&i| {
@@ -540,6 +565,7 @@ impl Planner {
                 schema: Arc::new(agg.schema.as_arrow().clone()),
                 window,
                 watermarks: key_watermarks.clone(),
+                append_only_input,
             },
             Arc::clone(&agg.schema),
             key_watermarks.iter().map(|(_, j)| *j).collect(),

@@ -6,7 +6,9 @@ mod hop_expand;
 mod materialize;
 mod project;
 
-pub use agg::{HashAgg, RetractableMinMax, SessionAgg, SessionAggSpec};
+pub use agg::{
+    HashAgg, HopAgg, HopAggSpec, RetractableMinMax, SessionAgg, SessionAggSpec, WindowAgg,
+};
 pub use filter::Filter;
 pub use hop_expand::HopExpand;
 pub use materialize::Materialize;

@@ -1,13 +1,19 @@
 //! Incremental aggregation: the grouped operator and the retractable
 //! accumulators it needs beyond DataFusion's own.
 
+mod changes;
+mod grouped;
 mod hash_agg;
+mod hop_agg;
 mod min_max;
 mod session_agg;
+mod window_agg;
 
 pub use hash_agg::HashAgg;
+pub use hop_agg::{HopAgg, HopAggSpec};
 pub use min_max::RetractableMinMax;
 pub use session_agg::{SessionAgg, SessionAggSpec};
+pub use window_agg::WindowAgg;
 
 use std::sync::Arc;
 

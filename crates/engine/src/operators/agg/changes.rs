@@ -1,0 +1,118 @@
+//! The changes between two evaluations of the same groups, for aggregates
+//! that recompute their rows and emit only what differs.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BooleanArray, UInt32Array};
+use arrow::compute::kernels::boolean::or;
+use arrow::compute::kernels::cmp::distinct;
+use arrow::compute::{concat_batches, filter_record_batch, take_record_batch};
+use arrow::record_batch::RecordBatch;
+use arrow::row::{RowConverter, SortField};
+use tidemark_types::{Op, StreamChunk};
+
+use crate::Result;
+
+/// Which rows of `old` and `new` (same length) differ in any column.
+fn differing(old: &RecordBatch, new: &RecordBatch) -> Result<BooleanArray> {
+    let mut mask = BooleanArray::from(vec![false; old.num_rows()]);
+    for (a, b) in old.columns().iter().zip(new.columns()) {
+        let column = match distinct(a, b) {
+            Ok(m) => m,
+            // Types the kernel cannot compare count as changed.
+            Err(_) => BooleanArray::from(vec![true; old.num_rows()]),
+        };
+        mask = or(&mask, &column)?;
+    }
+    Ok(mask)
+}
+
+/// The deletes and inserts that turn `old` into `new`, rows matched on their
+/// first `keys` columns. Rows of `old` with no match in `new` stay: groups of
+/// append-only input never disappear.
+pub fn changes(
+    keys: usize,
+    old: Option<&RecordBatch>,
+    new: &RecordBatch,
+) -> Result<Option<StreamChunk>> {
+    let Some(old) = old.filter(|o| o.num_rows() > 0) else {
+        return Ok((new.num_rows() > 0).then(|| StreamChunk::inserts(new.clone())));
+    };
+    let fields = new
+        .schema()
+        .fields()
+        .iter()
+        .take(keys)
+        .map(|f| SortField::new(f.data_type().clone()))
+        .collect();
+    let converter = RowConverter::new(fields)?;
+    let old_rows = converter.convert_columns(&old.columns()[..keys])?;
+    let new_rows = converter.convert_columns(&new.columns()[..keys])?;
+    let index: HashMap<&[u8], u32> = old_rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.data(), i as u32))
+        .collect();
+    let (mut old_matched, mut new_matched, mut added) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, row) in new_rows.iter().enumerate() {
+        match index.get(row.data()) {
+            Some(&o) => {
+                old_matched.push(o);
+                new_matched.push(i as u32);
+            }
+            None => added.push(i as u32),
+        }
+    }
+    let before = take_record_batch(old, &UInt32Array::from(old_matched))?;
+    let after = take_record_batch(new, &UInt32Array::from(new_matched))?;
+    let changed = differing(&before, &after)?;
+    let deletes = filter_record_batch(&before, &changed)?;
+    let updates = filter_record_batch(&after, &changed)?;
+    let inserts = take_record_batch(new, &UInt32Array::from(added))?;
+    let rows = deletes.num_rows() + updates.num_rows() + inserts.num_rows();
+    if rows == 0 {
+        return Ok(None);
+    }
+    let mut ops = vec![Op::Delete; deletes.num_rows()];
+    ops.resize(rows, Op::Insert);
+    let batch = concat_batches(&new.schema(), [&deletes, &updates, &inserts])?;
+    Ok(Some(StreamChunk::with_ops(batch, ops)))
+}
+
+/// `columns` as a batch of `schema`, cast where an aggregate's result type
+/// differs from the declared one.
+pub fn columns_to_batch(
+    schema: &arrow::datatypes::SchemaRef,
+    columns: Vec<ArrayRef>,
+) -> Result<RecordBatch> {
+    let columns = columns
+        .into_iter()
+        .zip(schema.fields())
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                Ok(c)
+            } else {
+                arrow::compute::cast(&c, f.data_type())
+            }
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::{chunk_from_pretty, pretty};
+
+    #[test]
+    fn only_changed_and_new_groups_are_emitted() {
+        let old = chunk_from_pretty("I I\n+ 1 10\n+ 2 20\n+ 3 30");
+        let new = chunk_from_pretty("I I\n+ 3 31\n+ 4 40\n+ 1 10\n+ 2 20");
+        let out = changes(1, Some(old.batch()), new.batch()).unwrap().unwrap();
+        assert_eq!(pretty(&[out]), vec!["- 3 30", "+ 3 31", "+ 4 40"]);
+        assert!(changes(1, Some(new.batch()), new.batch())
+            .unwrap()
+            .is_none());
+    }
+}

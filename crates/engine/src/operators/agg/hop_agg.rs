@@ -1,0 +1,307 @@
+//! HOP windows aggregated by slices: each row is added once, to the
+//! slide-long slice it falls in, and a window's rows are the slices it
+//! covers merged — no copy of a row per window.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use arrow::array::ArrayRef;
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use datafusion::common::ScalarValue;
+use datafusion::physical_expr::PhysicalExpr;
+use tidemark_plan::{AggCall, SessionKey};
+use tidemark_state::WriteBatch;
+use tidemark_types::{Epoch, Op, StreamChunk, Watermark};
+
+use super::changes::{changes, columns_to_batch};
+use super::evaluate_agg_inputs;
+use super::grouped::{Grouped, GroupedState};
+use super::window_agg::{split_by_window, take_filters, take_rows};
+use crate::event_time::{micros_array, timestamp_array, END_OF_TIME};
+use crate::metrics::JobMetrics;
+use crate::{Error, Operator, Result};
+
+/// What the operator is built from. `size` is a whole multiple of `slide`.
+pub struct HopAggSpec {
+    /// Input columns of the plain group keys.
+    pub partition: Vec<usize>,
+    pub time: usize,
+    pub slide: i64,
+    pub size: i64,
+    pub offset: i64,
+    pub aggs: Vec<AggCall>,
+    /// The output's key columns, in order.
+    pub keys: Vec<SessionKey>,
+    pub emit_on_close: bool,
+    pub schema: SchemaRef,
+}
+
+struct Slice {
+    grouped: Grouped,
+    /// The slice's partial aggregates as of its last change, reused by every
+    /// window that covers it.
+    state: Option<GroupedState>,
+}
+
+/// `GROUP BY` keys, window over `HOP(…, slide, size)`. A window is final
+/// once the watermark reaches its end: it is emitted then (when emitting on
+/// close); a slice is purged with the last window that covers it. A row
+/// whose newest window is final is late.
+pub struct HopAgg {
+    spec: HopAggSpec,
+    args: Vec<Vec<Arc<dyn PhysicalExpr>>>,
+    partition_schema: SchemaRef,
+    time_type: arrow::datatypes::DataType,
+    slices: BTreeMap<i64, Slice>,
+    /// Continuous emission: rows last emitted per open window, by start…
+    emitted: BTreeMap<i64, RecordBatch>,
+    /// …and the windows changed since.
+    dirty: BTreeSet<i64>,
+    watermark: Option<i64>,
+    metrics: Arc<JobMetrics>,
+}
+
+impl HopAgg {
+    pub fn new(spec: HopAggSpec, metrics: Arc<JobMetrics>) -> Result<Self> {
+        let mut partition = vec![None; spec.partition.len()];
+        let mut time_type = None;
+        for (key, field) in spec.keys.iter().zip(spec.schema.fields()) {
+            match key {
+                SessionKey::Partition(i) => partition[*i] = Some(field.as_ref().clone()),
+                _ => time_type = Some(field.data_type().clone()),
+            }
+        }
+        let partition_schema = Arc::new(Schema::new(
+            partition.into_iter().flatten().collect::<Vec<_>>(),
+        ));
+        let time_type = time_type
+            .ok_or_else(|| Error::Internal("HOP aggregate without a window key".into()))?;
+        Ok(Self {
+            args: spec.aggs.iter().map(|a| a.expr.expressions()).collect(),
+            spec,
+            partition_schema,
+            time_type,
+            slices: BTreeMap::new(),
+            emitted: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+            watermark: None,
+            metrics,
+        })
+    }
+
+    /// The start of the newest window (and of the slice) holding time `t`.
+    fn slice_of(&self, t: i64) -> i64 {
+        let HopAggSpec { slide, offset, .. } = self.spec;
+        (t - offset).div_euclid(slide) * slide + offset
+    }
+
+    fn is_final(&self, window_start: i64) -> bool {
+        self.watermark
+            .is_some_and(|w| window_start.saturating_add(self.spec.size) <= w)
+    }
+
+    /// The starts of the windows covering the slice at `slice`, oldest first.
+    fn windows_of(&self, slice: i64) -> impl Iterator<Item = i64> + '_ {
+        let n = self.spec.size / self.spec.slide;
+        (0..n).rev().map(move |k| slice - k * self.spec.slide)
+    }
+
+    fn timestamp(&self, micros: i64, rows: usize) -> Result<ArrayRef> {
+        let one = timestamp_array(micros, &self.time_type)
+            .ok_or_else(|| Error::Internal("HOP over a column that is not a timestamp".into()))?;
+        Ok(ScalarValue::try_from_array(&one, 0)?.to_array_of_size(rows)?)
+    }
+
+    /// The rows of the window starting at `start`: its slices merged.
+    fn window_rows(&mut self, start: i64) -> Result<Option<RecordBatch>> {
+        let mut merged = Grouped::new(Arc::clone(&self.partition_schema), &self.spec.aggs)?;
+        for (_, slice) in self.slices.range_mut(start..start + self.spec.size) {
+            if slice.state.is_none() {
+                slice.state = Some(slice.grouped.state()?);
+            }
+            if let Some(state) = &slice.state {
+                merged.merge(state)?;
+            }
+        }
+        let rows = merged.num_groups();
+        if rows == 0 {
+            return Ok(None);
+        }
+        let mut values = merged.finish()?;
+        let aggregates = values.split_off(self.spec.partition.len());
+        let mut columns = Vec::with_capacity(self.spec.schema.fields().len());
+        for key in &self.spec.keys {
+            columns.push(match key {
+                SessionKey::Partition(i) => Arc::clone(&values[*i]),
+                SessionKey::WindowStart => self.timestamp(start, rows)?,
+                SessionKey::WindowEnd => self.timestamp(start + self.spec.size, rows)?,
+            });
+        }
+        columns.extend(aggregates);
+        Ok(Some(columns_to_batch(&self.spec.schema, columns)?))
+    }
+
+    /// Emits the changes of the windows changed since the last call.
+    fn emit_changes(&mut self, out: &mut Vec<StreamChunk>) -> Result<()> {
+        let keys = self.spec.keys.len();
+        for start in std::mem::take(&mut self.dirty) {
+            let Some(rows) = self.window_rows(start)? else {
+                continue;
+            };
+            if let Some(chunk) = changes(keys, self.emitted.get(&start), &rows)? {
+                out.push(chunk);
+            }
+            self.emitted.insert(start, rows);
+        }
+        Ok(())
+    }
+
+    /// Windows ending at or before `watermark` become final: emitted (on
+    /// close) or flushed, then forgotten with the slices no open window covers.
+    fn close(&mut self, watermark: i64, out: &mut Vec<StreamChunk>) -> Result<()> {
+        if !self.spec.emit_on_close {
+            self.emit_changes(out)?;
+        }
+        let previous = self.watermark;
+        self.watermark = Some(watermark);
+        let size = self.spec.size;
+        let newly_final: BTreeSet<i64> = self
+            .slices
+            .keys()
+            .flat_map(|&s| self.windows_of(s).collect::<Vec<_>>())
+            .filter(|&w| {
+                w.saturating_add(size) <= watermark
+                    && previous.is_none_or(|p| w.saturating_add(size) > p)
+            })
+            .collect();
+        if self.spec.emit_on_close {
+            for start in newly_final {
+                if let Some(rows) = self.window_rows(start)? {
+                    out.push(StreamChunk::inserts(rows));
+                }
+            }
+        }
+        // A slice's newest window starts with it.
+        self.slices
+            .retain(|&s, _| s.saturating_add(size) > watermark);
+        self.emitted
+            .retain(|&w, _| w.saturating_add(size) > watermark);
+        Ok(())
+    }
+}
+
+impl Operator for HopAgg {
+    fn name(&self) -> &'static str {
+        "HopAgg"
+    }
+
+    fn on_chunk(&mut self, chunk: StreamChunk, _out: &mut Vec<StreamChunk>) -> Result<()> {
+        if chunk.ops().is_some_and(|ops| ops.contains(&Op::Delete)) {
+            return Err(Error::Internal(
+                "a HOP aggregate over append-only input received a delete".into(),
+            ));
+        }
+        let batch = chunk.batch();
+        let times = micros_array(batch.column(self.spec.time).as_ref())
+            .ok_or_else(|| Error::Internal("HOP over a column that is not a timestamp".into()))?;
+        // Rows go to their slice; a row is late when its slice's newest
+        // window (the one starting with the slice) is final, and a row
+        // without a time is in no window.
+        let slices =
+            arrow::array::Int64Array::from_iter(times.iter().map(|t| t.map(|t| self.slice_of(t))));
+        let first_open = self
+            .watermark
+            .map(|w| w.saturating_sub(self.spec.size).saturating_add(1));
+        let (parts, late) = split_by_window(&slices, first_open, false);
+        if late > 0 {
+            self.metrics.add_late_rows(late);
+        }
+        if parts.is_empty() {
+            return Ok(());
+        }
+        let n = batch.num_rows();
+        let keys: Vec<ArrayRef> = self
+            .spec
+            .partition
+            .iter()
+            .map(|&i| Arc::clone(batch.column(i)))
+            .collect();
+        let (args, filters) = evaluate_agg_inputs(&self.args, &self.spec.aggs, batch)?;
+        for (start, rows) in parts {
+            let part_len = rows.as_ref().map_or(n, |r| r.len());
+            let part_keys = take_rows(&keys, &rows)?;
+            let part_args = args
+                .iter()
+                .map(|a| take_rows(a, &rows))
+                .collect::<Result<Vec<_>>>()?;
+            let part_filters = take_filters(&filters, &rows)?;
+            let slice = match self.slices.entry(start) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => e.insert(Slice {
+                    grouped: Grouped::new(Arc::clone(&self.partition_schema), &self.spec.aggs)?,
+                    state: None,
+                }),
+            };
+            slice
+                .grouped
+                .update(&part_keys, &part_args, &part_filters, part_len)?;
+            slice.state = None;
+            if !self.spec.emit_on_close {
+                let open: Vec<i64> = self
+                    .windows_of(start)
+                    .filter(|&w| !self.is_final(w))
+                    .collect();
+                self.dirty.extend(open);
+            }
+        }
+        Ok(())
+    }
+
+    fn on_watermark(
+        &mut self,
+        wm: Watermark,
+        out: &mut Vec<StreamChunk>,
+    ) -> Result<Vec<Watermark>> {
+        if wm.column != self.spec.time {
+            return Ok(Vec::new());
+        }
+        if self.watermark.is_none_or(|w| wm.value > w) {
+            self.close(wm.value, out)?;
+        }
+        let start = if wm.value == END_OF_TIME {
+            END_OF_TIME
+        } else {
+            wm.value.saturating_sub(self.spec.size)
+        };
+        Ok(self
+            .spec
+            .keys
+            .iter()
+            .enumerate()
+            .filter_map(|(column, k)| match k {
+                SessionKey::WindowStart => Some(Watermark {
+                    column,
+                    value: start,
+                }),
+                SessionKey::WindowEnd => Some(Watermark {
+                    column,
+                    value: wm.value,
+                }),
+                SessionKey::Partition(_) => None,
+            })
+            .collect())
+    }
+
+    fn on_checkpoint(
+        &mut self,
+        _epoch: Epoch,
+        _batch: &mut WriteBatch,
+        out: &mut Vec<StreamChunk>,
+    ) -> Result<()> {
+        if !self.spec.emit_on_close {
+            self.emit_changes(out)?;
+        }
+        Ok(())
+    }
+}

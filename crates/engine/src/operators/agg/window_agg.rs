@@ -1,0 +1,271 @@
+//! Windowed `GROUP BY` over append-only input, vectorized: one grouped
+//! state per window, updated a batch at a time and closed by the watermark.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt32Array};
+use arrow::compute::take;
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use datafusion::physical_expr::PhysicalExpr;
+use tidemark_plan::{AggCall, WindowKey};
+use tidemark_state::WriteBatch;
+use tidemark_types::{Epoch, Op, StreamChunk, Watermark};
+
+use super::changes::{changes, columns_to_batch};
+use super::evaluate_agg_inputs;
+use super::grouped::Grouped;
+use crate::event_time::micros_array;
+use crate::metrics::JobMetrics;
+use crate::{Error, Operator, Result};
+
+/// Where rows whose window key is NULL are kept: no watermark closes it.
+const NULL_WINDOW: i64 = i64::MAX;
+
+struct Window {
+    grouped: Grouped,
+    /// The rows last emitted (continuous emission only).
+    emitted: Option<RecordBatch>,
+    /// Changed since the rows were last emitted.
+    dirty: bool,
+}
+
+/// Rows of a batch taken apart by window: `None` when all rows are in one.
+type Parts = Vec<(i64, Option<UInt32Array>)>;
+
+/// Rows by window (`times` holds each row's), with the number of late rows
+/// left out: those of windows before `first_open`, and those without a
+/// window unless `keep_nulls` (which puts them in [`NULL_WINDOW`]).
+pub(super) fn split_by_window(
+    times: &arrow::array::Int64Array,
+    first_open: Option<i64>,
+    keep_nulls: bool,
+) -> (Parts, usize) {
+    let watermark = first_open;
+    let window = |r: usize| {
+        if times.is_null(r) {
+            keep_nulls.then_some(NULL_WINDOW)
+        } else {
+            let t = times.value(r);
+            watermark.is_none_or(|w| t >= w).then_some(t)
+        }
+    };
+    let n = times.len();
+    if n == 0 {
+        return (Vec::new(), 0);
+    }
+    let first = window(0);
+    if first.is_some() && (1..n).all(|r| window(r) == first) {
+        return (vec![(first.unwrap_or(NULL_WINDOW), None)], 0);
+    }
+    let mut order = Vec::new();
+    let mut rows: HashMap<i64, Vec<u32>> = HashMap::new();
+    let mut late = 0;
+    for r in 0..n {
+        match window(r) {
+            Some(w) => rows
+                .entry(w)
+                .or_insert_with(|| {
+                    order.push(w);
+                    Vec::new()
+                })
+                .push(r as u32),
+            None => late += 1,
+        }
+    }
+    let parts = order
+        .into_iter()
+        .map(|w| (w, rows.remove(&w).map(UInt32Array::from)))
+        .collect();
+    (parts, late)
+}
+
+pub(super) fn take_rows(columns: &[ArrayRef], rows: &Option<UInt32Array>) -> Result<Vec<ArrayRef>> {
+    match rows {
+        None => Ok(columns.to_vec()),
+        Some(rows) => Ok(columns
+            .iter()
+            .map(|c| take(c.as_ref(), rows, None))
+            .collect::<std::result::Result<_, _>>()?),
+    }
+}
+
+pub(super) fn take_filters(
+    filters: &[Option<BooleanArray>],
+    rows: &Option<UInt32Array>,
+) -> Result<Vec<Option<BooleanArray>>> {
+    filters
+        .iter()
+        .map(|f| match (f, rows) {
+            (Some(f), Some(rows)) => Ok(Some(take(f, rows, None)?.as_boolean().clone())),
+            (f, _) => Ok(f.clone()),
+        })
+        .collect()
+}
+
+/// The windowed form of [`super::HashAgg`] for input that only inserts: the
+/// same results, computed by DataFusion's vectorized group accumulators.
+/// Continuous emission sends each window's changed rows at every barrier
+/// rather than after every chunk.
+pub struct WindowAgg {
+    group_exprs: Vec<Arc<dyn PhysicalExpr>>,
+    aggs: Vec<AggCall>,
+    args: Vec<Vec<Arc<dyn PhysicalExpr>>>,
+    schema: SchemaRef,
+    key_schema: SchemaRef,
+    window: WindowKey,
+    /// (input column, output column): watermarks passed on.
+    watermark_map: Vec<(usize, usize)>,
+    metrics: Arc<JobMetrics>,
+    watermark: Option<i64>,
+    windows: BTreeMap<i64, Window>,
+}
+
+impl WindowAgg {
+    pub fn new(
+        group_exprs: Vec<Arc<dyn PhysicalExpr>>,
+        aggs: Vec<AggCall>,
+        schema: SchemaRef,
+        window: WindowKey,
+        watermark_map: Vec<(usize, usize)>,
+        metrics: Arc<JobMetrics>,
+    ) -> Self {
+        let key_schema = Arc::new(Schema::new(schema.fields()[..group_exprs.len()].to_vec()));
+        Self {
+            args: aggs.iter().map(|a| a.expr.expressions()).collect(),
+            group_exprs,
+            aggs,
+            schema,
+            key_schema,
+            window,
+            watermark_map,
+            metrics,
+            watermark: None,
+            windows: BTreeMap::new(),
+        }
+    }
+
+    /// Emits the changes of a window's rows since it last emitted.
+    fn emit_changes(&self, window: &mut Window, out: &mut Vec<StreamChunk>) -> Result<()> {
+        if !window.dirty {
+            return Ok(());
+        }
+        let state = window.grouped.state()?;
+        let rows = columns_to_batch(&self.schema, window.grouped.evaluate(&state)?)?;
+        if let Some(chunk) = changes(self.group_exprs.len(), window.emitted.as_ref(), &rows)? {
+            out.push(chunk);
+        }
+        window.emitted = Some(rows);
+        window.dirty = false;
+        Ok(())
+    }
+
+    /// Closes the windows below `watermark`: emitted once now when the view
+    /// emits on close, else their last changes flushed; then purged.
+    fn close_windows(&mut self, watermark: i64, out: &mut Vec<StreamChunk>) -> Result<()> {
+        let open = self.windows.split_off(&watermark);
+        let closed = std::mem::replace(&mut self.windows, open);
+        for (_, mut window) in closed {
+            if self.window.emit_on_close {
+                let rows = columns_to_batch(&self.schema, window.grouped.finish()?)?;
+                if rows.num_rows() > 0 {
+                    out.push(StreamChunk::inserts(rows));
+                }
+            } else {
+                self.emit_changes(&mut window, out)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Operator for WindowAgg {
+    fn name(&self) -> &'static str {
+        "WindowAgg"
+    }
+
+    fn on_chunk(&mut self, chunk: StreamChunk, _out: &mut Vec<StreamChunk>) -> Result<()> {
+        if chunk.ops().is_some_and(|ops| ops.contains(&Op::Delete)) {
+            return Err(Error::Internal(
+                "a windowed aggregate over append-only input received a delete".into(),
+            ));
+        }
+        let batch = chunk.batch();
+        let n = batch.num_rows();
+        let keys = self
+            .group_exprs
+            .iter()
+            .map(|e| e.evaluate(batch)?.into_array(n))
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        let times = micros_array(keys[self.window.key].as_ref())
+            .ok_or_else(|| Error::Internal("a window key that is not a timestamp".into()))?;
+        let (parts, late) = split_by_window(&times, self.watermark, true);
+        if late > 0 {
+            self.metrics.add_late_rows(late);
+        }
+        if parts.is_empty() {
+            return Ok(());
+        }
+        let (args, filters) = evaluate_agg_inputs(&self.args, &self.aggs, batch)?;
+        for (start, rows) in parts {
+            let part_keys = take_rows(&keys, &rows)?;
+            let part_args = args
+                .iter()
+                .map(|a| take_rows(a, &rows))
+                .collect::<Result<Vec<_>>>()?;
+            let part_filters = take_filters(&filters, &rows)?;
+            let part_len = rows.as_ref().map_or(n, |r| r.len());
+            let window = match self.windows.entry(start) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => e.insert(Window {
+                    grouped: Grouped::new(Arc::clone(&self.key_schema), &self.aggs)?,
+                    emitted: None,
+                    dirty: false,
+                }),
+            };
+            window
+                .grouped
+                .update(&part_keys, &part_args, &part_filters, part_len)?;
+            window.dirty = true;
+        }
+        Ok(())
+    }
+
+    fn on_watermark(
+        &mut self,
+        wm: Watermark,
+        out: &mut Vec<StreamChunk>,
+    ) -> Result<Vec<Watermark>> {
+        if self.window.input_column == wm.column && self.watermark.is_none_or(|w| wm.value > w) {
+            self.watermark = Some(wm.value);
+            self.close_windows(wm.value, out)?;
+        }
+        Ok(self
+            .watermark_map
+            .iter()
+            .filter(|(input, _)| *input == wm.column)
+            .map(|&(_, column)| Watermark {
+                column,
+                value: wm.value,
+            })
+            .collect())
+    }
+
+    fn on_checkpoint(
+        &mut self,
+        _epoch: Epoch,
+        _batch: &mut WriteBatch,
+        out: &mut Vec<StreamChunk>,
+    ) -> Result<()> {
+        if self.window.emit_on_close {
+            return Ok(());
+        }
+        let mut windows = std::mem::take(&mut self.windows);
+        for window in windows.values_mut() {
+            self.emit_changes(window, out)?;
+        }
+        self.windows = windows;
+        Ok(())
+    }
+}

@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{HashMap, HashSet};
 
 use crate::keys::{table_key, table_prefix};
 use crate::{TableId, WriteBatch};
@@ -9,16 +9,16 @@ use crate::{TableId, WriteBatch};
 #[derive(Debug)]
 pub struct StateTable {
     id: TableId,
-    rows: BTreeMap<Vec<u8>, Vec<u8>>,
-    dirty: BTreeSet<Vec<u8>>,
+    rows: HashMap<Vec<u8>, Vec<u8>>,
+    dirty: HashSet<Vec<u8>>,
 }
 
 impl StateTable {
     pub fn new(id: TableId) -> Self {
         Self {
             id,
-            rows: BTreeMap::new(),
-            dirty: BTreeSet::new(),
+            rows: HashMap::new(),
+            dirty: HashSet::new(),
         }
     }
 
@@ -51,7 +51,31 @@ impl StateTable {
         self.rows.is_empty()
     }
 
-    /// All entries in key order.
+    /// Replaces the value of `key` with what `f` makes of the current one
+    /// (`None`: absent), in one lookup.
+    pub fn update(&mut self, key: Vec<u8>, f: impl FnOnce(Option<&[u8]>) -> Option<Vec<u8>>) {
+        use std::collections::hash_map::Entry;
+        match self.rows.entry(key) {
+            Entry::Occupied(mut e) => match f(Some(e.get())) {
+                Some(v) => {
+                    self.dirty.insert(e.key().clone());
+                    *e.get_mut() = v;
+                }
+                None => {
+                    let (key, _) = e.remove_entry();
+                    self.dirty.insert(key);
+                }
+            },
+            Entry::Vacant(e) => {
+                if let Some(v) = f(None) {
+                    self.dirty.insert(e.key().clone());
+                    e.insert(v);
+                }
+            }
+        }
+    }
+
+    /// All entries, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&Vec<u8>, &Vec<u8>)> {
         self.rows.iter()
     }

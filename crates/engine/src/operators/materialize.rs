@@ -36,28 +36,29 @@ impl Operator for Materialize {
 
     fn on_chunk(&mut self, chunk: StreamChunk, out: &mut Vec<StreamChunk>) -> Result<()> {
         let rows = self.codec.encode(chunk.batch().columns())?;
+        let id = self.table.id();
+        let mut result = Ok(());
         for (i, row) in rows.into_iter().enumerate() {
             let delta = match chunk.op(i) {
                 Op::Insert => 1,
                 Op::Delete => -1,
             };
-            let old = match self.table.get(&row) {
-                Some(v) => decode_count(self.table.id(), v)?,
-                None => 0,
-            };
-            let new = old + delta;
-            if new == 0 {
-                self.table.remove(&row);
-            } else {
+            self.table.update(row, |old| {
+                let old = match old.map(|v| decode_count(id, v)).transpose() {
+                    Ok(old) => old.unwrap_or(0),
+                    Err(e) => {
+                        result = Err(e);
+                        return old.map(<[u8]>::to_vec);
+                    }
+                };
+                let new = old + delta;
                 if new < 0 {
-                    tracing::warn!(
-                        table = self.table.id(),
-                        "view row deleted more often than inserted"
-                    );
+                    tracing::warn!(table = id, "view row deleted more often than inserted");
                 }
-                self.table.insert(row, encode_count(new));
-            }
+                (new != 0).then(|| encode_count(new))
+            });
         }
+        result?;
         out.push(chunk);
         Ok(())
     }

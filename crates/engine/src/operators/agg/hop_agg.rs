@@ -305,3 +305,214 @@ impl Operator for HopAgg {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Int64Array, TimestampMicrosecondArray};
+    use arrow::datatypes::{DataType, Field, TimeUnit};
+    use datafusion::functions_aggregate::{count::count_udaf, sum::sum_udaf};
+    use datafusion::physical_expr::aggregate::AggregateExprBuilder;
+    use datafusion::physical_expr::expressions::Column;
+
+    use super::*;
+
+    const SLIDE: i64 = 2;
+    const SIZE: i64 = 6;
+    const DELAY: i64 = 10;
+
+    fn input_schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, true),
+            Field::new("v", DataType::Int64, true),
+            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+        ]))
+    }
+
+    fn hop_agg(emit_on_close: bool) -> HopAgg {
+        let input = input_schema();
+        let v: Arc<dyn PhysicalExpr> = Arc::new(Column::new("v", 1));
+        let call = |udaf, name: &str| AggCall {
+            expr: Arc::new(
+                AggregateExprBuilder::new(udaf, vec![Arc::clone(&v)])
+                    .schema(Arc::clone(&input))
+                    .alias(name)
+                    .build()
+                    .unwrap(),
+            ),
+            filter: None,
+        };
+        let ts = DataType::Timestamp(TimeUnit::Microsecond, None);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("window_start", ts.clone(), true),
+            Field::new("k", DataType::Int64, true),
+            Field::new("window_end", ts, true),
+            Field::new("n", DataType::Int64, false),
+            Field::new("total", DataType::Int64, true),
+        ]));
+        HopAgg::new(
+            HopAggSpec {
+                partition: vec![0],
+                time: 2,
+                slide: SLIDE,
+                size: SIZE,
+                offset: 1,
+                aggs: vec![call(count_udaf(), "n"), call(sum_udaf(), "total")],
+                keys: vec![
+                    SessionKey::WindowStart,
+                    SessionKey::Partition(0),
+                    SessionKey::WindowEnd,
+                ],
+                emit_on_close,
+                schema,
+            },
+            Arc::new(JobMetrics::default()),
+        )
+        .unwrap()
+    }
+
+    fn chunk(rows: &[(i64, i64, i64)]) -> StreamChunk {
+        let batch = RecordBatch::try_new(
+            input_schema(),
+            vec![
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+                Arc::new(TimestampMicrosecondArray::from_iter_values(
+                    rows.iter().map(|r| r.2),
+                )),
+            ],
+        )
+        .unwrap();
+        StreamChunk::inserts(batch)
+    }
+
+    /// Every window of every row, by brute force: (start, key, end, count, sum).
+    fn expected(rows: &[(i64, i64, i64)]) -> Vec<(i64, i64, i64, i64, i64)> {
+        let mut windows: BTreeMap<(i64, i64), (i64, i64)> = BTreeMap::new();
+        for &(k, v, t) in rows {
+            let mut start = (t - 1).div_euclid(SLIDE) * SLIDE + 1;
+            while start + SIZE > t {
+                let w = windows.entry((start, k)).or_default();
+                w.0 += 1;
+                w.1 += v;
+                start -= SLIDE;
+            }
+        }
+        windows
+            .into_iter()
+            .map(|((s, k), (n, total))| (s, k, s + SIZE, n, total))
+            .collect()
+    }
+
+    /// The rows the changes in `out` leave, applied in order.
+    fn emitted(out: &[StreamChunk]) -> Vec<(i64, i64, i64, i64, i64)> {
+        let mut rows: Vec<(i64, i64, i64, i64, i64)> = Vec::new();
+        for c in out {
+            let b = c.batch();
+            let int = |i: usize, r: usize| match ScalarValue::try_from_array(b.column(i), r) {
+                Ok(ScalarValue::Int64(Some(x)) | ScalarValue::TimestampMicrosecond(Some(x), _)) => {
+                    x
+                }
+                _ => -1,
+            };
+            for r in 0..b.num_rows() {
+                let row = (int(0, r), int(1, r), int(2, r), int(3, r), int(4, r));
+                match c.op(r) {
+                    Op::Insert => rows.push(row),
+                    Op::Delete => {
+                        let i = rows.iter().position(|x| *x == row).expect("deletes a row");
+                        rows.remove(i);
+                    }
+                }
+            }
+        }
+        rows.sort();
+        rows
+    }
+
+    #[test]
+    fn windows_equal_brute_force_for_any_arrival_order() {
+        for (seed, emit_on_close) in (0..40u64).flat_map(|s| [(s, true), (s, false)]) {
+            let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+            let mut next = |m: u64| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (state >> 33) % m
+            };
+            // Times rise with disorder below DELAY, so no row is late.
+            let rows: Vec<(i64, i64, i64)> = (0..80)
+                .map(|i| {
+                    let t = i + next(DELAY as u64) as i64 - 20;
+                    (next(3) as i64, next(100) as i64, t)
+                })
+                .collect();
+            let mut agg = hop_agg(emit_on_close);
+            let mut out = Vec::new();
+            let mut i = 0;
+            let mut newest = i64::MIN;
+            while i < rows.len() {
+                let end = (i + 1 + next(7) as usize).min(rows.len());
+                agg.on_chunk(chunk(&rows[i..end]), &mut out).unwrap();
+                newest = rows[i..end].iter().map(|r| r.2).fold(newest, i64::max);
+                i = end;
+                let wm = Watermark {
+                    column: 2,
+                    value: newest - DELAY,
+                };
+                agg.on_watermark(wm, &mut out).unwrap();
+                if next(3) == 0 {
+                    agg.on_checkpoint(0, &mut WriteBatch::default(), &mut out)
+                        .unwrap();
+                }
+            }
+            agg.on_checkpoint(0, &mut WriteBatch::default(), &mut out)
+                .unwrap();
+            let wm = Watermark {
+                column: 2,
+                value: END_OF_TIME,
+            };
+            agg.on_watermark(wm, &mut out).unwrap();
+            assert_eq!(
+                emitted(&out),
+                expected(&rows),
+                "seed {seed} {emit_on_close}"
+            );
+            assert!(
+                agg.slices.is_empty() && agg.emitted.is_empty(),
+                "all purged"
+            );
+            if emit_on_close {
+                assert!(out.iter().all(|c| c.ops().is_none()), "only inserts");
+            }
+        }
+    }
+
+    #[test]
+    fn rows_of_final_windows_are_late() {
+        let mut agg = hop_agg(true);
+        let mut out = Vec::new();
+        let wm = Watermark {
+            column: 2,
+            value: 13,
+        };
+        agg.on_watermark(wm, &mut out).unwrap();
+        // 12's newest window [11, 17) is open; 10's newest, [9, 15), too;
+        // 8's newest, [7, 13), is final.
+        agg.on_chunk(chunk(&[(1, 5, 12), (1, 6, 10), (1, 7, 8)]), &mut out)
+            .unwrap();
+        assert_eq!(agg.metrics.stats().late_rows, 1);
+        agg.on_watermark(
+            Watermark {
+                column: 2,
+                value: END_OF_TIME,
+            },
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(
+            emitted(&out),
+            vec![(9, 1, 15, 2, 11), (11, 1, 17, 1, 5)],
+            "[7, 13) was final before its rows came"
+        );
+    }
+}

@@ -60,14 +60,20 @@ fn build_operator(
             window: Some(window),
             watermarks,
             append_only_input: true,
-        } if schema.field(window.key).data_type().is_temporal() => Box::new(WindowAgg::new(
-            group_exprs.iter().map(|(e, _)| Arc::clone(e)).collect(),
-            aggs.clone(),
-            Arc::clone(schema),
-            *window,
-            watermarks.clone(),
-            Arc::clone(metrics),
-        )),
+        } if matches!(
+            schema.field(window.key).data_type(),
+            arrow::datatypes::DataType::Timestamp(..)
+        ) =>
+        {
+            Box::new(WindowAgg::new(
+                group_exprs.iter().map(|(e, _)| Arc::clone(e)).collect(),
+                aggs.clone(),
+                Arc::clone(schema),
+                *window,
+                watermarks.clone(),
+                Arc::clone(metrics),
+            ))
+        }
         OperatorSpec::HashAgg {
             group_exprs,
             aggs,

@@ -122,14 +122,15 @@ impl SessionAgg {
 
     /// Adds row `row` at time `t` to its partition's sessions (pending
     /// until [`SessionAgg::flush`]); returns the start of the session it
-    /// ended in, and rows to retract (sessions merged away).
+    /// ended in when that session is new to this chunk (or got a new start),
+    /// and rows to retract (sessions merged away).
     fn add_row(
         &mut self,
         key: &[u8],
         t: i64,
         row: u32,
         retract: &mut Vec<Vec<ScalarValue>>,
-    ) -> Result<i64> {
+    ) -> Result<Option<i64>> {
         let gap = self.spec.gap;
         let partition = self
             .partitions
@@ -146,17 +147,18 @@ impl SessionAgg {
         if let (Some((&start, session)), true) = (first, only) {
             // The common case: the row extends one session. A session whose
             // end moves keeps its old entry in `by_end`; closing re-files it.
+            let first_in_chunk = session.pending.is_empty();
             session.pending.push(row);
             session.last = session.last.max(t);
             if t >= start {
-                return Ok(start);
+                return Ok(first_in_chunk.then_some(start));
             }
             let end = session.last.saturating_add(gap);
             if let Some(session) = partition.sessions.remove(&start) {
                 partition.sessions.insert(t, session);
             }
             self.by_end.entry(end).or_default().push((key.to_vec(), t));
-            return Ok(t);
+            return Ok(Some(t));
         }
         let touched: Vec<i64> = partition
             .sessions
@@ -221,7 +223,7 @@ impl SessionAgg {
             .entry(end)
             .or_default()
             .push((key.to_vec(), start));
-        Ok(start)
+        Ok(Some(start))
     }
 
     /// Adds the pending rows of the sessions at `touched` to their
@@ -365,14 +367,11 @@ impl Operator for SessionAgg {
                     },
                 );
             }
-            let start = self.add_row(key, t, r as u32, &mut retract)?;
-            if touched
-                .last()
-                .is_none_or(|(k, s)| *s != start || k.as_slice() != key.as_slice())
-            {
+            if let Some(start) = self.add_row(key, t, r as u32, &mut retract)? {
                 touched.push((key.clone(), start));
             }
         }
+        // Sessions merged away or moved are listed too: found gone, skipped.
         touched.sort();
         touched.dedup();
         self.flush(&touched, &values, &filters)?;

@@ -93,7 +93,10 @@ impl HopAgg {
     /// The start of the newest window (and of the slice) holding time `t`.
     fn slice_of(&self, t: i64) -> i64 {
         let HopAggSpec { slide, offset, .. } = self.spec;
-        (t - offset).div_euclid(slide) * slide + offset
+        t.saturating_sub(offset)
+            .div_euclid(slide)
+            .saturating_mul(slide)
+            .saturating_add(offset)
     }
 
     fn is_final(&self, window_start: i64) -> bool {
@@ -104,7 +107,9 @@ impl HopAgg {
     /// The starts of the windows covering the slice at `slice`, oldest first.
     fn windows_of(&self, slice: i64) -> impl Iterator<Item = i64> + '_ {
         let n = self.spec.size / self.spec.slide;
-        (0..n).rev().map(move |k| slice - k * self.spec.slide)
+        (0..n)
+            .rev()
+            .map(move |k| slice.saturating_sub(k.saturating_mul(self.spec.slide)))
     }
 
     fn timestamp(&self, micros: i64, rows: usize) -> Result<ArrayRef> {
@@ -116,7 +121,10 @@ impl HopAgg {
     /// The rows of the window starting at `start`: its slices merged.
     fn window_rows(&mut self, start: i64) -> Result<Option<RecordBatch>> {
         let mut merged = Grouped::new(Arc::clone(&self.partition_schema), &self.spec.aggs)?;
-        for (_, slice) in self.slices.range_mut(start..start + self.spec.size) {
+        for (_, slice) in self
+            .slices
+            .range_mut(start..start.saturating_add(self.spec.size))
+        {
             if slice.state.is_none() {
                 slice.state = Some(slice.grouped.state()?);
             }
@@ -135,7 +143,9 @@ impl HopAgg {
             columns.push(match key {
                 SessionKey::Partition(i) => Arc::clone(&values[*i]),
                 SessionKey::WindowStart => self.timestamp(start, rows)?,
-                SessionKey::WindowEnd => self.timestamp(start + self.spec.size, rows)?,
+                SessionKey::WindowEnd => {
+                    self.timestamp(start.saturating_add(self.spec.size), rows)?
+                }
             });
         }
         columns.extend(aggregates);

@@ -93,12 +93,10 @@ pub(crate) fn monotone_source(
         }
         Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
             match (op, left.as_ref(), right.as_ref()) {
-                (Operator::Plus | Operator::Minus, inner, Expr::Literal(v, _))
-                    if is_constant(v) =>
-                {
+                (Operator::Plus | Operator::Minus, inner, c) if constant(c) => {
                     monotone_source(inner, schema, watermarked)
                 }
-                (Operator::Plus, Expr::Literal(v, _), inner) if is_constant(v) => {
+                (Operator::Plus, c, inner) if constant(c) => {
                     monotone_source(inner, schema, watermarked)
                 }
                 _ => None,
@@ -117,4 +115,14 @@ pub(crate) fn monotone_source(
 
 fn is_constant(v: &ScalarValue) -> bool {
     !v.is_null()
+}
+
+/// A non-null literal, possibly cast (type coercion casts literals).
+fn constant(expr: &Expr) -> bool {
+    match expr {
+        Expr::Literal(v, _) => is_constant(v),
+        Expr::Cast(c) => constant(&c.expr),
+        Expr::TryCast(c) => constant(&c.expr),
+        _ => false,
+    }
 }

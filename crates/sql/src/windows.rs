@@ -169,7 +169,10 @@ impl WindowFunction {
             .map(|f| col(datafusion::common::Column::new_unqualified(f.name())))
             .collect();
         exprs.push(start.clone().alias("window_start"));
-        exprs.push((start + interval_literal(size)).alias("window_end"));
+        // `date_bin` computes in nanoseconds. A duration is a plain integer
+        // add, where an interval would go through calendar arithmetic.
+        let size_ns = ScalarValue::DurationNanosecond(Some(size.saturating_mul(1000)));
+        exprs.push((start + lit(size_ns)).alias("window_end"));
         LogicalPlanBuilder::scan(name.as_str(), provider_as_source(provider), None)?
             .project(exprs)?
             .build()

@@ -269,11 +269,14 @@ impl TableState {
         })
     }
 
-    /// Every current row, with its state key.
+    /// Every current row, with its state key, in key order (so a statement's
+    /// changes come out in the same order every time).
     fn all_rows(&self) -> Result<(RecordBatch, Vec<Vec<u8>>)> {
         let mut rows: Vec<&[u8]> = Vec::with_capacity(self.state.len());
         let mut keys = Vec::with_capacity(self.state.len());
-        for (key, value) in self.state.iter() {
+        let mut entries: Vec<(&Vec<u8>, &Vec<u8>)> = self.state.iter().collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (key, value) in entries {
             match self.spec.layout() {
                 RelationLayout::Keyed => {
                     rows.push(value);

@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray};
+use arrow::array::{ArrayRef, AsArray, BooleanArray, UInt32Array};
+use arrow::compute::take;
 use arrow::datatypes::SchemaRef;
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use datafusion::physical_plan::aggregates::group_values::{new_group_values, GroupValues};
@@ -24,6 +25,29 @@ fn groups_accumulator(call: &AggCall) -> Result<Box<dyn GroupsAccumulator>> {
     Ok(Box::new(GroupsAccumulatorAdapter::new(move || {
         expr.create_accumulator()
     })))
+}
+
+fn take_rows(columns: &[ArrayRef], rows: &Option<UInt32Array>) -> Result<Vec<ArrayRef>> {
+    match rows {
+        None => Ok(columns.to_vec()),
+        Some(rows) => Ok(columns
+            .iter()
+            .map(|c| take(c.as_ref(), rows, None))
+            .collect::<std::result::Result<_, _>>()?),
+    }
+}
+
+fn take_filters(
+    filters: &[Option<BooleanArray>],
+    rows: &Option<UInt32Array>,
+) -> Result<Vec<Option<BooleanArray>>> {
+    filters
+        .iter()
+        .map(|f| match (f, rows) {
+            (Some(f), Some(rows)) => Ok(Some(take(f, rows, None)?.as_boolean().clone())),
+            (f, _) => Ok(f.clone()),
+        })
+        .collect()
 }
 
 /// The contents of a [`Grouped`]: row `i` of `keys` and of each aggregate's
@@ -125,6 +149,30 @@ impl Grouped {
             acc.update_batch(values, &self.groups, filter.as_ref(), n)?;
         }
         Ok(())
+    }
+
+    /// Adds the rows `rows` (all `batch_rows` when `None`) of a batch's key
+    /// columns, aggregate arguments and `FILTER` masks.
+    pub fn update_rows(
+        &mut self,
+        keys: &[ArrayRef],
+        args: &[Vec<ArrayRef>],
+        filters: &[Option<BooleanArray>],
+        rows: Option<&UInt32Array>,
+        batch_rows: usize,
+    ) -> Result<()> {
+        let Some(rows) = rows else {
+            return self.update(keys, args, filters, batch_rows);
+        };
+        let rows = Some(rows.clone());
+        let keys = take_rows(keys, &rows)?;
+        let args = args
+            .iter()
+            .map(|a| take_rows(a, &rows))
+            .collect::<Result<Vec<_>>>()?;
+        let filters = take_filters(filters, &rows)?;
+        let n = rows.as_ref().map_or(0, |r| r.len());
+        self.update(&keys, &args, &filters, n)
     }
 
     /// Adds partial aggregates, as taken from another [`Grouped`].

@@ -17,7 +17,7 @@ use tidemark_types::{Epoch, Op, StreamChunk, Watermark};
 use super::changes::{changes, columns_to_batch};
 use super::evaluate_agg_inputs;
 use super::grouped::{Grouped, GroupedState};
-use super::window_agg::{split_by_window, take_filters, take_rows};
+use super::window_agg::split_by_window;
 use crate::event_time::{micros_array, timestamp_array, END_OF_TIME};
 use crate::metrics::JobMetrics;
 use crate::{Error, Operator, Result};
@@ -239,13 +239,6 @@ impl Operator for HopAgg {
             .collect();
         let (args, filters) = evaluate_agg_inputs(&self.args, &self.spec.aggs, batch)?;
         for (start, rows) in parts {
-            let part_len = rows.as_ref().map_or(n, |r| r.len());
-            let part_keys = take_rows(&keys, &rows)?;
-            let part_args = args
-                .iter()
-                .map(|a| take_rows(a, &rows))
-                .collect::<Result<Vec<_>>>()?;
-            let part_filters = take_filters(&filters, &rows)?;
             let slice = match self.slices.entry(start) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::btree_map::Entry::Vacant(e) => e.insert(Slice {
@@ -255,7 +248,7 @@ impl Operator for HopAgg {
             };
             slice
                 .grouped
-                .update(&part_keys, &part_args, &part_filters, part_len)?;
+                .update_rows(&keys, &args, &filters, rows.as_ref(), n)?;
             slice.state = None;
             if !self.spec.emit_on_close {
                 let open: Vec<i64> = self

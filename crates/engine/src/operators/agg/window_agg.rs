@@ -4,8 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt32Array};
-use arrow::compute::take;
+use arrow::array::{Array, UInt32Array};
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::physical_expr::PhysicalExpr;
@@ -79,29 +78,6 @@ pub(super) fn split_by_window(
         .map(|w| (w, rows.remove(&w).map(UInt32Array::from)))
         .collect();
     (parts, late)
-}
-
-pub(super) fn take_rows(columns: &[ArrayRef], rows: &Option<UInt32Array>) -> Result<Vec<ArrayRef>> {
-    match rows {
-        None => Ok(columns.to_vec()),
-        Some(rows) => Ok(columns
-            .iter()
-            .map(|c| take(c.as_ref(), rows, None))
-            .collect::<std::result::Result<_, _>>()?),
-    }
-}
-
-pub(super) fn take_filters(
-    filters: &[Option<BooleanArray>],
-    rows: &Option<UInt32Array>,
-) -> Result<Vec<Option<BooleanArray>>> {
-    filters
-        .iter()
-        .map(|f| match (f, rows) {
-            (Some(f), Some(rows)) => Ok(Some(take(f, rows, None)?.as_boolean().clone())),
-            (f, _) => Ok(f.clone()),
-        })
-        .collect()
 }
 
 /// The windowed form of [`super::HashAgg`] for input that only inserts: the
@@ -209,13 +185,6 @@ impl Operator for WindowAgg {
         }
         let (args, filters) = evaluate_agg_inputs(&self.args, &self.aggs, batch)?;
         for (start, rows) in parts {
-            let part_keys = take_rows(&keys, &rows)?;
-            let part_args = args
-                .iter()
-                .map(|a| take_rows(a, &rows))
-                .collect::<Result<Vec<_>>>()?;
-            let part_filters = take_filters(&filters, &rows)?;
-            let part_len = rows.as_ref().map_or(n, |r| r.len());
             let window = match self.windows.entry(start) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::btree_map::Entry::Vacant(e) => e.insert(Window {
@@ -226,7 +195,7 @@ impl Operator for WindowAgg {
             };
             window
                 .grouped
-                .update(&part_keys, &part_args, &part_filters, part_len)?;
+                .update_rows(&keys, &args, &filters, rows.as_ref(), n)?;
             window.dirty = true;
         }
         Ok(())

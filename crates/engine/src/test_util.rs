@@ -3,10 +3,17 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, Float64Array, Int32Array, Int64Array, StringArray};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::array::{
+    Array, ArrayRef, Float64Array, Int32Array, Int64Array, StringArray, TimestampMicrosecondArray,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use arrow::util::display::array_value_to_string;
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::AggregateUDF;
+use datafusion::physical_expr::aggregate::AggregateExprBuilder;
+use datafusion::physical_expr::expressions::Column;
+use tidemark_plan::AggCall;
 use tidemark_types::{Op, StreamChunk};
 
 fn data_type(code: &str) -> DataType {
@@ -96,4 +103,91 @@ pub fn pretty(chunks: &[StreamChunk]) -> Vec<String> {
         }
     }
     out
+}
+
+/// `(k Int64, v Int64, ts Timestamp(µs))`: the input of the window operator tests.
+pub fn key_value_time_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Int64, true),
+        Field::new("v", DataType::Int64, true),
+        Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+    ]))
+}
+
+/// Inserts of `(k, v, ts)` rows of [`key_value_time_schema`].
+pub fn key_value_time_chunk(rows: &[(i64, i64, i64)]) -> StreamChunk {
+    let batch = RecordBatch::try_new(
+        key_value_time_schema(),
+        vec![
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+            Arc::new(TimestampMicrosecondArray::from_iter_values(
+                rows.iter().map(|r| r.2),
+            )),
+        ],
+    )
+    .expect("rows of the key, value and time schema");
+    StreamChunk::inserts(batch)
+}
+
+/// `udaf(column arg)` over `input`, named `name`.
+pub fn agg_call(udaf: Arc<AggregateUDF>, arg: usize, input: &SchemaRef, name: &str) -> AggCall {
+    let column = Column::new(input.field(arg).name(), arg);
+    AggCall {
+        expr: Arc::new(
+            AggregateExprBuilder::new(udaf, vec![Arc::new(column)])
+                .schema(Arc::clone(input))
+                .alias(name)
+                .build()
+                .expect("a valid aggregate call"),
+        ),
+        filter: None,
+    }
+}
+
+/// The rows the changes in `out` leave, applied in order, sorted: five
+/// columns, each an Int64 or a µs timestamp (-1 for anything else).
+pub fn applied_rows(out: &[StreamChunk]) -> Vec<(i64, i64, i64, i64, i64)> {
+    let mut rows: Vec<(i64, i64, i64, i64, i64)> = Vec::new();
+    for c in out {
+        let b = c.batch();
+        let int = |i: usize, r: usize| match ScalarValue::try_from_array(b.column(i), r) {
+            Ok(ScalarValue::Int64(Some(x)) | ScalarValue::TimestampMicrosecond(Some(x), _)) => x,
+            _ => -1,
+        };
+        for r in 0..b.num_rows() {
+            let row = (int(0, r), int(1, r), int(2, r), int(3, r), int(4, r));
+            match c.op(r) {
+                Op::Insert => rows.push(row),
+                Op::Delete => {
+                    let i = rows
+                        .iter()
+                        .position(|x| *x == row)
+                        .expect("deletes an emitted row");
+                    rows.remove(i);
+                }
+            }
+        }
+    }
+    rows.sort();
+    rows
+}
+
+/// A seeded linear congruential generator: the same numbers for a seed on
+/// every run, for randomized tests without a dependency.
+pub struct Lcg(u64);
+
+impl Lcg {
+    pub fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(6364136223846793005).wrapping_add(1))
+    }
+
+    /// The next number in `0..m`.
+    pub fn next(&mut self, m: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % m
+    }
 }

@@ -364,25 +364,13 @@ impl Operator for HashAgg {
 mod tests {
     use arrow::datatypes::{DataType, Field, Schema};
     use datafusion::functions_aggregate::{count::count_udaf, min_max::max_udaf};
-    use datafusion::physical_expr::aggregate::AggregateExprBuilder;
     use datafusion::physical_expr::expressions::Column;
 
     use super::*;
-    use crate::test_util::{chunk_from_pretty, pretty, schema_of};
+    use crate::test_util::{agg_call, chunk_from_pretty, pretty, schema_of};
 
     fn count_and_max() -> HashAgg {
         let input = schema_of("I I");
-        let v: Arc<dyn PhysicalExpr> = Arc::new(Column::new("c1", 1));
-        let call = |udaf, name: &str| AggCall {
-            expr: Arc::new(
-                AggregateExprBuilder::new(udaf, vec![Arc::clone(&v)])
-                    .schema(Arc::clone(&input))
-                    .alias(name)
-                    .build()
-                    .unwrap(),
-            ),
-            filter: None,
-        };
         let schema = Arc::new(Schema::new(vec![
             Field::new("c0", DataType::Int64, true),
             Field::new("n", DataType::Int64, false),
@@ -390,7 +378,10 @@ mod tests {
         ]));
         HashAgg::new(
             vec![Arc::new(Column::new("c0", 0))],
-            vec![call(count_udaf(), "n"), call(max_udaf(), "top")],
+            vec![
+                agg_call(count_udaf(), 1, &input, "n"),
+                agg_call(max_udaf(), 1, &input, "top"),
+            ],
             schema,
         )
         .unwrap()

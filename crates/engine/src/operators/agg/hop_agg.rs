@@ -311,39 +311,21 @@ impl Operator for HopAgg {
 
 #[cfg(test)]
 mod tests {
-    use arrow::array::{Int64Array, TimestampMicrosecondArray};
     use arrow::datatypes::{DataType, Field, TimeUnit};
     use datafusion::functions_aggregate::{count::count_udaf, sum::sum_udaf};
-    use datafusion::physical_expr::aggregate::AggregateExprBuilder;
-    use datafusion::physical_expr::expressions::Column;
 
     use super::*;
+    use crate::test_util::{
+        agg_call, applied_rows as emitted, key_value_time_chunk as chunk, key_value_time_schema,
+        Lcg,
+    };
 
     const SLIDE: i64 = 2;
     const SIZE: i64 = 6;
     const DELAY: i64 = 10;
 
-    fn input_schema() -> SchemaRef {
-        Arc::new(Schema::new(vec![
-            Field::new("k", DataType::Int64, true),
-            Field::new("v", DataType::Int64, true),
-            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
-        ]))
-    }
-
     fn hop_agg(emit_on_close: bool) -> HopAgg {
-        let input = input_schema();
-        let v: Arc<dyn PhysicalExpr> = Arc::new(Column::new("v", 1));
-        let call = |udaf, name: &str| AggCall {
-            expr: Arc::new(
-                AggregateExprBuilder::new(udaf, vec![Arc::clone(&v)])
-                    .schema(Arc::clone(&input))
-                    .alias(name)
-                    .build()
-                    .unwrap(),
-            ),
-            filter: None,
-        };
+        let input = key_value_time_schema();
         let ts = DataType::Timestamp(TimeUnit::Microsecond, None);
         let schema = Arc::new(Schema::new(vec![
             Field::new("window_start", ts.clone(), true),
@@ -359,7 +341,10 @@ mod tests {
                 slide: SLIDE,
                 size: SIZE,
                 offset: 1,
-                aggs: vec![call(count_udaf(), "n"), call(sum_udaf(), "total")],
+                aggs: vec![
+                    agg_call(count_udaf(), 1, &input, "n"),
+                    agg_call(sum_udaf(), 1, &input, "total"),
+                ],
                 keys: vec![
                     SessionKey::WindowStart,
                     SessionKey::Partition(0),
@@ -371,21 +356,6 @@ mod tests {
             Arc::new(JobMetrics::default()),
         )
         .unwrap()
-    }
-
-    fn chunk(rows: &[(i64, i64, i64)]) -> StreamChunk {
-        let batch = RecordBatch::try_new(
-            input_schema(),
-            vec![
-                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
-                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
-                Arc::new(TimestampMicrosecondArray::from_iter_values(
-                    rows.iter().map(|r| r.2),
-                )),
-            ],
-        )
-        .unwrap();
-        StreamChunk::inserts(batch)
     }
 
     /// Every window of every row, by brute force: (start, key, end, count, sum).
@@ -406,42 +376,11 @@ mod tests {
             .collect()
     }
 
-    /// The rows the changes in `out` leave, applied in order.
-    fn emitted(out: &[StreamChunk]) -> Vec<(i64, i64, i64, i64, i64)> {
-        let mut rows: Vec<(i64, i64, i64, i64, i64)> = Vec::new();
-        for c in out {
-            let b = c.batch();
-            let int = |i: usize, r: usize| match ScalarValue::try_from_array(b.column(i), r) {
-                Ok(ScalarValue::Int64(Some(x)) | ScalarValue::TimestampMicrosecond(Some(x), _)) => {
-                    x
-                }
-                _ => -1,
-            };
-            for r in 0..b.num_rows() {
-                let row = (int(0, r), int(1, r), int(2, r), int(3, r), int(4, r));
-                match c.op(r) {
-                    Op::Insert => rows.push(row),
-                    Op::Delete => {
-                        let i = rows.iter().position(|x| *x == row).expect("deletes a row");
-                        rows.remove(i);
-                    }
-                }
-            }
-        }
-        rows.sort();
-        rows
-    }
-
     #[test]
     fn windows_equal_brute_force_for_any_arrival_order() {
         for (seed, emit_on_close) in (0..40u64).flat_map(|s| [(s, true), (s, false)]) {
-            let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-            let mut next = |m: u64| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                (state >> 33) % m
-            };
+            let mut lcg = Lcg::new(seed);
+            let mut next = |m: u64| lcg.next(m);
             // Times rise with disorder below DELAY, so no row is late.
             let rows: Vec<(i64, i64, i64)> = (0..80)
                 .map(|i| {

@@ -439,35 +439,20 @@ impl Operator for SessionAgg {
 
 #[cfg(test)]
 mod tests {
-    use arrow::array::{Int64Array, TimestampMicrosecondArray};
     use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-    use arrow::record_batch::RecordBatch;
     use datafusion::functions_aggregate::{count::count_udaf, min_max::max_udaf};
-    use datafusion::physical_expr::aggregate::AggregateExprBuilder;
-    use datafusion::physical_expr::expressions::Column;
 
     use super::*;
     use crate::event_time::END_OF_TIME;
+    use crate::test_util::{
+        agg_call, applied_rows as emitted, key_value_time_chunk as chunk, key_value_time_schema,
+        Lcg,
+    };
 
     const GAP: i64 = 5;
 
     fn session_agg(emit_on_close: bool) -> SessionAgg {
-        let input = Arc::new(Schema::new(vec![
-            Field::new("k", DataType::Int64, true),
-            Field::new("v", DataType::Int64, true),
-            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
-        ]));
-        let v: Arc<dyn PhysicalExpr> = Arc::new(Column::new("v", 1));
-        let call = |udaf, name: &str| AggCall {
-            expr: Arc::new(
-                AggregateExprBuilder::new(udaf, vec![Arc::clone(&v)])
-                    .schema(Arc::clone(&input))
-                    .alias(name)
-                    .build()
-                    .unwrap(),
-            ),
-            filter: None,
-        };
+        let input = key_value_time_schema();
         let ts = DataType::Timestamp(TimeUnit::Microsecond, None);
         let schema = Arc::new(Schema::new(vec![
             Field::new("k", DataType::Int64, true),
@@ -481,7 +466,10 @@ mod tests {
                 partition: vec![0],
                 time: 2,
                 gap: GAP,
-                aggs: vec![call(count_udaf(), "n"), call(max_udaf(), "top")],
+                aggs: vec![
+                    agg_call(count_udaf(), 1, &input, "n"),
+                    agg_call(max_udaf(), 1, &input, "top"),
+                ],
                 keys: vec![
                     SessionKey::Partition(0),
                     SessionKey::WindowStart,
@@ -493,26 +481,6 @@ mod tests {
             Arc::new(JobMetrics::default()),
         )
         .unwrap()
-    }
-
-    fn chunk(rows: &[(i64, i64, i64)]) -> StreamChunk {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("k", DataType::Int64, true),
-            Field::new("v", DataType::Int64, true),
-            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
-        ]));
-        let batch = RecordBatch::try_new(
-            schema,
-            vec![
-                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
-                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
-                Arc::new(TimestampMicrosecondArray::from_iter_values(
-                    rows.iter().map(|r| r.2),
-                )),
-            ],
-        )
-        .unwrap();
-        StreamChunk::inserts(batch)
     }
 
     /// Sessions by brute force: per key, sorted times split where the gap exceeds GAP.
@@ -548,50 +516,11 @@ mod tests {
         out
     }
 
-    /// The rows the changes in `out` leave, applied in order.
-    fn emitted(out: &[StreamChunk]) -> Vec<(i64, i64, i64, i64, i64)> {
-        let mut rows: Vec<(i64, i64, i64, i64, i64)> = Vec::new();
-        for c in out {
-            let b = c.batch();
-            let int = |i: usize, r: usize| {
-                let col = b.column(i);
-                ScalarValue::try_from_array(col, r)
-                    .ok()
-                    .and_then(|v| match v {
-                        ScalarValue::Int64(Some(x)) => Some(x),
-                        ScalarValue::TimestampMicrosecond(Some(x), _) => Some(x),
-                        _ => None,
-                    })
-                    .unwrap_or(-1)
-            };
-            for r in 0..b.num_rows() {
-                let row = (int(0, r), int(1, r), int(2, r), int(3, r), int(4, r));
-                match c.op(r) {
-                    Op::Insert => rows.push(row),
-                    Op::Delete => {
-                        let i = rows
-                            .iter()
-                            .position(|x| *x == row)
-                            .expect("deletes an emitted row");
-                        rows.remove(i);
-                    }
-                }
-            }
-        }
-        rows.sort();
-        rows
-    }
-
     #[test]
     fn sessions_equal_brute_force_for_any_arrival_order() {
         for (seed, emit_on_close) in (0..40u64).flat_map(|s| [(s, true), (s, false)]) {
-            let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-            let mut next = |m: u64| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                (state >> 33) % m
-            };
+            let mut lcg = Lcg::new(seed);
+            let mut next = |m: u64| lcg.next(m);
             // Odd seeds: times rise with disorder below 20, and a watermark
             // 20 behind the newest time follows every chunk (no row is late).
             let rising = seed % 2 == 1;

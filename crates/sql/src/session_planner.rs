@@ -4,13 +4,11 @@ use std::sync::Arc;
 
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::Column as LogicalColumn;
-use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan};
 use datafusion::physical_expr::utils::collect_columns;
 use tidemark_plan::{Distribution, Exchange, OperatorSpec, SessionKey};
 
-use crate::relation::RelationProvider;
-use crate::stream_planner::{Open, Planner};
+use crate::stream_planner::{relation_of, Open, Planner};
 use crate::window_node::{as_window, WindowNode, WindowSpec};
 use crate::{Error, Result};
 
@@ -41,13 +39,7 @@ fn reads_window_columns(expr: &Expr) -> bool {
 /// says once it is lowered.
 fn inserts_only(plan: &LogicalPlan) -> bool {
     match plan {
-        LogicalPlan::TableScan(scan) => source_as_provider(&scan.source)
-            .ok()
-            .and_then(|p| {
-                p.downcast_ref::<RelationProvider>()
-                    .map(|RelationProvider(info)| info.is_append_only())
-            })
-            .unwrap_or(false),
+        LogicalPlan::TableScan(scan) => relation_of(scan).is_ok_and(|info| info.is_append_only()),
         LogicalPlan::Projection(p) => inserts_only(&p.input),
         LogicalPlan::Filter(f) => inserts_only(&f.input),
         LogicalPlan::SubqueryAlias(a) => inserts_only(&a.input),

@@ -20,7 +20,7 @@ use tidemark_plan::{
     StreamGraph, WindowKey,
 };
 
-use crate::relation::{RelationKind, RelationProvider};
+use crate::relation::{RelationInfo, RelationKind, RelationProvider};
 use crate::session_planner::window_below;
 use crate::watermarks::monotone_source;
 use crate::window_node::as_window;
@@ -215,6 +215,15 @@ fn view_schema(schema: &Schema, columns: &[String]) -> Result<SchemaRef> {
     Ok(Arc::new(Schema::new(fields)))
 }
 
+/// The catalog relation a scan reads.
+pub(crate) fn relation_of(scan: &TableScan) -> Result<Arc<RelationInfo>> {
+    let provider: Arc<dyn TableProvider> = source_as_provider(&scan.source)?;
+    match provider.downcast_ref::<RelationProvider>() {
+        Some(RelationProvider(info)) => Ok(Arc::clone(info)),
+        None => Err(unsupported("this kind of table")),
+    }
+}
+
 pub(crate) fn unsupported(what: &str) -> Error {
     Error::unsupported(format!("materialized views do not support {what} yet"))
 }
@@ -319,10 +328,7 @@ impl Planner {
     }
 
     fn scan(&mut self, scan: &TableScan) -> Result<Open> {
-        let provider: Arc<dyn TableProvider> = source_as_provider(&scan.source)?;
-        let Some(RelationProvider(info)) = provider.downcast_ref::<RelationProvider>() else {
-            return Err(unsupported("this kind of table"));
-        };
+        let info = relation_of(scan)?;
         let full = Arc::new(DFSchema::try_from_qualified_schema(
             scan.table_name.clone(),
             &info.schema,

@@ -12,7 +12,7 @@ use tidemark_plan::{AggCall, WindowKey};
 use tidemark_state::{RowCodec, WriteBatch};
 use tidemark_types::{Epoch, Op, StreamChunk, Watermark};
 
-use super::{evaluate_agg_inputs, rows_to_chunk, RetractableMinMax};
+use super::{evaluate_agg_inputs, forward_watermark, rows_to_chunk, RetractableMinMax};
 use crate::event_time::micros_at;
 use crate::metrics::JobMetrics;
 use crate::{Operator, Result};
@@ -329,15 +329,7 @@ impl Operator for HashAgg {
             self.watermark = Some(wm.value);
             self.close_windows(wm.value, out)?;
         }
-        Ok(self
-            .watermark_map
-            .iter()
-            .filter(|(input, _)| *input == wm.column)
-            .map(|&(_, column)| Watermark {
-                column,
-                value: wm.value,
-            })
-            .collect())
+        Ok(forward_watermark(&self.watermark_map, wm))
     }
 
     fn on_checkpoint(

@@ -170,27 +170,25 @@ impl HopAgg {
     /// Windows ending at or before `watermark` become final: emitted (on
     /// close) or flushed, then forgotten with the slices no open window covers.
     fn close(&mut self, watermark: i64, out: &mut Vec<StreamChunk>) -> Result<()> {
-        if !self.spec.emit_on_close {
-            self.emit_changes(out)?;
-        }
-        let previous = self.watermark;
-        self.watermark = Some(watermark);
+        let previous = self.watermark.replace(watermark);
         let size = self.spec.size;
-        let newly_final: BTreeSet<i64> = self
-            .slices
-            .keys()
-            .flat_map(|&s| self.windows_of(s).collect::<Vec<_>>())
-            .filter(|&w| {
-                w.saturating_add(size) <= watermark
-                    && previous.is_none_or(|p| w.saturating_add(size) > p)
-            })
-            .collect();
         if self.spec.emit_on_close {
+            let newly_final: BTreeSet<i64> = self
+                .slices
+                .keys()
+                .flat_map(|&s| self.windows_of(s).collect::<Vec<_>>())
+                .filter(|&w| {
+                    w.saturating_add(size) <= watermark
+                        && previous.is_none_or(|p| w.saturating_add(size) > p)
+                })
+                .collect();
             for start in newly_final {
                 if let Some(rows) = self.window_rows(start)? {
                     out.push(StreamChunk::inserts(rows));
                 }
             }
+        } else {
+            self.emit_changes(out)?;
         }
         // A slice's newest window starts with it.
         self.slices

@@ -24,7 +24,7 @@ use arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
 use datafusion::physical_expr::PhysicalExpr;
 use tidemark_plan::AggCall;
-use tidemark_types::{Op, StreamChunk};
+use tidemark_types::{Op, StreamChunk, Watermark};
 
 use crate::Result;
 
@@ -59,6 +59,18 @@ fn rows_to_chunk(
     }
     let batch = RecordBatch::try_new(Arc::clone(schema), columns)?;
     Ok(Some(StreamChunk::with_ops(batch, ops)))
+}
+
+/// `wm` on each output column that the (input, output) pairs of `map` derive
+/// from its column.
+fn forward_watermark(map: &[(usize, usize)], wm: Watermark) -> Vec<Watermark> {
+    map.iter()
+        .filter(|(input, _)| *input == wm.column)
+        .map(|&(_, column)| Watermark {
+            column,
+            value: wm.value,
+        })
+        .collect()
 }
 
 /// Each aggregate's argument columns and its `FILTER` mask, over `batch`.

@@ -13,8 +13,8 @@ use tidemark_state::WriteBatch;
 use tidemark_types::{Epoch, Op, StreamChunk, Watermark};
 
 use super::changes::{changes, columns_to_batch};
-use super::evaluate_agg_inputs;
 use super::grouped::Grouped;
+use super::{evaluate_agg_inputs, forward_watermark};
 use crate::event_time::micros_array;
 use crate::metrics::JobMetrics;
 use crate::{Error, Operator, Result};
@@ -210,15 +210,7 @@ impl Operator for WindowAgg {
             self.watermark = Some(wm.value);
             self.close_windows(wm.value, out)?;
         }
-        Ok(self
-            .watermark_map
-            .iter()
-            .filter(|(input, _)| *input == wm.column)
-            .map(|&(_, column)| Watermark {
-                column,
-                value: wm.value,
-            })
-            .collect())
+        Ok(forward_watermark(&self.watermark_map, wm))
     }
 
     fn on_checkpoint(

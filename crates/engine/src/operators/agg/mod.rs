@@ -48,16 +48,10 @@ fn rows_to_chunk(
         return Ok(None);
     }
     let ops: Vec<Op> = rows.iter().map(|(op, _)| *op).collect();
-    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
-    for (c, field) in schema.fields().iter().enumerate() {
-        let array = ScalarValue::iter_to_array(rows.iter().map(|(_, r)| r[c].clone()))?;
-        columns.push(if array.data_type() != field.data_type() {
-            arrow::compute::cast(&array, field.data_type())?
-        } else {
-            array
-        });
-    }
-    let batch = RecordBatch::try_new(Arc::clone(schema), columns)?;
+    let columns = (0..schema.fields().len())
+        .map(|c| ScalarValue::iter_to_array(rows.iter().map(|(_, r)| r[c].clone())))
+        .collect::<datafusion::error::Result<Vec<ArrayRef>>>()?;
+    let batch = changes::columns_to_batch(schema, columns)?;
     Ok(Some(StreamChunk::with_ops(batch, ops)))
 }
 

@@ -41,13 +41,12 @@ pub(super) fn split_by_window(
     first_open: Option<i64>,
     keep_nulls: bool,
 ) -> (Parts, usize) {
-    let watermark = first_open;
     let window = |r: usize| {
         if times.is_null(r) {
             keep_nulls.then_some(NULL_WINDOW)
         } else {
             let t = times.value(r);
-            watermark.is_none_or(|w| t >= w).then_some(t)
+            first_open.is_none_or(|w| t >= w).then_some(t)
         }
     };
     let n = times.len();

@@ -36,10 +36,12 @@ pub(crate) struct BuiltJob {
     pub injectors: Vec<Injector>,
 }
 
-/// `schema` is what the fragment's chain emits (the view's rows).
+/// `schema` is what the fragment's chain emits (the view's rows); `index` is
+/// the actor's place among its fragment's parallel actors.
 fn build_operator(
     spec: &OperatorSpec,
     schema: &SchemaRef,
+    index: usize,
     metrics: &Arc<JobMetrics>,
 ) -> Result<Box<dyn Operator>> {
     Ok(match spec {
@@ -146,7 +148,9 @@ fn build_operator(
             Arc::clone(metrics),
         )?),
         OperatorSpec::Materialize { relation, .. } => {
-            Box::new(Materialize::new(*relation, Arc::clone(schema))?)
+            let partition = u16::try_from(index)
+                .map_err(|_| Error::Unsupported(format!("parallelism above {}", u16::MAX)))?;
+            Box::new(Materialize::new(*relation, partition, Arc::clone(schema))?)
         }
     })
 }
@@ -295,11 +299,11 @@ pub(crate) fn build_job(
             .inputs
             .iter()
             .any(|i| matches!(i, FragmentInput::Relation { .. }));
-        for &actor in &actors_of[&f.id] {
+        for (index, &actor) in actors_of[&f.id].iter().enumerate() {
             let chain = Chain::new(
                 f.operators
                     .iter()
-                    .map(|spec| build_operator(spec, &f.schema, metrics))
+                    .map(|spec| build_operator(spec, &f.schema, index, metrics))
                     .collect::<Result<Vec<_>>>()?,
             );
             let outputs = Outputs::new(actor, dispatchers.remove(&actor).unwrap_or_default());

@@ -4,6 +4,7 @@
 use tidemark_state::WriteBatch;
 use tidemark_types::{Barrier, StreamChunk, Watermark};
 
+use crate::operator::SnapshotSource;
 use crate::outputs::{Outputs, Shared};
 use crate::{Operator, Result};
 
@@ -76,7 +77,15 @@ impl Chain {
         // Computed here, not inside `pass_barrier`: operators need not be
         // `Sync`, so `self` cannot be borrowed across its awaits.
         let snapshot = if outputs.adds_outputs(&barrier) {
-            self.snapshot()?
+            // The previous epoch commits without this actor: it has acknowledged
+            // it, and this one cannot commit before this actor does.
+            let committed = barrier.epoch - 1;
+            shared.settled(committed).await;
+            self.snapshot(&SnapshotSource {
+                store: shared.store(),
+                committed,
+                uncommitted: &batch,
+            })?
         } else {
             Vec::new()
         };
@@ -86,9 +95,9 @@ impl Chain {
     }
 
     /// What the last operator would have emitted so far (see [`Operator::snapshot`]).
-    fn snapshot(&self) -> Result<Vec<StreamChunk>> {
+    fn snapshot(&self, from: &SnapshotSource<'_>) -> Result<Vec<StreamChunk>> {
         match self.operators.last() {
-            Some(op) => op.snapshot(),
+            Some(op) => op.snapshot(from),
             None => Ok(Vec::new()),
         }
     }

@@ -13,7 +13,7 @@ use tidemark_types::{ActorId, Barrier, Epoch, Mutation};
 use tokio::sync::mpsc::{Sender, UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
 
-use crate::outputs::ActorEvent;
+use crate::outputs::{ActorEvent, Shared};
 use crate::table_actor::TableMessage;
 use crate::{Error, Result};
 
@@ -81,6 +81,7 @@ pub type Failures = Arc<RwLock<HashMap<RelationId, Arc<Error>>>>;
 
 pub struct Coordinator {
     store: Arc<dyn StateStore>,
+    shared: Arc<Shared>,
     failures: Failures,
     next_epoch: Epoch,
     jobs: HashMap<RelationId, Job>,
@@ -90,10 +91,11 @@ pub struct Coordinator {
 }
 
 impl Coordinator {
-    pub fn new(store: Arc<dyn StateStore>, failures: Failures) -> Self {
+    pub fn new(store: Arc<dyn StateStore>, shared: Arc<Shared>, failures: Failures) -> Self {
         let next_epoch = store.committed_epoch() + 1;
         Self {
             store,
+            shared,
             failures,
             next_epoch,
             jobs: HashMap::new(),
@@ -254,6 +256,7 @@ impl Coordinator {
             if let Err(e) = &result {
                 tracing::error!(epoch, error = %e, "checkpoint commit failed");
             }
+            self.shared.settle(epoch);
             let shared = result.map_err(Arc::new);
             for w in inflight.waiters {
                 let _ = w.send(match &shared {

@@ -27,7 +27,7 @@ pub(crate) mod test_util;
 pub use dispatch::{key_groups, owner_of, KEY_GROUPS};
 pub use error::{Error, Result};
 pub use metrics::JobStats;
-pub use operator::Operator;
+pub use operator::{Operator, SnapshotSource};
 pub use outputs::panic_message;
 pub use runtime::{Runtime, RuntimeConfig, CHANNEL_CAPACITY};
 pub use table::{DmlRequest, TableSpec};

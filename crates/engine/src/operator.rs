@@ -1,4 +1,4 @@
-use tidemark_state::WriteBatch;
+use tidemark_state::{StateStore, WriteBatch};
 use tidemark_types::{Epoch, StreamChunk, Watermark};
 
 use crate::Result;
@@ -43,8 +43,19 @@ pub trait Operator: Send {
 
     /// The full current contents this operator would have emitted so far, as
     /// inserts: what a newly attached downstream starts from. Only meaningful
-    /// for the last operator of a relation's chain.
-    fn snapshot(&self) -> Result<Vec<StreamChunk>> {
+    /// for the last operator of a relation's chain. Called after
+    /// `on_checkpoint` of the epoch that attaches the downstream.
+    fn snapshot(&self, _from: &SnapshotSource<'_>) -> Result<Vec<StreamChunk>> {
         Ok(Vec::new())
     }
+}
+
+/// Where a snapshot is read from, for operators that keep their contents in
+/// the store rather than in memory.
+pub struct SnapshotSource<'a> {
+    pub store: &'a dyn StateStore,
+    /// The epoch before the attaching one; committed when the snapshot is taken.
+    pub committed: Epoch,
+    /// The changes this actor hands in for the attaching epoch.
+    pub uncommitted: &'a WriteBatch,
 }

@@ -7,9 +7,11 @@ use std::sync::Arc;
 use std::sync::Mutex;
 
 use futures::FutureExt;
+use tidemark_state::StateStore;
 use tidemark_state::WriteBatch;
 use tidemark_types::{ActorId, Barrier, Epoch, Message, Mutation, StreamChunk, Watermark};
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::dispatch::Dispatcher;
@@ -62,20 +64,42 @@ pub fn supervise(
 }
 
 /// State shared by the runtime and its actors.
-#[derive(Debug)]
 pub struct Shared {
     /// Outputs registered for an actor, picked up at the barrier whose
     /// `AddOutputs` mutation names it.
     pending_outputs: Mutex<HashMap<ActorId, Vec<Dispatcher>>>,
     events: UnboundedSender<ActorEvent>,
+    store: Arc<dyn StateStore>,
+    /// The last epoch whose commit was attempted (committed, or failed).
+    settled: watch::Sender<Epoch>,
 }
 
 impl Shared {
-    pub fn new(events: UnboundedSender<ActorEvent>) -> Self {
+    pub fn new(events: UnboundedSender<ActorEvent>, store: Arc<dyn StateStore>) -> Self {
+        let (settled, _) = watch::channel(store.committed_epoch());
         Self {
             pending_outputs: Mutex::new(HashMap::new()),
             events,
+            store,
+            settled,
         }
+    }
+
+    pub fn store(&self) -> &dyn StateStore {
+        self.store.as_ref()
+    }
+
+    /// Called by the coordinator after each commit attempt.
+    pub fn settle(&self, epoch: Epoch) {
+        self.settled.send_replace(epoch);
+    }
+
+    /// Waits until the commit of `epoch` has been attempted; then the store
+    /// holds it, unless that commit failed.
+    pub async fn settled(&self, epoch: Epoch) {
+        let mut rx = self.settled.subscribe();
+        // The sender lives in `self`, so the channel cannot close while we wait.
+        let _ = rx.wait_for(|&e| e >= epoch).await;
     }
 
     pub fn register_output(&self, actor: ActorId, dispatcher: Dispatcher) {

@@ -64,12 +64,13 @@ impl Runtime {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let failures: Failures = Arc::default();
-        let coordinator = Coordinator::new(store, Arc::clone(&failures));
+        let shared = Arc::new(Shared::new(events_tx, Arc::clone(&store)));
+        let coordinator = Coordinator::new(store, Arc::clone(&shared), Arc::clone(&failures));
         tokio::spawn(coordinator.run(config.checkpoint_interval, commands_rx, events_rx));
         Self {
             inner: Arc::new(Inner {
                 config,
-                shared: Arc::new(Shared::new(events_tx)),
+                shared,
                 commands: commands_tx,
                 tables: RwLock::default(),
                 jobs: Mutex::default(),

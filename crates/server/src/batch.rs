@@ -9,7 +9,7 @@ use datafusion::catalog::TableProvider;
 use datafusion::datasource::MemTable;
 use datafusion::sql::sqlparser::ast;
 use tidemark_sql::{RelationInfo, RelationKind};
-use tidemark_state::{decode_relation, table_prefix, RelationLayout};
+use tidemark_state::{decode_relation, decode_view, table_prefix, RelationLayout};
 
 use crate::classify::engine_error;
 use crate::database::{Database, Request};
@@ -67,15 +67,17 @@ impl Database {
             .map_err(|e| PgError::new("XX000", e.to_string()))?;
         let mut providers: Providers = Vec::with_capacity(relations.len());
         for (r, entries) in relations.iter().zip(entries) {
-            let layout = match &r.kind {
+            let decoded = match &r.kind {
                 RelationKind::Table {
                     primary_key: Some(_),
                     ..
-                } => RelationLayout::Keyed,
-                _ => RelationLayout::Multiset,
+                } => decode_relation(r.id, RelationLayout::Keyed, &r.schema, &entries),
+                RelationKind::Table { .. } => {
+                    decode_relation(r.id, RelationLayout::Multiset, &r.schema, &entries)
+                }
+                _ => decode_view(r.id, &r.schema, &entries),
             };
-            let batch = decode_relation(r.id, layout, &r.schema, &entries)
-                .map_err(|e| PgError::new("XX000", e.to_string()))?;
+            let batch = decoded.map_err(|e| PgError::new("XX000", e.to_string()))?;
             // Constraints are the table actor's to enforce: DataFusion sees
             // every column as nullable, so INSERT reaches our own checks.
             let fields: Vec<Field> = r

@@ -13,7 +13,9 @@ mod store;
 pub use error::{Error, Result};
 pub use keys::{table_prefix, TableId, CATALOG_TABLE_ID};
 pub use memory::MemoryStore;
-pub use relation::{decode_count, decode_relation, encode_count, RelationLayout};
+pub use relation::{
+    decode_count, decode_relation, decode_view, encode_count, view_partition_prefix, RelationLayout,
+};
 pub use row_codec::RowCodec;
 pub use state_table::StateTable;
-pub use store::{Entries, StateStore, WriteBatch};
+pub use store::{Entries, StateStore, Write, WriteBatch};

@@ -4,11 +4,16 @@ use std::sync::RwLock;
 
 use tidemark_types::Epoch;
 
-use crate::store::Entries;
+use crate::relation::{decode_count, encode_count};
+use crate::store::{Entries, Write};
 use crate::{Error, Result, StateStore, WriteBatch};
 
 /// An in-memory store for tests and ephemeral servers. Commits take a write lock,
 /// so a scan under the read lock always sees whole epochs.
+///
+/// A count that does not decode (a bug: only [`Write::AddCount`] writes counted
+/// keys) fails the commit midway; the store then refuses all further use rather
+/// than serve a half-applied epoch.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     inner: RwLock<Inner>,
@@ -18,6 +23,65 @@ pub struct MemoryStore {
 struct Inner {
     committed: Epoch,
     data: BTreeMap<Vec<u8>, Vec<u8>>,
+    broken: Option<String>,
+}
+
+impl Inner {
+    fn check(&self) -> Result<()> {
+        match &self.broken {
+            Some(reason) => Err(Error::Corrupt {
+                table: 0,
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn apply(&mut self, batch: WriteBatch) -> Result<()> {
+        use std::collections::btree_map::Entry;
+        for prefix in &batch.delete_prefixes {
+            let doomed: Vec<Vec<u8>> = prefix_range(&self.data, prefix)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in doomed {
+                self.data.remove(&key);
+            }
+        }
+        for (key, write) in batch.writes {
+            match write {
+                Write::Put(v) => {
+                    self.data.insert(key, v);
+                }
+                Write::Delete => {
+                    self.data.remove(&key);
+                }
+                Write::AddCount(delta) => match self.data.entry(key) {
+                    Entry::Occupied(mut e) => {
+                        let table = table_of(e.key());
+                        let count = decode_count(table, e.get())? + delta;
+                        if count == 0 {
+                            e.remove();
+                        } else {
+                            *e.get_mut() = encode_count(count);
+                        }
+                    }
+                    Entry::Vacant(e) => {
+                        if delta != 0 {
+                            e.insert(encode_count(delta));
+                        }
+                    }
+                },
+            }
+        }
+        Ok(())
+    }
+}
+
+fn table_of(key: &[u8]) -> u32 {
+    key.get(..4)
+        .and_then(|b| b.try_into().ok())
+        .map(u32::from_be_bytes)
+        .unwrap_or(0)
 }
 
 impl MemoryStore {
@@ -37,25 +101,16 @@ fn prefix_range<'a>(
 impl StateStore for MemoryStore {
     fn commit(&self, epoch: Epoch, batch: WriteBatch) -> Result<()> {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        inner.check()?;
         if epoch <= inner.committed {
             return Err(Error::EpochOrder {
                 epoch,
                 committed: inner.committed,
             });
         }
-        for prefix in &batch.delete_prefixes {
-            let doomed: Vec<Vec<u8>> = prefix_range(&inner.data, prefix)
-                .map(|(k, _)| k.clone())
-                .collect();
-            for key in doomed {
-                inner.data.remove(&key);
-            }
-        }
-        for (key, value) in batch.writes {
-            match value {
-                Some(v) => inner.data.insert(key, v),
-                None => inner.data.remove(&key),
-            };
+        if let Err(e) = inner.apply(batch) {
+            inner.broken = Some(format!("epoch {epoch} half applied: {e}"));
+            return Err(e);
         }
         inner.committed = epoch;
         Ok(())
@@ -70,6 +125,7 @@ impl StateStore for MemoryStore {
 
     fn scan_prefixes(&self, prefixes: &[Vec<u8>]) -> Result<(Epoch, Vec<Entries>)> {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        inner.check()?;
         let out = prefixes
             .iter()
             .map(|p| {
@@ -110,5 +166,43 @@ mod tests {
 
         assert!(store.commit(2, WriteBatch::default()).is_err());
         assert_eq!(store.committed_epoch(), 2);
+    }
+
+    #[test]
+    fn counts_add_up_and_vanish_at_zero() {
+        let store = MemoryStore::new();
+        let mut b = WriteBatch::default();
+        b.add_count(b"r".to_vec(), 2);
+        b.add_count(b"r".to_vec(), 1);
+        b.add_count(b"s".to_vec(), 1);
+        store.commit(1, b).unwrap();
+        let (_, rows) = store.scan_prefixes(&[Vec::new()]).unwrap();
+        assert_eq!(
+            rows[0],
+            vec![
+                (b"r".to_vec(), encode_count(3)),
+                (b"s".to_vec(), encode_count(1))
+            ]
+        );
+        let mut b = WriteBatch::default();
+        b.add_count(b"s".to_vec(), -1);
+        b.add_count(b"t".to_vec(), 0);
+        store.commit(2, b).unwrap();
+        let (_, rows) = store.scan_prefixes(&[Vec::new()]).unwrap();
+        assert_eq!(rows[0], vec![(b"r".to_vec(), encode_count(3))]);
+    }
+
+    #[test]
+    fn a_count_that_does_not_decode_stops_the_store() {
+        let store = MemoryStore::new();
+        let mut b = WriteBatch::default();
+        b.put(b"r".to_vec(), b"xyz".to_vec());
+        store.commit(1, b).unwrap();
+        let mut b = WriteBatch::default();
+        b.add_count(b"r".to_vec(), 1);
+        assert!(store.commit(2, b).is_err());
+        assert!(store.scan_prefixes(&[Vec::new()]).is_err());
+        assert!(store.commit(3, WriteBatch::default()).is_err());
+        assert_eq!(store.committed_epoch(), 1);
     }
 }

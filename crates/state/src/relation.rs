@@ -6,16 +6,42 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
+use std::collections::HashMap;
+
+use crate::keys::table_prefix;
 use crate::{Error, Result, RowCodec, TableId};
+
+/// `count` copies of `row` (none for a count below one).
+fn repeat_row<'a>(rows: &mut Vec<&'a [u8]>, row: &'a [u8], count: i64) {
+    for _ in 0..count.max(0) {
+        rows.push(row);
+    }
+}
 
 /// The layout of a relation's state table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelationLayout {
     /// Key: the encoded primary key; value: the encoded row.
     Keyed,
-    /// Key: the encoded row; value: its multiplicity (i64, big-endian). Views and
-    /// tables without a primary key, where equal rows are interchangeable.
+    /// Key: the encoded row; value: its multiplicity (i64, big-endian). Tables
+    /// without a primary key, where equal rows are interchangeable.
     Multiset,
+}
+
+// A view's layout: key: the writer's partition (u16, big-endian), then the
+// encoded row; value: its multiplicity. Each of a view's parallel writers
+// counts its own rows under its own partition, so it can read them back alone
+// (the snapshot for a new downstream); a reader sums a row's counts over the
+// partitions.
+
+/// Bytes of the partition in a view's key.
+const PARTITION_BYTES: usize = 2;
+
+/// The key prefix of one writer's rows of view `table`.
+pub fn view_partition_prefix(table: TableId, partition: u16) -> Vec<u8> {
+    let mut key = table_prefix(table);
+    key.extend_from_slice(&partition.to_be_bytes());
+    key
 }
 
 /// The multiplicity value stored for a multiset row.
@@ -41,18 +67,45 @@ pub fn decode_relation(
 ) -> Result<RecordBatch> {
     let codec = RowCodec::for_schema(schema)?;
     let mut rows: Vec<&[u8]> = Vec::with_capacity(entries.len());
-    for (key, value) in entries {
-        match layout {
-            RelationLayout::Keyed => rows.push(value),
-            RelationLayout::Multiset => {
+    match layout {
+        RelationLayout::Keyed => rows.extend(entries.iter().map(|(_, v)| v.as_slice())),
+        RelationLayout::Multiset => {
+            for (key, value) in entries {
                 let count = decode_count(table, value)?;
-                let row = &key[4..];
-                for _ in 0..count.max(0) {
-                    rows.push(row);
-                }
+                repeat_row(&mut rows, &key[4..], count);
             }
         }
     }
+    rows_to_batch(&codec, schema, rows)
+}
+
+/// Decodes committed entries of a view into one batch of its rows, in row order.
+pub fn decode_view(
+    table: TableId,
+    schema: &SchemaRef,
+    entries: &[(Vec<u8>, Vec<u8>)],
+) -> Result<RecordBatch> {
+    let codec = RowCodec::for_schema(schema)?;
+    let mut counts: HashMap<&[u8], i64> = HashMap::with_capacity(entries.len());
+    for (key, value) in entries {
+        let row = key
+            .get(4 + PARTITION_BYTES..)
+            .ok_or_else(|| Error::Corrupt {
+                table,
+                reason: format!("view key of {} bytes", key.len()),
+            })?;
+        *counts.entry(row).or_default() += decode_count(table, value)?;
+    }
+    let mut counted: Vec<(&[u8], i64)> = counts.into_iter().collect();
+    counted.sort_unstable();
+    let mut rows: Vec<&[u8]> = Vec::with_capacity(counted.len());
+    for (row, count) in counted {
+        repeat_row(&mut rows, row, count);
+    }
+    rows_to_batch(&codec, schema, rows)
+}
+
+fn rows_to_batch(codec: &RowCodec, schema: &SchemaRef, rows: Vec<&[u8]>) -> Result<RecordBatch> {
     if rows.is_empty() {
         return Ok(RecordBatch::new_empty(Arc::clone(schema)));
     }

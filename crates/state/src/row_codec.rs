@@ -30,6 +30,21 @@ impl RowCodec {
         Ok(rows.iter().map(|r| r.as_ref().to_vec()).collect())
     }
 
+    /// Like [`Self::encode`], each row preceded by `prefix` (a store key).
+    pub fn encode_with_prefix(&self, prefix: &[u8], columns: &[ArrayRef]) -> Result<Vec<Vec<u8>>> {
+        let rows = self.converter.convert_columns(columns)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let row = r.as_ref();
+                let mut key = Vec::with_capacity(prefix.len() + row.len());
+                key.extend_from_slice(prefix);
+                key.extend_from_slice(row);
+                key
+            })
+            .collect())
+    }
+
     /// Columns holding the decoded `rows`, which must come from [`Self::encode`]
     /// of a codec with the same types.
     pub fn decode<'a>(&self, rows: impl IntoIterator<Item = &'a [u8]>) -> Result<Vec<ArrayRef>> {

@@ -2,22 +2,37 @@ use tidemark_types::Epoch;
 
 use crate::Result;
 
+/// One change to one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    Put(Vec<u8>),
+    Delete,
+    /// Adds to a multiplicity (i64 big-endian, absent = 0); a sum of 0 removes
+    /// the key. Lets writers change a count without reading it first, so a
+    /// view's rows need not be kept in memory to be counted.
+    AddCount(i64),
+}
+
 /// The changes of one epoch, applied all at once or not at all.
 #[derive(Debug, Default)]
 pub struct WriteBatch {
-    /// Puts (`Some`) and deletes (`None`), applied in order.
-    pub writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Applied in order.
+    pub writes: Vec<(Vec<u8>, Write)>,
     /// Key prefixes whose every entry is deleted (dropped tables), before `writes`.
     pub delete_prefixes: Vec<Vec<u8>>,
 }
 
 impl WriteBatch {
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.writes.push((key, Some(value)));
+        self.writes.push((key, Write::Put(value)));
     }
 
     pub fn delete(&mut self, key: Vec<u8>) {
-        self.writes.push((key, None));
+        self.writes.push((key, Write::Delete));
+    }
+
+    pub fn add_count(&mut self, key: Vec<u8>, delta: i64) {
+        self.writes.push((key, Write::AddCount(delta)));
     }
 
     pub fn append(&mut self, mut other: WriteBatch) {

@@ -1,30 +1,42 @@
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use tidemark_state::{decode_count, encode_count, RowCodec, StateTable, TableId, WriteBatch};
+use tidemark_state::{decode_count, view_partition_prefix, RowCodec, TableId, Write, WriteBatch};
 use tidemark_types::{Epoch, Op, StreamChunk};
 
-use crate::{Operator, Result};
+use crate::operator::SnapshotSource;
+use crate::{Error, Operator, Result};
 
 /// Rows per chunk of a snapshot handed to a new downstream.
 pub(crate) const SNAPSHOT_CHUNK_ROWS: usize = 4096;
 
-/// The end of a view's chain: keeps the view's rows as a multiset (row → count)
-/// in its state table, which is what `SELECT` reads once an epoch commits, and
-/// passes the changes on to views built on this one.
+/// The end of a view's chain: counts the view's rows in the store, where
+/// `SELECT` reads them once an epoch commits, and passes the changes on to
+/// views built on this one.
+///
+/// Keeps no copy of the rows: each change becomes a count delta the store adds
+/// up at commit, so a view costs memory only for its current epoch's changes.
+/// Each parallel instance writes under its own partition, which is what it
+/// reads back for a new downstream's snapshot.
 pub struct Materialize {
-    table: StateTable,
+    table: TableId,
+    prefix: Vec<u8>,
     codec: RowCodec,
     schema: SchemaRef,
+    pending: Vec<(Vec<u8>, Write)>,
 }
 
 impl Materialize {
-    pub fn new(id: TableId, schema: SchemaRef) -> Result<Self> {
+    /// `partition`: this instance's index among the view's parallel writers.
+    pub fn new(table: TableId, partition: u16, schema: SchemaRef) -> Result<Self> {
         Ok(Self {
-            table: StateTable::new(id),
+            table,
+            prefix: view_partition_prefix(table, partition),
             codec: RowCodec::for_schema(&schema)?,
             schema,
+            pending: Vec::new(),
         })
     }
 }
@@ -35,30 +47,17 @@ impl Operator for Materialize {
     }
 
     fn on_chunk(&mut self, chunk: StreamChunk, out: &mut Vec<StreamChunk>) -> Result<()> {
-        let rows = self.codec.encode(chunk.batch().columns())?;
-        let id = self.table.id();
-        let mut result = Ok(());
-        for (i, row) in rows.into_iter().enumerate() {
+        let keys = self
+            .codec
+            .encode_with_prefix(&self.prefix, chunk.batch().columns())?;
+        self.pending.reserve(keys.len());
+        for (i, key) in keys.into_iter().enumerate() {
             let delta = match chunk.op(i) {
                 Op::Insert => 1,
                 Op::Delete => -1,
             };
-            self.table.update(row, |old| {
-                let old = match old.map(|v| decode_count(id, v)).transpose() {
-                    Ok(old) => old.unwrap_or(0),
-                    Err(e) => {
-                        result = Err(e);
-                        return old.map(<[u8]>::to_vec);
-                    }
-                };
-                let new = old + delta;
-                if new < 0 {
-                    tracing::warn!(table = id, "view row deleted more often than inserted");
-                }
-                (new != 0).then(|| encode_count(new))
-            });
+            self.pending.push((key, Write::AddCount(delta)));
         }
-        result?;
         out.push(chunk);
         Ok(())
     }
@@ -69,17 +68,33 @@ impl Operator for Materialize {
         batch: &mut WriteBatch,
         _out: &mut Vec<StreamChunk>,
     ) -> Result<()> {
-        self.table.take_delta(batch);
+        batch.writes.append(&mut self.pending);
         Ok(())
     }
 
-    fn snapshot(&self) -> Result<Vec<StreamChunk>> {
+    fn snapshot(&self, from: &SnapshotSource<'_>) -> Result<Vec<StreamChunk>> {
+        let (epoch, mut scanned) = from.store.scan_prefixes(&[self.prefix.clone()])?;
+        if epoch != from.committed {
+            return Err(Error::Internal(format!(
+                "view {} read for a snapshot as of epoch {epoch}, expected {}",
+                self.table, from.committed
+            )));
+        }
+        let mut counts: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
+        for (key, value) in scanned.pop().unwrap_or_default() {
+            let count = decode_count(self.table, &value)?;
+            counts.insert(key, count);
+        }
+        for (key, write) in &from.uncommitted.writes {
+            if let (true, Write::AddCount(delta)) = (key.starts_with(&self.prefix), write) {
+                *counts.entry(key.clone()).or_default() += delta;
+            }
+        }
         let mut chunks = Vec::new();
         let mut pending: Vec<&[u8]> = Vec::new();
-        for (row, count) in self.table.iter() {
-            let count = decode_count(self.table.id(), count)?;
+        for (key, &count) in &counts {
             for _ in 0..count.max(0) {
-                pending.push(row);
+                pending.push(&key[self.prefix.len()..]);
             }
             if pending.len() >= SNAPSHOT_CHUNK_ROWS {
                 chunks.push(self.decode(std::mem::take(&mut pending))?);

@@ -122,6 +122,8 @@ async fn main() -> anyhow::Result<()> {
     let cpu = cpu_seconds()
         .zip(cpu_before)
         .map(|(after, before)| after - before);
+    // Before the SELECT below, which decodes the whole view at once.
+    let streaming_rss = peak_rss_mib();
     let rows = match run(&db, "SELECT count(*) FROM v").await? {
         StatementResult::Rows { batches, .. } => {
             batches.first().map(arrow_value).unwrap_or_default()
@@ -137,7 +139,7 @@ async fn main() -> anyhow::Result<()> {
         )
     });
     println!(
-        "{:?}: {} rows ({:.0} MiB) in {:.2?}: {:.2} M rows/s at parallelism {} ({per_cpu}); {} windows; peak RSS {} MiB",
+        "{:?}: {} rows ({:.0} MiB) in {:.2?}: {:.2} M rows/s at parallelism {} ({per_cpu}); {} windows; peak RSS {} MiB while streaming, {} MiB after SELECT count(*)",
         args.window,
         args.rows,
         bytes as f64 / (1024.0 * 1024.0),
@@ -145,6 +147,7 @@ async fn main() -> anyhow::Result<()> {
         rate / 1e6,
         args.parallelism,
         rows,
+        streaming_rss.map_or("?".to_string(), |m| m.to_string()),
         peak_rss_mib().map_or("?".to_string(), |m| m.to_string()),
     );
     Ok(())

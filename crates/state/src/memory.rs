@@ -37,7 +37,7 @@ impl Inner {
         }
     }
 
-    fn apply(&mut self, batch: WriteBatch) -> Result<()> {
+    fn apply(&mut self, mut batch: WriteBatch) -> Result<()> {
         use std::collections::btree_map::Entry;
         for prefix in &batch.delete_prefixes {
             let doomed: Vec<Vec<u8>> = prefix_range(&self.data, prefix)
@@ -47,6 +47,9 @@ impl Inner {
                 self.data.remove(&key);
             }
         }
+        // In key order, the tree nodes one write touches are still in cache for
+        // the next. The sort is stable: writes to one key keep their order.
+        batch.writes.sort_by(|a, b| a.0.cmp(&b.0));
         for (key, write) in batch.writes {
             match write {
                 Write::Put(v) => {

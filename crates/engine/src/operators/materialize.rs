@@ -73,7 +73,9 @@ impl Operator for Materialize {
     }
 
     fn snapshot(&self, from: &SnapshotSource<'_>) -> Result<Vec<StreamChunk>> {
-        let (epoch, mut scanned) = from.store.scan_prefixes(&[self.prefix.clone()])?;
+        let (epoch, mut scanned) = from
+            .store
+            .scan_prefixes(std::slice::from_ref(&self.prefix))?;
         if epoch != from.committed {
             return Err(Error::Internal(format!(
                 "view {} read for a snapshot as of epoch {epoch}, expected {}",
@@ -114,5 +116,52 @@ impl Materialize {
             Arc::clone(&self.schema),
             columns,
         )?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tidemark_state::{decode_view, table_prefix, MemoryStore, StateStore};
+
+    use super::*;
+    use crate::test_util::{chunk_from_pretty, pretty, schema_of};
+
+    fn feed(m: &mut Materialize, text: &str, batch: &mut WriteBatch) {
+        m.on_chunk(chunk_from_pretty(text), &mut Vec::new()).unwrap();
+        m.on_checkpoint(0, batch, &mut Vec::new()).unwrap();
+    }
+
+    #[test]
+    fn partitions_count_their_own_rows_and_readers_sum_them() {
+        let schema = schema_of("I");
+        let store = MemoryStore::new();
+        let mut a = Materialize::new(9, 0, Arc::clone(&schema)).unwrap();
+        let mut b = Materialize::new(9, 1, Arc::clone(&schema)).unwrap();
+        let mut batch = WriteBatch::default();
+        feed(&mut a, "I\n+ 1\n+ 1\n+ 2", &mut batch);
+        feed(&mut b, "I\n+ 1\n+ 3", &mut batch);
+        store.commit(1, batch).unwrap();
+
+        // Epoch 2, not yet committed: `a` deletes a 1 and a 2, inserts a 4.
+        let mut uncommitted = WriteBatch::default();
+        feed(&mut a, "I\n- 1\n- 2\n+ 4", &mut uncommitted);
+        let from = SnapshotSource {
+            store: &store,
+            committed: 1,
+            uncommitted: &uncommitted,
+        };
+        assert_eq!(pretty(&a.snapshot(&from).unwrap()), vec!["+ 1", "+ 4"]);
+        assert_eq!(pretty(&b.snapshot(&from).unwrap()), vec!["+ 1", "+ 3"]);
+        let stale = SnapshotSource {
+            committed: 0,
+            ..from
+        };
+        assert!(a.snapshot(&stale).is_err());
+
+        store.commit(2, uncommitted).unwrap();
+        let (_, entries) = store.scan_prefixes(&[table_prefix(9)]).unwrap();
+        let view = decode_view(9, &schema, &entries[0]).unwrap();
+        let rows = pretty(&[StreamChunk::inserts(view)]);
+        assert_eq!(rows, vec!["+ 1", "+ 1", "+ 3", "+ 4"]);
     }
 }

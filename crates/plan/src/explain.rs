@@ -1,5 +1,6 @@
 use std::fmt;
 
+use crate::explain_expr::expr_text;
 use crate::{Distribution, Exchange, FragmentInput, OperatorSpec, StreamGraph};
 
 fn exchange(e: &Exchange, schema_names: &[String]) -> String {
@@ -94,9 +95,12 @@ fn duration(micros: i64) -> String {
 impl fmt::Display for OperatorSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            OperatorSpec::Filter { predicate } => write!(f, "Filter: {predicate}"),
+            OperatorSpec::Filter { predicate } => write!(f, "Filter: {}", expr_text(predicate)),
             OperatorSpec::Project { exprs, .. } => {
-                let list: Vec<String> = exprs.iter().map(|(e, n)| format!("{e} AS {n}")).collect();
+                let list: Vec<String> = exprs
+                    .iter()
+                    .map(|(e, n)| format!("{} AS {n}", expr_text(e)))
+                    .collect();
                 write!(f, "Project: {}", list.join(", "))
             }
             OperatorSpec::HashAgg {
@@ -105,7 +109,7 @@ impl fmt::Display for OperatorSpec {
                 window,
                 ..
             } => {
-                let groups: Vec<String> = group_exprs.iter().map(|(e, _)| e.to_string()).collect();
+                let groups: Vec<String> = group_exprs.iter().map(|(e, _)| expr_text(e)).collect();
                 let calls: Vec<String> = aggs.iter().map(|a| a.expr.name().to_string()).collect();
                 write!(
                     f,

@@ -4,6 +4,7 @@
 //! values (never serialized) because planner and engine share a process.
 
 mod explain;
+mod explain_expr;
 mod graph;
 
 pub use graph::{

@@ -102,10 +102,7 @@ mod tests {
             0,
             90_000_000_000,
         )));
-        assert_eq!(
-            interval_text(&v).unwrap(),
-            "INTERVAL '1 minute 30 seconds'"
-        );
+        assert_eq!(interval_text(&v).unwrap(), "INTERVAL '1 minute 30 seconds'");
         let d = ScalarValue::DurationNanosecond(Some(10_000_000_000));
         assert_eq!(interval_text(&d).unwrap(), "INTERVAL '10 seconds'");
         let m = ScalarValue::IntervalYearMonth(Some(-1));

@@ -123,22 +123,7 @@ impl Database {
         let ctx = tidemark_sql::session(providers).map_err(|e| req.df(e))?;
         self.register_system_views(&ctx).map_err(|e| req.df(e))?;
         let plan = self.bound_plan(req, &ctx, stmt).await?;
-        use datafusion::common::tree_node::TreeNode;
-        let windowed = plan
-            .exists(|p| {
-                Ok(matches!(
-                    p,
-                    datafusion::logical_expr::LogicalPlan::Extension(_)
-                ))
-            })
-            .unwrap_or(false);
-        if windowed {
-            return Err(PgError::new(
-                "0A000",
-                "HOP and SESSION windows are supported in materialized views only, not yet in a SELECT",
-            )
-            .with_hint("Create a materialized view with the query and select from it."));
-        }
+        let plan = tidemark_sql::expand_windows(plan).map_err(|e| req.plan(e))?;
         let df = ctx
             .execute_logical_plan(plan)
             .await

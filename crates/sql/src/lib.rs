@@ -2,6 +2,7 @@
 //! logical planning through DataFusion, and lowering to a streaming job.
 //! Runs nothing: it compiles without the engine, the store or tokio.
 
+mod batch_windows;
 mod column_names;
 mod context;
 mod create_source;
@@ -16,6 +17,7 @@ mod window_node;
 mod window_syntax;
 mod windows;
 
+pub use batch_windows::expand_windows;
 pub use column_names::postgres_column_names;
 pub use context::{logical_plan, referenced_relations, session};
 pub use create_source::{CreateSource, WatermarkClause};

@@ -50,7 +50,7 @@ fn inserts_only(plan: &LogicalPlan) -> bool {
 }
 
 /// The predicate with column qualifiers dropped, to bind it to the session's input.
-fn unqualified(expr: &Expr) -> Result<Expr> {
+pub(crate) fn unqualified(expr: &Expr) -> Result<Expr> {
     Ok(expr
         .clone()
         .transform(|e| match e {

@@ -127,7 +127,8 @@ mod tests {
     use crate::test_util::{chunk_from_pretty, pretty, schema_of};
 
     fn feed(m: &mut Materialize, text: &str, batch: &mut WriteBatch) {
-        m.on_chunk(chunk_from_pretty(text), &mut Vec::new()).unwrap();
+        m.on_chunk(chunk_from_pretty(text), &mut Vec::new())
+            .unwrap();
         m.on_checkpoint(0, batch, &mut Vec::new()).unwrap();
     }
 

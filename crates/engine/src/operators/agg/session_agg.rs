@@ -1,10 +1,11 @@
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BooleanArray, UInt32Array};
 use arrow::compute::take;
 use arrow::datatypes::SchemaRef;
-use datafusion::common::ScalarValue;
+// DataFusion's hash map: a faster hasher than std's for per-row lookups.
+use datafusion::common::{HashMap, ScalarValue};
 use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 use tidemark_plan::{AggCall, SessionKey};
@@ -230,15 +231,15 @@ impl SessionAgg {
     /// accumulators: `values` and `filters` are the chunk's aggregate inputs.
     fn flush(
         &mut self,
-        touched: &[(Vec<u8>, i64)],
+        touched: &[(&[u8], i64)],
         values: &[Vec<ArrayRef>],
         filters: &[Option<BooleanArray>],
     ) -> Result<()> {
-        for (key, start) in touched {
+        for &(key, start) in touched {
             let Some(session) = self
                 .partitions
                 .get_mut(key)
-                .and_then(|p| p.sessions.get_mut(start))
+                .and_then(|p| p.sessions.get_mut(&start))
             else {
                 continue;
             };
@@ -339,7 +340,8 @@ impl Operator for SessionAgg {
             Error::Internal("session window over a column that is not a timestamp".into())
         })?;
         let mut retract = Vec::new();
-        let mut touched: Vec<(Vec<u8>, i64)> = Vec::new();
+        // (row holding the partition key, session start)
+        let mut touched: Vec<(usize, i64)> = Vec::new();
         let mut late = 0;
         for (r, key) in keys.iter().enumerate() {
             if times.is_null(r) {
@@ -368,12 +370,16 @@ impl Operator for SessionAgg {
                 );
             }
             if let Some(start) = self.add_row(key, t, r as u32, &mut retract)? {
-                touched.push((key.clone(), start));
+                touched.push((r, start));
             }
         }
         // Sessions merged away or moved are listed too: found gone, skipped.
-        touched.sort();
-        touched.dedup();
+        touched.sort_unstable_by(|a, b| keys[a.0].cmp(&keys[b.0]).then(a.1.cmp(&b.1)));
+        touched.dedup_by(|a, b| a.1 == b.1 && keys[a.0] == keys[b.0]);
+        let touched: Vec<(&[u8], i64)> = touched
+            .into_iter()
+            .map(|(r, start)| (keys[r].as_slice(), start))
+            .collect();
         self.flush(&touched, &values, &filters)?;
         if late > 0 {
             self.metrics.add_late_rows(late);
@@ -385,7 +391,7 @@ impl Operator for SessionAgg {
             retract.into_iter().map(|r| (Op::Delete, r)).collect();
         // Sessions merged away since they were touched are gone: skipped.
         for (key, start) in touched {
-            let Some(partition) = self.partitions.get_mut(&key) else {
+            let Some(partition) = self.partitions.get_mut(key) else {
                 continue;
             };
             let pkey = partition.key.clone();
@@ -400,7 +406,7 @@ impl Operator for SessionAgg {
                 rows.push((Op::Insert, row.clone()));
                 session.emitted = Some(row);
             }
-            if let Some(p) = self.partitions.get_mut(&key) {
+            if let Some(p) = self.partitions.get_mut(key) {
                 p.sessions.insert(start, session);
             }
         }

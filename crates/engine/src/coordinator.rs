@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use tidemark_plan::RelationId;
 use tidemark_state::{table_prefix, StateStore, WriteBatch};
@@ -13,6 +13,7 @@ use tidemark_types::{ActorId, Barrier, Epoch, Mutation};
 use tokio::sync::mpsc::{Sender, UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
 
+use crate::checkpoints::{batch_size, CheckpointLog, CheckpointStats};
 use crate::outputs::{ActorEvent, Shared};
 use crate::table_actor::TableMessage;
 use crate::{Error, Result};
@@ -71,6 +72,7 @@ struct Job {
 }
 
 struct Inflight {
+    injected: Instant,
     pending: HashSet<ActorId>,
     batch: WriteBatch,
     waiters: Vec<oneshot::Sender<Result<Epoch>>>,
@@ -82,6 +84,7 @@ pub type Failures = Arc<RwLock<HashMap<RelationId, Arc<Error>>>>;
 pub struct Coordinator {
     store: Arc<dyn StateStore>,
     shared: Arc<Shared>,
+    log: CheckpointLog,
     failures: Failures,
     next_epoch: Epoch,
     jobs: HashMap<RelationId, Job>,
@@ -91,11 +94,17 @@ pub struct Coordinator {
 }
 
 impl Coordinator {
-    pub fn new(store: Arc<dyn StateStore>, shared: Arc<Shared>, failures: Failures) -> Self {
+    pub fn new(
+        store: Arc<dyn StateStore>,
+        shared: Arc<Shared>,
+        log: CheckpointLog,
+        failures: Failures,
+    ) -> Self {
         let next_epoch = store.committed_epoch() + 1;
         Self {
             store,
             shared,
+            log,
             failures,
             next_epoch,
             jobs: HashMap::new(),
@@ -160,6 +169,7 @@ impl Coordinator {
         self.inflight.insert(
             epoch,
             Inflight {
+                injected: Instant::now(),
                 pending,
                 batch,
                 waiters: reply.into_iter().collect(),
@@ -252,10 +262,19 @@ impl Coordinator {
             }
             let epoch = *entry.key();
             let inflight = entry.remove();
+            let (writes, bytes) = batch_size(&inflight.batch);
             let result = self.store.commit(epoch, inflight.batch);
             if let Err(e) = &result {
                 tracing::error!(epoch, error = %e, "checkpoint commit failed");
             }
+            self.log.record(CheckpointStats {
+                epoch,
+                committed_at: SystemTime::now(),
+                duration: inflight.injected.elapsed(),
+                writes,
+                bytes,
+                ok: result.is_ok(),
+            });
             self.shared.settle(epoch);
             let shared = result.map_err(Arc::new);
             for w in inflight.waiters {

@@ -8,6 +8,7 @@
 mod actor;
 mod builder;
 mod chain;
+mod checkpoints;
 mod coordinator;
 mod dispatch;
 mod error;
@@ -24,6 +25,7 @@ mod table_actor;
 #[cfg(test)]
 pub(crate) mod test_util;
 
+pub use checkpoints::{CheckpointStats, KEPT_CHECKPOINTS};
 pub use dispatch::{key_groups, owner_of, KEY_GROUPS};
 pub use error::{Error, Result};
 pub use metrics::JobStats;

@@ -13,6 +13,7 @@ use tokio::sync::mpsc::{self, UnboundedSender};
 use tokio::sync::oneshot;
 
 use crate::builder::build_job;
+use crate::checkpoints::{CheckpointLog, CheckpointStats};
 use crate::coordinator::{Command, Coordinator, Failures, Injector, JobChange};
 use crate::metrics::{JobMetrics, JobStats};
 use crate::outputs::{Outputs, Shared};
@@ -49,6 +50,7 @@ pub struct Runtime {
 struct Inner {
     config: RuntimeConfig,
     shared: Arc<Shared>,
+    checkpoints: CheckpointLog,
     commands: UnboundedSender<Command>,
     tables: RwLock<HashMap<RelationId, mpsc::Sender<TableMessage>>>,
     jobs: Mutex<HashMap<RelationId, JobActors>>,
@@ -65,12 +67,19 @@ impl Runtime {
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let failures: Failures = Arc::default();
         let shared = Arc::new(Shared::new(events_tx, Arc::clone(&store)));
-        let coordinator = Coordinator::new(store, Arc::clone(&shared), Arc::clone(&failures));
+        let checkpoints = CheckpointLog::default();
+        let coordinator = Coordinator::new(
+            store,
+            Arc::clone(&shared),
+            checkpoints.clone(),
+            Arc::clone(&failures),
+        );
         tokio::spawn(coordinator.run(config.checkpoint_interval, commands_rx, events_rx));
         Self {
             inner: Arc::new(Inner {
                 config,
                 shared,
+                checkpoints,
                 commands: commands_tx,
                 tables: RwLock::default(),
                 jobs: Mutex::default(),
@@ -140,6 +149,11 @@ impl Runtime {
     }
 
     /// The counters of a running job (a view), if it runs.
+    /// The most recent checkpoints, oldest first.
+    pub fn checkpoints(&self) -> Vec<CheckpointStats> {
+        self.inner.checkpoints.recent()
+    }
+
     pub fn job_stats(&self, id: RelationId) -> Option<JobStats> {
         self.job_actors(id).map(|j| j.metrics.stats())
     }

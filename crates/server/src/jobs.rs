@@ -31,8 +31,8 @@ pub(crate) fn jobs_schema() -> SchemaRef {
 const SYSTEM_SCHEMA: &str = "tidemark_catalog";
 
 impl Database {
-    /// Makes `tidemark_catalog.streaming_jobs` (what `SHOW JOBS` shows)
-    /// queryable in `ctx`.
+    /// Makes `tidemark_catalog.streaming_jobs` (what `SHOW JOBS` shows) and
+    /// `tidemark_catalog.checkpoints` queryable in `ctx`.
     pub(crate) fn register_system_views(
         &self,
         ctx: &datafusion::prelude::SessionContext,
@@ -43,6 +43,10 @@ impl Database {
         let schema_provider = Arc::new(MemorySchemaProvider::new());
         let table = MemTable::try_new(schema, vec![batches])?;
         schema_provider.register_table("streaming_jobs".to_string(), Arc::new(table))?;
+        schema_provider.register_table(
+            "checkpoints".to_string(),
+            Arc::new(self.checkpoints_table()?),
+        )?;
         if let Some(catalog) = ctx.catalog("datafusion") {
             catalog.register_schema(SYSTEM_SCHEMA, schema_provider)?;
         }

@@ -3,6 +3,7 @@
 
 mod batch;
 mod catalog;
+mod checkpoints;
 mod classify;
 mod database;
 mod dml;

@@ -128,6 +128,11 @@ impl Runtime {
         rx.await.map_err(|_| Error::Shutdown)?
     }
 
+    /// Takes a checkpoint now; returns its epoch once it is committed.
+    pub async fn checkpoint(&self) -> Result<Epoch> {
+        self.barrier(JobChange::default()).await
+    }
+
     /// Returns once a checkpoint covering everything sent before the call is
     /// committed, and every bounded source has been read to its end, so every
     /// view reflects it.

@@ -126,6 +126,20 @@ impl Database {
         })
     }
 
+    /// A clean stop's last checkpoint, so what was written before it is kept.
+    /// Gives up after `patience` (a job stalled behind a slow view must not
+    /// hold the stop forever); returns the committed epoch.
+    pub async fn final_checkpoint(&self, patience: std::time::Duration) -> PgResult<u64> {
+        match tokio::time::timeout(patience, self.runtime.checkpoint()).await {
+            Ok(Ok(epoch)) => Ok(epoch),
+            Ok(Err(e)) => Err(PgError::new("XX000", e.to_string())),
+            Err(_) => Err(PgError::new(
+                "57P01",
+                format!("the final checkpoint did not commit within {patience:?}"),
+            )),
+        }
+    }
+
     pub(crate) fn catalog(&self) -> std::sync::RwLockReadGuard<'_, Catalog> {
         self.catalog.read().unwrap_or_else(|e| e.into_inner())
     }

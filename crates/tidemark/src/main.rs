@@ -10,8 +10,11 @@ use anyhow::Context;
 use clap::Parser;
 use tidemark_server::Database;
 use tokio::net::TcpListener;
-use tracing::info;
+use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
+
+/// How long a clean stop waits for its final checkpoint.
+const FINAL_CHECKPOINT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -48,10 +51,14 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
     info!("listening on {}", listener.local_addr()?);
 
     tokio::select! {
-        served = tidemark_server::pgwire::serve(listener, db) => served.context("server failed")?,
+        served = tidemark_server::pgwire::serve(listener, Arc::clone(&db)) => served.context("server failed")?,
         signal = shutdown_signal() => {
             signal?;
-            info!("shutting down");
+            info!("shutting down: taking a final checkpoint");
+            match db.final_checkpoint(FINAL_CHECKPOINT_PATIENCE).await {
+                Ok(epoch) => info!(epoch, "final checkpoint committed"),
+                Err(e) => warn!(error = %e.message, "stopping without a final checkpoint"),
+            }
         }
     }
     Ok(())

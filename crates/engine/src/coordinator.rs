@@ -91,6 +91,9 @@ pub struct Coordinator {
     live: HashMap<ActorId, RelationId>,
     sources: HashMap<RelationId, Vec<Injector>>,
     inflight: BTreeMap<Epoch, Inflight>,
+    /// The first commit the store refused, with its reason. No later epoch
+    /// commits after it: it would lack that epoch's changes.
+    broken: Option<(Epoch, String)>,
 }
 
 impl Coordinator {
@@ -111,6 +114,7 @@ impl Coordinator {
             live: HashMap::new(),
             sources: HashMap::new(),
             inflight: BTreeMap::new(),
+            broken: None,
         }
     }
 
@@ -263,9 +267,27 @@ impl Coordinator {
             let epoch = *entry.key();
             let inflight = entry.remove();
             let (writes, bytes) = batch_size(&inflight.batch);
-            let result = self.store.commit(epoch, inflight.batch);
-            if let Err(e) = &result {
-                tracing::error!(epoch, error = %e, "checkpoint commit failed");
+            let result = match &self.broken {
+                Some((failed, reason)) => Err(Error::CommitFailed {
+                    epoch: *failed,
+                    reason: reason.clone(),
+                }),
+                None => self
+                    .store
+                    .commit(epoch, inflight.batch)
+                    .map_err(|e| Error::CommitFailed {
+                        epoch,
+                        reason: e.to_string(),
+                    }),
+            };
+            if let (Err(e), None) = (&result, &self.broken) {
+                tracing::error!(epoch, error = %e, "checkpoint commit failed; no later checkpoint will commit");
+                let reason = match e {
+                    Error::CommitFailed { reason, .. } => reason.clone(),
+                    other => other.to_string(),
+                };
+                self.fail_all(epoch, &reason);
+                self.broken = Some((epoch, reason));
             }
             self.log.record(CheckpointStats {
                 epoch,
@@ -276,15 +298,124 @@ impl Coordinator {
                 ok: result.is_ok(),
             });
             self.shared.settle(epoch);
-            let shared = result.map_err(Arc::new);
             for w in inflight.waiters {
-                let _ = w.send(match &shared {
+                let _ = w.send(match &result {
                     Ok(()) => Ok(epoch),
-                    Err(e) => Err(Error::Unsupported(format!(
-                        "checkpoint {epoch} failed: {e}"
-                    ))),
+                    Err(Error::CommitFailed { epoch, reason }) => Err(Error::CommitFailed {
+                        epoch: *epoch,
+                        reason: reason.clone(),
+                    }),
+                    Err(e) => Err(Error::Internal(e.to_string())),
                 });
             }
         }
+    }
+
+    /// Marks every job failed with `error`: their state can no longer be
+    /// made durable. Their actors keep running so barriers still complete.
+    fn fail_all(&mut self, epoch: Epoch, reason: &str) {
+        let error = Arc::new(Error::CommitFailed {
+            epoch,
+            reason: reason.to_string(),
+        });
+        let mut failures = self.failures.write().unwrap_or_else(|e| e.into_inner());
+        for id in self.jobs.keys() {
+            failures.entry(*id).or_insert_with(|| Arc::clone(&error));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::record_batch::RecordBatch;
+    use tidemark_state::{Entries, MemoryStore};
+
+    use super::*;
+    use crate::{DmlRequest, Runtime, RuntimeConfig, TableSpec};
+
+    /// A memory store whose commits fail once `failing` is set.
+    #[derive(Default)]
+    struct FlakyStore {
+        inner: MemoryStore,
+        failing: AtomicBool,
+    }
+
+    impl StateStore for FlakyStore {
+        fn commit(&self, epoch: Epoch, batch: WriteBatch) -> tidemark_state::Result<()> {
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(tidemark_state::Error::Corrupt {
+                    table: 0,
+                    reason: "disk full".into(),
+                });
+            }
+            self.inner.commit(epoch, batch)
+        }
+
+        fn committed_epoch(&self) -> Epoch {
+            self.inner.committed_epoch()
+        }
+
+        fn scan_prefixes(
+            &self,
+            prefixes: &[Vec<u8>],
+        ) -> tidemark_state::Result<(Epoch, Vec<Entries>)> {
+            self.inner.scan_prefixes(prefixes)
+        }
+    }
+
+    #[tokio::test]
+    async fn no_checkpoint_commits_after_one_fails() {
+        let store = Arc::new(FlakyStore::default());
+        let runtime = Runtime::start(
+            Arc::clone(&store) as Arc<dyn StateStore>,
+            RuntimeConfig {
+                parallelism: 1,
+                checkpoint_interval: Duration::from_secs(3600),
+            },
+        );
+        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]));
+        runtime
+            .create_table(TableSpec {
+                id: 5,
+                name: "t".into(),
+                schema: Arc::clone(&schema),
+                primary_key: None,
+                append_only: false,
+                event_time: None,
+            })
+            .await
+            .unwrap();
+        let rows = |v: i64| {
+            DmlRequest::Insert(
+                RecordBatch::try_new(
+                    Arc::clone(&schema),
+                    vec![Arc::new(Int64Array::from(vec![v]))],
+                )
+                .unwrap(),
+            )
+        };
+        runtime.dml(5, rows(1)).await.unwrap();
+        let good = runtime.checkpoint().await.unwrap();
+        assert!(runtime.failure(5).is_none());
+
+        store.failing.store(true, Ordering::SeqCst);
+        runtime.dml(5, rows(2)).await.unwrap();
+        let failed = runtime.checkpoint().await.unwrap_err();
+        assert!(matches!(failed, Error::CommitFailed { epoch, .. } if epoch == good + 1));
+
+        // The store would take this one, but it lacks the failed epoch's row.
+        store.failing.store(false, Ordering::SeqCst);
+        let later = runtime.checkpoint().await.unwrap_err();
+        assert!(matches!(later, Error::CommitFailed { epoch, .. } if epoch == good + 1));
+        assert_eq!(store.committed_epoch(), good);
+        assert!(matches!(
+            runtime.failure(5).as_deref(),
+            Some(Error::CommitFailed { .. })
+        ));
     }
 }

@@ -22,6 +22,9 @@ pub enum Error {
     Source(String),
     #[error("the streaming runtime has shut down")]
     Shutdown,
+    /// The store refused a checkpoint: no later epoch commits after it.
+    #[error("checkpoint {epoch} could not be committed: {reason}")]
+    CommitFailed { epoch: u64, reason: String },
     #[error("{0}")]
     Unsupported(String),
     /// A bug: something that should not happen did.

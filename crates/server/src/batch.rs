@@ -50,6 +50,10 @@ impl Database {
             }
             if let Some(cause) = self.runtime.failure(r.id) {
                 let inner = engine_error(req.sql, &cause);
+                if matches!(*cause, tidemark_engine::Error::CommitFailed { .. }) {
+                    // Every relation is affected, not this one alone.
+                    return Err(inner);
+                }
                 return Err(PgError::new(
                     &inner.code,
                     format!(

@@ -159,6 +159,8 @@ pub fn engine_error(sql: &str, e: &tidemark_engine::Error) -> PgError {
         )
         .with_hint(format!("Drop it with DROP MATERIALIZED VIEW {name}.")),
         E::Shutdown => PgError::new("57P01", "the server is shutting down"),
+        // system_error: the store, not the statement, is at fault.
+        E::CommitFailed { .. } => PgError::new("58000", e.to_string()),
         other => PgError::new("XX000", other.to_string()),
     }
 }

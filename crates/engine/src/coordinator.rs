@@ -267,27 +267,12 @@ impl Coordinator {
             let epoch = *entry.key();
             let inflight = entry.remove();
             let (writes, bytes) = batch_size(&inflight.batch);
-            let result = match &self.broken {
-                Some((failed, reason)) => Err(Error::CommitFailed {
-                    epoch: *failed,
-                    reason: reason.clone(),
-                }),
-                None => self
-                    .store
-                    .commit(epoch, inflight.batch)
-                    .map_err(|e| Error::CommitFailed {
-                        epoch,
-                        reason: e.to_string(),
-                    }),
-            };
-            if let (Err(e), None) = (&result, &self.broken) {
-                tracing::error!(epoch, error = %e, "checkpoint commit failed; no later checkpoint will commit");
-                let reason = match e {
-                    Error::CommitFailed { reason, .. } => reason.clone(),
-                    other => other.to_string(),
-                };
-                self.fail_all(epoch, &reason);
-                self.broken = Some((epoch, reason));
+            if self.broken.is_none() {
+                if let Err(e) = self.store.commit(epoch, inflight.batch) {
+                    tracing::error!(epoch, error = %e, "checkpoint commit failed; no later checkpoint will commit");
+                    self.broken = Some((epoch, e.to_string()));
+                    self.fail_all();
+                }
             }
             self.log.record(CheckpointStats {
                 epoch,
@@ -295,29 +280,35 @@ impl Coordinator {
                 duration: inflight.injected.elapsed(),
                 writes,
                 bytes,
-                ok: result.is_ok(),
+                ok: self.broken.is_none(),
             });
             self.shared.settle(epoch);
             for w in inflight.waiters {
-                let _ = w.send(match &result {
-                    Ok(()) => Ok(epoch),
-                    Err(Error::CommitFailed { epoch, reason }) => Err(Error::CommitFailed {
-                        epoch: *epoch,
-                        reason: reason.clone(),
-                    }),
-                    Err(e) => Err(Error::Internal(e.to_string())),
+                let _ = w.send(match self.commit_failure() {
+                    None => Ok(epoch),
+                    Some(e) => Err(e),
                 });
             }
         }
     }
 
-    /// Marks every job failed with `error`: their state can no longer be
-    /// made durable. Their actors keep running so barriers still complete.
-    fn fail_all(&mut self, epoch: Epoch, reason: &str) {
-        let error = Arc::new(Error::CommitFailed {
-            epoch,
-            reason: reason.to_string(),
-        });
+    /// The error of the first refused commit, if there was one.
+    fn commit_failure(&self) -> Option<Error> {
+        self.broken
+            .as_ref()
+            .map(|(epoch, reason)| Error::CommitFailed {
+                epoch: *epoch,
+                reason: reason.clone(),
+            })
+    }
+
+    /// Marks every job failed with the commit failure: their state can no
+    /// longer be made durable. Their actors keep running so barriers still
+    /// complete.
+    fn fail_all(&mut self) {
+        let Some(error) = self.commit_failure().map(Arc::new) else {
+            return;
+        };
         let mut failures = self.failures.write().unwrap_or_else(|e| e.into_inner());
         for id in self.jobs.keys() {
             failures.entry(*id).or_insert_with(|| Arc::clone(&error));

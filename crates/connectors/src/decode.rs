@@ -85,14 +85,7 @@ impl LineDecoder {
                     .with_delimiter(delimiter)
                     .with_batch_size(rows + 1)
                     .build_decoder();
-                let mut offset = 0;
-                while offset < block.len() {
-                    let read = decoder.decode(&block[offset..])?;
-                    if read == 0 {
-                        break;
-                    }
-                    offset += read;
-                }
+                feed(block, |b| decoder.decode(b))?;
                 // An empty buffer tells the decoder the input has ended.
                 decoder.decode(&[])?;
                 decoder.flush()?
@@ -102,14 +95,7 @@ impl LineDecoder {
                     .with_batch_size(rows + 1)
                     .with_coerce_primitive(true)
                     .build_decoder()?;
-                let mut offset = 0;
-                while offset < block.len() {
-                    let read = decoder.decode(&block[offset..])?;
-                    if read == 0 {
-                        break;
-                    }
-                    offset += read;
-                }
+                feed(block, |b| decoder.decode(b))?;
                 decoder.flush()?
             }
         };
@@ -142,6 +128,23 @@ fn parser_message(e: &ArrowError) -> String {
     message
         .replace(" at line 0", "")
         .replace(" for line 1,", ",")
+}
+
+/// Hands `block` to an Arrow decoder until it is consumed or the decoder
+/// takes no more (its batch is full).
+fn feed(
+    block: &[u8],
+    mut decode: impl FnMut(&[u8]) -> Result<usize, ArrowError>,
+) -> Result<(), ArrowError> {
+    let mut offset = 0;
+    while offset < block.len() {
+        let read = decode(&block[offset..])?;
+        if read == 0 {
+            break;
+        }
+        offset += read;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

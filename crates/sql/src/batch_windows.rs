@@ -194,7 +194,8 @@ fn replace_window(plan: &LogicalPlan, with: LogicalPlan) -> Result<LogicalPlan> 
     }
 }
 
-/// A window function over `arg`, partitioned by `partition`.
+/// A window function of the one argument `arg`, partitioned by `partition`.
+/// (`lag` with one argument is SQL's `lag(t)`: offset 1, default NULL.)
 fn over(
     fun: WindowFunctionDefinition,
     arg: Expr,
@@ -250,12 +251,13 @@ fn sessionize(
         .build()?;
     keep.push(col("__s_ts"));
     let t = col("__s_ts");
-    // One argument, as SQL's `lag(t)`: offset 1, default NULL.
-    let prev = lag_udwf()
-        .call(vec![t.clone()])
-        .partition_by(partition.clone())
-        .order_by(vec![t.clone().sort(true, true)])
-        .build()?;
+    let prev = over(
+        WindowFunctionDefinition::WindowUDF(lag_udwf()),
+        t.clone(),
+        partition.clone(),
+        Some(t.clone()),
+        None,
+    )?;
     let with_prev = with_windows(timed, &keep, vec![(prev, "__s_prev")])?;
     let starts = when(
         col("__s_prev")

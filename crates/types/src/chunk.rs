@@ -44,6 +44,11 @@ impl StreamChunk {
         self.ops.as_deref()
     }
 
+    /// Whether any row is a delete (what an append-only consumer refuses).
+    pub fn has_deletes(&self) -> bool {
+        self.ops().is_some_and(|ops| ops.contains(&Op::Delete))
+    }
+
     pub fn op(&self, row: usize) -> Op {
         self.ops.as_ref().map_or(Op::Insert, |ops| ops[row])
     }

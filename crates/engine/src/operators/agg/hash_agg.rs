@@ -1,8 +1,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, UInt32Array};
-use arrow::compute::{filter_record_batch, take};
+use arrow::array::{ArrayRef, BooleanArray};
+use arrow::compute::filter_record_batch;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
@@ -12,7 +12,9 @@ use tidemark_plan::{AggCall, WindowKey};
 use tidemark_state::{RowCodec, WriteBatch};
 use tidemark_types::{Epoch, Op, StreamChunk, Watermark};
 
-use super::{evaluate_agg_inputs, forward_watermark, rows_to_chunk, RetractableMinMax};
+use super::{
+    evaluate_agg_inputs, forward_watermark, rows_to_chunk, selected_args, RetractableMinMax,
+};
 use crate::event_time::micros_at;
 use crate::metrics::JobMetrics;
 use crate::{Operator, Result};
@@ -220,14 +222,6 @@ impl HashAgg {
     }
 }
 
-fn take_all(columns: &[ArrayRef], indices: &[u32]) -> Result<Vec<ArrayRef>> {
-    let indices = UInt32Array::from(indices.to_vec());
-    Ok(columns
-        .iter()
-        .map(|c| take(c.as_ref(), &indices, None))
-        .collect::<std::result::Result<Vec<_>, _>>()?)
-}
-
 impl Operator for HashAgg {
     fn name(&self) -> &'static str {
         "HashAgg"
@@ -292,18 +286,9 @@ impl Operator for HashAgg {
             // Inserts first, so no accumulator sees more deletes than values.
             for (rows, retract) in [(inserts, false), (deletes, true)] {
                 for (a, acc) in group.accumulators.iter_mut().enumerate() {
-                    let selected: Vec<u32> = match &filters[a] {
-                        Some(m) => rows
-                            .iter()
-                            .copied()
-                            .filter(|&r| m.value(r as usize))
-                            .collect(),
-                        None => rows.clone(),
-                    };
-                    if selected.is_empty() {
+                    let Some(values) = selected_args(&args[a], filters[a].as_ref(), rows)? else {
                         continue;
-                    }
-                    let values = take_all(&args[a], &selected)?;
+                    };
                     if retract {
                         acc.retract_batch(&values)?;
                     } else {

@@ -12,7 +12,7 @@ use datafusion::common::ScalarValue;
 use datafusion::physical_expr::PhysicalExpr;
 use tidemark_plan::{AggCall, SessionKey};
 use tidemark_state::WriteBatch;
-use tidemark_types::{Epoch, Op, StreamChunk, Watermark};
+use tidemark_types::{Epoch, StreamChunk, Watermark};
 
 use super::changes::{changes, columns_to_batch};
 use super::evaluate_agg_inputs;
@@ -205,7 +205,7 @@ impl Operator for HopAgg {
     }
 
     fn on_chunk(&mut self, chunk: StreamChunk, _out: &mut Vec<StreamChunk>) -> Result<()> {
-        if chunk.ops().is_some_and(|ops| ops.contains(&Op::Delete)) {
+        if chunk.has_deletes() {
             return Err(Error::Internal(
                 "a HOP aggregate over append-only input received a delete".into(),
             ));

@@ -17,8 +17,8 @@ pub use window_agg::WindowAgg;
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
-use arrow::compute::prep_null_mask_filter;
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt32Array};
+use arrow::compute::{prep_null_mask_filter, take};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
@@ -65,6 +65,32 @@ fn forward_watermark(map: &[(usize, usize)], wm: Watermark) -> Vec<Watermark> {
             value: wm.value,
         })
         .collect()
+}
+
+/// One aggregate's argument columns at `rows`, less the rows its `FILTER`
+/// rejects; `None` when no row is left.
+fn selected_args(
+    args: &[ArrayRef],
+    filter: Option<&BooleanArray>,
+    rows: &[u32],
+) -> Result<Option<Vec<ArrayRef>>> {
+    let selected: Vec<u32> = match filter {
+        Some(m) => rows
+            .iter()
+            .copied()
+            .filter(|&r| m.value(r as usize))
+            .collect(),
+        None => rows.to_vec(),
+    };
+    if selected.is_empty() {
+        return Ok(None);
+    }
+    let indices = UInt32Array::from(selected);
+    Ok(Some(
+        args.iter()
+            .map(|c| take(c.as_ref(), &indices, None))
+            .collect::<std::result::Result<Vec<_>, _>>()?,
+    ))
 }
 
 /// Each aggregate's argument columns and its `FILTER` mask, over `batch`.

@@ -1,8 +1,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, BooleanArray, UInt32Array};
-use arrow::compute::take;
+use arrow::array::{Array, ArrayRef, BooleanArray};
 use arrow::datatypes::SchemaRef;
 // DataFusion's hash map: a faster hasher than std's for per-row lookups.
 use datafusion::common::{HashMap, ScalarValue};
@@ -12,7 +11,7 @@ use tidemark_plan::{AggCall, SessionKey};
 use tidemark_state::RowCodec;
 use tidemark_types::{Op, StreamChunk, Watermark};
 
-use super::{evaluate_agg_inputs, rows_to_chunk};
+use super::{evaluate_agg_inputs, rows_to_chunk, selected_args};
 use crate::event_time::{micros_array, timestamp_array};
 use crate::metrics::JobMetrics;
 use crate::{Error, Operator, Result};
@@ -249,22 +248,9 @@ impl SessionAgg {
             let rows = std::mem::take(&mut session.pending);
             for ((acc, args), filter) in session.accumulators.iter_mut().zip(values).zip(filters) {
                 // FILTER (WHERE …): a row an aggregate skips still extends the session.
-                let selected: Vec<u32> = match filter {
-                    Some(m) => rows
-                        .iter()
-                        .copied()
-                        .filter(|&r| m.value(r as usize))
-                        .collect(),
-                    None => rows.clone(),
-                };
-                if selected.is_empty() {
+                let Some(taken) = selected_args(args, filter.as_ref(), &rows)? else {
                     continue;
-                }
-                let indices = UInt32Array::from(selected);
-                let taken = args
-                    .iter()
-                    .map(|a| take(a.as_ref(), &indices, None))
-                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                };
                 acc.update_batch(&taken)?;
             }
         }
@@ -316,7 +302,7 @@ impl Operator for SessionAgg {
     }
 
     fn on_chunk(&mut self, chunk: StreamChunk, out: &mut Vec<StreamChunk>) -> Result<()> {
-        if chunk.ops().is_some_and(|ops| ops.contains(&Op::Delete)) {
+        if chunk.has_deletes() {
             return Err(Error::Unsupported(
                 "SESSION windows need an append-only input, but a row was deleted or updated upstream"
                     .into(),

@@ -10,7 +10,7 @@ use arrow::record_batch::RecordBatch;
 use datafusion::physical_expr::PhysicalExpr;
 use tidemark_plan::{AggCall, WindowKey};
 use tidemark_state::WriteBatch;
-use tidemark_types::{Epoch, Op, StreamChunk, Watermark};
+use tidemark_types::{Epoch, StreamChunk, Watermark};
 
 use super::changes::{changes, columns_to_batch};
 use super::grouped::Grouped;
@@ -161,7 +161,7 @@ impl Operator for WindowAgg {
     }
 
     fn on_chunk(&mut self, chunk: StreamChunk, _out: &mut Vec<StreamChunk>) -> Result<()> {
-        if chunk.ops().is_some_and(|ops| ops.contains(&Op::Delete)) {
+        if chunk.has_deletes() {
             return Err(Error::Internal(
                 "a windowed aggregate over append-only input received a delete".into(),
             ));

@@ -38,6 +38,13 @@ struct Args {
     /// so the figure leaves out storing a view row per auction and window.
     #[arg(long)]
     windows_only: bool,
+    /// Keep state in RocksDB (in `<dir>/data`, emptied first) instead of memory.
+    #[arg(long)]
+    rocksdb: bool,
+    /// Milliseconds between checkpoints; a large value measures running
+    /// without them (FLUSH still takes one at the end).
+    #[arg(long, default_value_t = 1000)]
+    checkpoint_ms: u64,
 }
 
 async fn run(db: &Database, sql: &str) -> anyhow::Result<StatementResult> {
@@ -79,12 +86,21 @@ async fn main() -> anyhow::Result<()> {
         eprintln!("generated {} in {:.1?}", path.display(), started.elapsed());
     }
     let bytes = std::fs::metadata(&path)?.len();
+    let data_dir = args.dir.join("data");
+    let _ = std::fs::remove_dir_all(&data_dir);
     let db = Database::start(DatabaseConfig {
-        data_dir: args.dir.join("data"),
+        data_dir,
         parallelism: args.parallelism,
-        checkpoint_interval: Duration::from_secs(1),
-        state_backend: StateBackend::Memory,
+        checkpoint_interval: Duration::from_millis(args.checkpoint_ms.max(1)),
+        state_backend: if args.rocksdb {
+            StateBackend::RocksDb
+        } else {
+            StateBackend::Memory
+        },
+        state_cache_bytes: 256 << 20,
+        restore_from: None,
     })
+    .await
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     run(
         &db,

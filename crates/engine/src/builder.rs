@@ -191,7 +191,14 @@ fn connect(
 }
 
 /// A source opened for one reader: its splits, idle timeout, and whether it ends.
-type OpenedSource = (Vec<Box<dyn SplitReader>>, Option<std::time::Duration>, bool);
+/// A source's readers, idle timeout, whether it ends, and whether FLUSH
+/// waits for it to catch up.
+type OpenedSource = (
+    Vec<Box<dyn SplitReader>>,
+    Option<std::time::Duration>,
+    bool,
+    bool,
+);
 
 /// Opens a source's splits for a new reader, from the start.
 fn open_source(
@@ -209,7 +216,12 @@ fn open_source(
         ConnectorConfig::File(f) => !f.watch,
         ConnectorConfig::Datagen(d) => d.total_rows().is_some(),
     };
-    Ok((readers, config.idle_timeout, bounded))
+    // An endless generator without a rate never runs out of rows to catch up on.
+    let catches_up = match &config.connector {
+        ConnectorConfig::File(_) => true,
+        ConnectorConfig::Datagen(d) => bounded || d.rows_per_second.is_some(),
+    };
+    Ok((readers, config.idle_timeout, bounded, catches_up))
 }
 
 pub(crate) fn build_job(
@@ -309,7 +321,9 @@ pub(crate) fn build_job(
             let outputs = Outputs::new(actor, dispatchers.remove(&actor).unwrap_or_default());
             match source {
                 Some((source, event_time)) => {
-                    let Some((split_readers, idle_timeout, bounded)) = opened.remove(&f.id) else {
+                    let Some((split_readers, idle_timeout, bounded, catches_up)) =
+                        opened.remove(&f.id)
+                    else {
                         return Err(Error::Internal(format!(
                             "source \"{source}\" has several readers in one fragment"
                         )));
@@ -323,6 +337,7 @@ pub(crate) fn build_job(
                         event_time: *event_time,
                         idle_timeout,
                         bounded,
+                        catches_up,
                         barriers: rx,
                         chain,
                         outputs,

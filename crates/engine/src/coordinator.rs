@@ -56,6 +56,9 @@ pub struct JobChange {
     pub injectors: Vec<Injector>,
     /// A job that stops at this barrier; its state is deleted in the same commit.
     pub stop: Option<RelationId>,
+    /// Catalog records written (or state cleared) in the same commit as the
+    /// change, so the stored catalog always matches the stored jobs.
+    pub catalog: WriteBatch,
 }
 
 pub enum Command {
@@ -145,7 +148,7 @@ impl Coordinator {
     async fn inject(&mut self, change: JobChange, reply: Option<oneshot::Sender<Result<Epoch>>>) {
         let epoch = self.next_epoch;
         self.next_epoch += 1;
-        let mut batch = WriteBatch::default();
+        let mut batch = change.catalog;
         if let Some((id, actors, upstreams)) = change.start {
             for a in &actors {
                 self.live.insert(*a, id);
@@ -371,14 +374,17 @@ mod tests {
         );
         let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]));
         runtime
-            .create_table(TableSpec {
-                id: 5,
-                name: "t".into(),
-                schema: Arc::clone(&schema),
-                primary_key: None,
-                append_only: false,
-                event_time: None,
-            })
+            .create_table(
+                TableSpec {
+                    id: 5,
+                    name: "t".into(),
+                    schema: Arc::clone(&schema),
+                    primary_key: None,
+                    append_only: false,
+                    event_time: None,
+                },
+                WriteBatch::default(),
+            )
             .await
             .unwrap();
         let rows = |v: i64| {

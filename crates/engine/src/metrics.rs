@@ -10,7 +10,7 @@ pub struct JobMetrics {
     malformed_rows: AtomicU64,
     /// The latest watermark at the job's input, µs; `i64::MIN` before the first.
     watermark: AtomicI64,
-    /// Readers of bounded inputs that have not yet reached the end.
+    /// Readers that have not yet caught up with their input.
     unfinished_readers: AtomicUsize,
     /// The epoch of the first barrier after the last bounded reader finished.
     finished_epoch: AtomicU64,
@@ -62,14 +62,14 @@ impl JobMetrics {
         self.unfinished_readers.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// A bounded reader passed the barrier of `epoch` after its last row.
+    /// A reader passed the barrier of `epoch` after catching up.
     pub fn reader_finished(&self, epoch: u64) {
         self.finished_epoch.fetch_max(epoch, Ordering::SeqCst);
         self.unfinished_readers.fetch_sub(1, Ordering::SeqCst);
     }
 
-    /// Whether every bounded input has been read and its last rows are in a
-    /// checkpoint committed at or before `committed`.
+    /// Whether every reader has caught up and the rows it read by then are
+    /// in a checkpoint committed at or before `committed`.
     pub fn inputs_done_by(&self, committed: u64) -> bool {
         self.unfinished_readers.load(Ordering::SeqCst) == 0
             && self.finished_epoch.load(Ordering::SeqCst) <= committed

@@ -141,6 +141,12 @@ impl Outputs {
         }
     }
 
+    /// Records a watermark already reached (a restored table's) without
+    /// sending it: new downstreams get it after their snapshot.
+    pub fn reached(&mut self, wm: Watermark) {
+        self.watermarks.insert(wm.column, wm.value);
+    }
+
     pub async fn send_watermark(&mut self, wm: Watermark) {
         self.watermarks.insert(wm.column, wm.value);
         self.broadcast(Message::Watermark(wm)).await;

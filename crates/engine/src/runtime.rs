@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tidemark_plan::{RelationId, StreamGraph};
-use tidemark_state::StateStore;
+use tidemark_state::{StateStore, WriteBatch};
 use tidemark_types::{ActorId, Epoch, Mutation};
 use tokio::sync::mpsc::{self, UnboundedSender};
 use tokio::sync::oneshot;
@@ -134,7 +134,8 @@ impl Runtime {
     }
 
     /// Returns once a checkpoint covering everything sent before the call is
-    /// committed, and every bounded source has been read to its end, so every
+    /// committed, and every source has caught up (a bounded one read to its
+    /// end, a watched file to what it held when the view started), so every
     /// view reflects it.
     pub async fn flush(&self) -> Result<Epoch> {
         loop {
@@ -163,20 +164,36 @@ impl Runtime {
         self.job_actors(id).map(|j| j.metrics.stats())
     }
 
-    /// Starts the actor that owns a new table.
-    pub async fn create_table(&self, spec: TableSpec) -> Result<()> {
+    /// Commits catalog records alone (for relations without a job: sources).
+    pub async fn commit_catalog(&self, catalog: WriteBatch) -> Result<Epoch> {
+        self.barrier(JobChange {
+            catalog,
+            ..JobChange::default()
+        })
+        .await
+    }
+
+    /// Starts the actor that owns a table, with the rows the store holds for
+    /// it (none for a new table); `catalog` commits with its first epoch.
+    pub async fn create_table(&self, spec: TableSpec, catalog: WriteBatch) -> Result<()> {
         let _ddl = self.inner.ddl.lock().await;
         let id = spec.id;
         let name = spec.name.clone();
         let actor = self.next_actor_id();
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        let state = TableState::restore(spec, self.inner.shared.store())?;
+        let watermark = state.stored_watermark()?;
+        let mut outputs = Outputs::new(actor, Vec::new());
+        if let Some(wm) = watermark {
+            outputs.reached(wm);
+        }
         TableActor {
             id: actor,
-            state: TableState::new(spec)?,
+            state,
             input: rx,
-            outputs: Outputs::new(actor, Vec::new()),
+            outputs,
             shared: Arc::clone(&self.inner.shared),
-            watermark: None,
+            watermark: watermark.map(|wm| wm.value),
         }
         .spawn(name);
         self.inner
@@ -195,6 +212,7 @@ impl Runtime {
         self.barrier(JobChange {
             start: Some((id, vec![actor], Vec::new())),
             injectors: vec![Injector::Table(tx)],
+            catalog,
             ..JobChange::default()
         })
         .await?;
@@ -221,7 +239,14 @@ impl Runtime {
     /// Starts a view's job: its actors first receive a snapshot of every
     /// upstream relation, then all later changes. Returns once the view's
     /// first epoch is committed (so it is readable), or its job's error.
-    pub async fn create_view(&self, id: RelationId, name: &str, graph: &StreamGraph) -> Result<()> {
+    /// `catalog` commits with that first epoch.
+    pub async fn create_view(
+        &self,
+        id: RelationId,
+        name: &str,
+        graph: &StreamGraph,
+        catalog: WriteBatch,
+    ) -> Result<()> {
         let _ddl = self.inner.ddl.lock().await;
         let metrics = Arc::new(JobMetrics::default());
         let built = build_job(self, name, graph, &metrics)?;
@@ -237,6 +262,7 @@ impl Runtime {
             mutation: Some(Mutation::AddOutputs(built.upstream_actors)),
             start: Some((id, built.actors, built.upstreams)),
             injectors: built.injectors,
+            catalog,
             ..JobChange::default()
         })
         .await?;
@@ -246,8 +272,9 @@ impl Runtime {
         }
     }
 
-    /// Stops a table's or view's job and deletes its state, in one checkpoint.
-    pub async fn drop_relation(&self, id: RelationId) -> Result<()> {
+    /// Stops a table's or view's job and deletes its state, in one checkpoint
+    /// with `catalog`.
+    pub async fn drop_relation(&self, id: RelationId, catalog: WriteBatch) -> Result<()> {
         let _ddl = self.inner.ddl.lock().await;
         let all = self
             .inner
@@ -265,6 +292,7 @@ impl Runtime {
         self.barrier(JobChange {
             mutation: Some(Mutation::Stop(all)),
             stop: Some(id),
+            catalog,
             ..JobChange::default()
         })
         .await?;
@@ -274,6 +302,29 @@ impl Runtime {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&id);
         Ok(())
+    }
+
+    /// Marks view `id`, which could not start, failed with the error of the
+    /// first failed relation among `upstreams` (as if it had failed with
+    /// it), so it is listed and reads of it say why. Returns whether one had.
+    pub fn inherit_failure(&self, id: RelationId, upstreams: &[RelationId]) -> bool {
+        let Some(error) = upstreams.iter().find_map(|u| self.failure(*u)) else {
+            return false;
+        };
+        self.register_job(
+            id,
+            JobActors {
+                all: Vec::new(),
+                outputs: Vec::new(),
+                metrics: Arc::default(),
+            },
+        );
+        self.inner
+            .failures
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, error);
+        true
     }
 
     /// The error that stopped a job, if it failed.

@@ -45,8 +45,14 @@ pub struct SourceActor {
     outputs: Outputs,
     shared: Arc<Shared>,
     metrics: Arc<JobMetrics>,
-    /// Whether the input ends (every split finishes), so FLUSH waits for it.
+    /// Whether the input ends (every split finishes).
     bounded: bool,
+    /// FLUSH waits for this reader until it has caught up: read a bounded
+    /// input to its end, or everything an unbounded one held when it started
+    /// (so a view restored at start is complete again before it is read).
+    catching_up: bool,
+    /// Caught up; counted at the next barrier, which covers the rows read.
+    caught_up: bool,
     watermark: Option<i64>,
 }
 
@@ -58,6 +64,8 @@ pub struct SourceActorParts {
     pub event_time: Option<EventTime>,
     pub idle_timeout: Option<Duration>,
     pub bounded: bool,
+    /// Whether FLUSH waits for it to catch up (see `SourceActor::catching_up`).
+    pub catches_up: bool,
     pub barriers: UnboundedReceiver<Barrier>,
     pub chain: Chain,
     pub outputs: Outputs,
@@ -68,7 +76,7 @@ pub struct SourceActorParts {
 impl SourceActor {
     pub fn new(parts: SourceActorParts) -> Self {
         let now = Instant::now();
-        if parts.bounded {
+        if parts.catches_up {
             parts.metrics.reader_started();
         }
         Self {
@@ -93,6 +101,8 @@ impl SourceActor {
             shared: parts.shared,
             metrics: parts.metrics,
             bounded: parts.bounded,
+            catching_up: parts.catches_up,
+            caught_up: false,
             watermark: None,
         }
     }
@@ -128,23 +138,21 @@ impl SourceActor {
             if self.splits.iter().all(|s| s.finished) {
                 if !ended {
                     ended = true;
+                    self.caught_up = true;
                     self.advance_watermark(END_OF_TIME).await?;
                 }
                 let Some(b) = self.barriers.recv().await else {
                     return Ok(());
                 };
-                let epoch = b.epoch;
-                let stop = self.on_barrier(b).await?;
-                if self.bounded {
-                    self.bounded = false;
-                    self.metrics.reader_finished(epoch);
-                }
-                if stop {
+                if self.on_barrier(b).await? {
                     return Ok(());
                 }
                 continue;
             }
             if !self.read_one(&mut next).await? {
+                if !self.bounded {
+                    self.caught_up = true;
+                }
                 self.update_watermark().await?;
                 tokio::select! {
                     b = self.barriers.recv() => match b {
@@ -254,8 +262,15 @@ impl SourceActor {
 
     /// Returns whether the actor stops at this barrier.
     async fn on_barrier(&mut self, barrier: Barrier) -> Result<bool> {
-        self.chain
+        let epoch = barrier.epoch;
+        let stop = self
+            .chain
             .on_barrier(barrier, &mut self.outputs, &self.shared)
-            .await
+            .await?;
+        if self.catching_up && self.caught_up {
+            self.catching_up = false;
+            self.metrics.reader_finished(epoch);
+        }
+        Ok(stop)
     }
 }

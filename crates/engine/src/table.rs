@@ -12,7 +12,7 @@ use arrow::util::display::array_value_to_string;
 use datafusion::physical_expr::PhysicalExpr;
 use tidemark_plan::RelationId;
 use tidemark_state::{
-    decode_count, encode_count, RelationLayout, RowCodec, StateTable, WriteBatch,
+    decode_count, encode_count, RelationLayout, RowCodec, StateStore, StateTable, WriteBatch,
 };
 use tidemark_types::{Op, StreamChunk};
 
@@ -77,14 +77,26 @@ impl TableState {
         self.spec.event_time
     }
 
+    #[cfg(test)]
     pub fn new(spec: TableSpec) -> Result<Self> {
+        let state = StateTable::new(spec.id);
+        Self::with_state(spec, state)
+    }
+
+    /// The table with the rows the store committed for it (none for a new one).
+    pub fn restore(spec: TableSpec, store: &dyn StateStore) -> Result<Self> {
+        let state = StateTable::restore(spec.id, store)?;
+        Self::with_state(spec, state)
+    }
+
+    fn with_state(spec: TableSpec, state: StateTable) -> Result<Self> {
         let key_codec = spec
             .primary_key
             .as_ref()
             .map(|pk| RowCodec::new(pk.iter().map(|&i| spec.schema.field(i).data_type().clone())))
             .transpose()?;
         Ok(Self {
-            state: StateTable::new(spec.id),
+            state,
             row_codec: RowCodec::for_schema(&spec.schema)?,
             key_codec,
             spec,
@@ -324,6 +336,27 @@ impl TableState {
         let selected_keys = indices.iter().map(|&i| keys[i as usize].clone()).collect();
         let selected = take_record_batch(&all, &UInt32Array::from(indices))?;
         Ok((selected, selected_keys))
+    }
+
+    /// The watermark the stored rows imply (the latest event time minus the
+    /// delay): where a restored table's watermark resumes. Rows only advance
+    /// it, and a table with `WATERMARK FOR` only takes inserts.
+    pub fn stored_watermark(&self) -> Result<Option<tidemark_types::Watermark>> {
+        let Some(t) = self.spec.event_time else {
+            return Ok(None);
+        };
+        if self.state.is_empty() {
+            return Ok(None);
+        }
+        let (all, _) = self.all_rows()?;
+        Ok(
+            crate::event_time::max_micros(all.column(t.column)).map(|latest| {
+                tidemark_types::Watermark {
+                    column: t.column,
+                    value: latest.saturating_sub(t.delay_us),
+                }
+            }),
+        )
     }
 
     /// The whole table as insert chunks, for a view attached to it.

@@ -29,6 +29,11 @@ impl Catalog {
         id
     }
 
+    /// Makes `id` (a restored relation's) taken: later new ids come after it.
+    pub fn reserve_id(&mut self, id: RelationId) {
+        self.next_id = self.next_id.max(id + 1);
+    }
+
     pub fn get(&self, name: &str) -> Option<Arc<RelationInfo>> {
         self.by_name.get(name).cloned()
     }

@@ -173,3 +173,18 @@ fn clone_arrow(e: &ArrowError) -> ArrowError {
         other => ArrowError::ComputeError(other.to_string()),
     }
 }
+
+/// Why the state store did not open, as the server reports it at start.
+pub fn store_open_error(e: tidemark_state::Error) -> PgError {
+    use tidemark_state::Error as E;
+    let code = match &e {
+        // object_in_use
+        E::Locked { .. } => "55006",
+        // data_corrupted
+        E::Corrupt { .. } => "XX001",
+        // io_error
+        E::Storage { .. } => "58030",
+        _ => "58000",
+    };
+    PgError::new(code, e.to_string())
+}

@@ -33,6 +33,10 @@ pub struct DatabaseConfig {
     pub parallelism: usize,
     pub checkpoint_interval: Duration,
     pub state_backend: StateBackend,
+    /// Bytes of the RocksDB block cache.
+    pub state_cache_bytes: usize,
+    /// A savepoint to start from; the data directory must hold no state.
+    pub restore_from: Option<PathBuf>,
 }
 
 pub struct Database {
@@ -46,7 +50,11 @@ pub struct Database {
 /// One parsed statement with the text it came from, for error positions.
 pub(crate) struct Request<'a> {
     pub sql: &'a str,
+    /// The statement's own text, which the catalog stores for a new relation.
+    pub text: &'a str,
     pub params: Option<&'a [ScalarValue]>,
+    /// Set when a stored statement is run again at start: the relation's id.
+    pub restoring: Option<tidemark_plan::RelationId>,
 }
 
 impl Request<'_> {
@@ -60,6 +68,17 @@ impl Request<'_> {
 
     pub fn engine(&self, e: tidemark_engine::Error) -> PgError {
         engine_error(self.sql, &e)
+    }
+}
+
+impl<'a> Request<'a> {
+    pub fn new(sql: &'a str, text: &'a str, params: Option<&'a [ScalarValue]>) -> Self {
+        Self {
+            sql,
+            text,
+            params,
+            restoring: None,
+        }
     }
 }
 
@@ -99,18 +118,10 @@ pub(crate) fn object_name(name: &ast::ObjectName) -> PgResult<String> {
 }
 
 impl Database {
-    /// Opens the store and starts the streaming runtime; must be called in a
-    /// tokio runtime.
-    pub fn start(config: DatabaseConfig) -> PgResult<Self> {
-        let store: Arc<dyn StateStore> = match config.state_backend {
-            StateBackend::Memory => Arc::new(MemoryStore::new()),
-            StateBackend::RocksDb => {
-                return Err(PgError::new(
-                    "0A000",
-                    "the rocksdb state backend is not available in this build; use --state-backend memory",
-                ))
-            }
-        };
+    /// Opens the store, starts the streaming runtime and recreates every
+    /// relation the store holds; must be called in a tokio runtime.
+    pub async fn start(config: DatabaseConfig) -> PgResult<Self> {
+        let store = open_store(&config)?;
         let runtime = Runtime::start(
             Arc::clone(&store),
             RuntimeConfig {
@@ -118,12 +129,14 @@ impl Database {
                 checkpoint_interval: config.checkpoint_interval,
             },
         );
-        Ok(Self {
+        let db = Self {
             store,
             runtime,
             catalog: Arc::new(RwLock::new(Catalog::new())),
             ddl: tokio::sync::Mutex::new(()),
-        })
+        };
+        db.restore_catalog().await?;
+        Ok(db)
     }
 
     /// A clean stop's last checkpoint, so what was written before it is kept.
@@ -140,6 +153,19 @@ impl Database {
         }
     }
 
+    /// The id of the relation a statement creates: the stored one when it is
+    /// being restored, else a new one.
+    pub(crate) fn relation_id(&self, req: &Request<'_>) -> tidemark_plan::RelationId {
+        let mut catalog = self.catalog_mut();
+        match req.restoring {
+            Some(id) => {
+                catalog.reserve_id(id);
+                id
+            }
+            None => catalog.allocate_id(),
+        }
+    }
+
     pub(crate) fn catalog(&self) -> std::sync::RwLockReadGuard<'_, Catalog> {
         self.catalog.read().unwrap_or_else(|e| e.into_inner())
     }
@@ -151,7 +177,7 @@ impl Database {
     /// Runs every statement of a simple-protocol query string in order; stops
     /// after the first error, which is then the last element.
     pub async fn execute(&self, sql: &str) -> Vec<PgResult<StatementResult>> {
-        let statements = match tidemark_sql::parse(sql) {
+        let statements = match tidemark_sql::parse_with_text(sql) {
             Ok(s) => s,
             Err(e) => return vec![Err(sql_error(sql, e))],
         };
@@ -159,9 +185,9 @@ impl Database {
             return vec![Ok(StatementResult::Empty)];
         }
         let mut results = Vec::with_capacity(statements.len());
-        for statement in statements {
+        for (statement, text) in statements {
             let result = self
-                .run_guarded(&Request { sql, params: None }, statement)
+                .run_guarded(&Request::new(sql, &text, None), statement)
                 .await;
             let failed = result.is_err();
             results.push(result);
@@ -186,7 +212,7 @@ impl Database {
 
     /// Parameter and result types of a single statement, for Parse/Describe.
     pub async fn describe(&self, sql: &str) -> PgResult<Described> {
-        let request = Request { sql, params: None };
+        let request = Request::new(sql, sql, None);
         match Self::single(sql)? {
             None => Ok(Described {
                 params: Vec::new(),
@@ -206,7 +232,8 @@ impl Database {
             None => Ok(StatementResult::Empty),
             Some(statement) => {
                 let params = (!params.is_empty()).then_some(params);
-                self.run_guarded(&Request { sql, params }, statement).await
+                self.run_guarded(&Request::new(sql, sql, params), statement)
+                    .await
             }
         }
     }
@@ -232,7 +259,11 @@ impl Database {
         }
     }
 
-    async fn run(&self, req: &Request<'_>, statement: Statement) -> PgResult<StatementResult> {
+    pub(crate) async fn run(
+        &self,
+        req: &Request<'_>,
+        statement: Statement,
+    ) -> PgResult<StatementResult> {
         match statement {
             Statement::Flush => {
                 self.runtime.flush().await.map_err(|e| req.engine(e))?;
@@ -244,6 +275,7 @@ impl Database {
             }
             Statement::ShowSources => Ok(self.show(|r| r.is_source())),
             Statement::ShowJobs => Ok(self.show_jobs()),
+            Statement::CreateSavepoint(dir) => self.create_savepoint(req, &dir).await,
             Statement::CreateTable {
                 create,
                 append_only,
@@ -455,7 +487,7 @@ impl Database {
             Some(w) => Some(tidemark_sql::event_time(w, &schema).map_err(|e| req.plan(e))?),
             None => None,
         };
-        let id = self.catalog_mut().allocate_id();
+        let id = self.relation_id(req);
         let spec = tidemark_engine::TableSpec {
             id,
             name: name.clone(),
@@ -476,8 +508,9 @@ impl Database {
             watermark_columns: event_time.iter().map(|t| t.column).collect(),
         };
         let (runtime, catalog) = (self.runtime.clone(), Arc::clone(&self.catalog));
+        let record = crate::stored_catalog::created(req, id, false);
         detached(async move {
-            runtime.create_table(spec).await?;
+            runtime.create_table(spec, record).await?;
             write(&catalog).insert(info, Vec::new());
             Ok(())
         })
@@ -511,11 +544,7 @@ impl Database {
         } else {
             view.columns.iter().map(|c| c.name.value.clone()).collect()
         };
-        let id = if explain {
-            0
-        } else {
-            self.catalog_mut().allocate_id()
-        };
+        let id = if explain { 0 } else { self.relation_id(req) };
         let planned = tidemark_sql::plan_view(id, &name, &plan, &columns, emit_on_close)
             .map_err(|e| req.plan(e))?;
         let graph = planned.graph;
@@ -544,15 +573,27 @@ impl Database {
             watermark_columns: planned.watermark_columns,
         };
         let (runtime, catalog) = (self.runtime.clone(), Arc::clone(&self.catalog));
+        let record = crate::stored_catalog::created(req, id, true);
+        let restoring = req.restoring.is_some();
         let created = detached(async move {
-            match runtime.create_view(id, &info.name, &graph).await {
+            match runtime.create_view(id, &info.name, &graph, record).await {
                 Ok(()) => {
+                    write(&catalog).insert(info, upstreams);
+                    Ok(())
+                }
+                Err(e) if restoring => {
+                    // A view that fails again as it is restored stays, failed,
+                    // for its owner to see and drop; it must not vanish.
+                    tracing::warn!(view = %info.name, error = %e, "restored view failed");
+                    runtime.inherit_failure(id, &upstreams);
                     write(&catalog).insert(info, upstreams);
                     Ok(())
                 }
                 Err(e) => {
                     let cause = runtime.failure(id);
-                    let _ = runtime.drop_relation(id).await;
+                    let _ = runtime
+                        .drop_relation(id, crate::stored_catalog::dropped(id))
+                        .await;
                     Err((e, cause))
                 }
             }
@@ -616,7 +657,8 @@ impl Database {
             let (runtime, catalog) = (self.runtime.clone(), Arc::clone(&self.catalog));
             detached(async move {
                 for relation in order {
-                    runtime.drop_relation(relation.id).await?;
+                    let record = crate::stored_catalog::dropped(relation.id);
+                    runtime.drop_relation(relation.id, record).await?;
                     write(&catalog).remove(&relation.name);
                 }
                 Ok(())
@@ -642,6 +684,7 @@ impl Database {
             }
             Statement::ShowJobs => return Ok(none(Some(crate::jobs::jobs_schema()))),
             Statement::Flush
+            | Statement::CreateSavepoint(_)
             | Statement::CreateTable { .. }
             | Statement::CreateSource(_)
             | Statement::DropSource { .. } => return Ok(none(None)),
@@ -796,6 +839,29 @@ pub(crate) async fn detached<T: Send + 'static>(
 
 pub(crate) fn write(catalog: &RwLock<Catalog>) -> std::sync::RwLockWriteGuard<'_, Catalog> {
     catalog.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The store `config` asks for.
+fn open_store(config: &DatabaseConfig) -> PgResult<Arc<dyn StateStore>> {
+    match config.state_backend {
+        StateBackend::Memory if config.restore_from.is_some() => Err(PgError::new(
+            "0A000",
+            "--restore-from needs the rocksdb state backend",
+        )),
+        StateBackend::Memory => Ok(Arc::new(MemoryStore::new())),
+        StateBackend::RocksDb => {
+            let path = config.data_dir.join("state");
+            if let Some(savepoint) = &config.restore_from {
+                crate::savepoint::restore_from(savepoint, &path)?;
+            }
+            let options = tidemark_state::RocksDbOptions {
+                cache_bytes: config.state_cache_bytes,
+            };
+            let store = tidemark_state::RocksDbStore::open(&path, &options)
+                .map_err(crate::classify::store_open_error)?;
+            Ok(Arc::new(store))
+        }
+    }
 }
 
 fn first_words(sql: &str) -> String {

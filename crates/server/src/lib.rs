@@ -11,7 +11,9 @@ mod error;
 mod jobs;
 pub mod pgwire;
 mod result;
+mod savepoint;
 mod source;
+mod stored_catalog;
 
 pub use database::{Database, DatabaseConfig, StateBackend};
 pub use error::{PgError, PgResult};

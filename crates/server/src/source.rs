@@ -55,7 +55,7 @@ impl Database {
         }
         tidemark_connectors::parse_options(&options, &schema)
             .map_err(|e| PgError::new("22023", e.to_string()))?;
-        let id = self.catalog_mut().allocate_id();
+        let id = self.relation_id(req);
         let info = RelationInfo {
             id,
             name,
@@ -66,6 +66,13 @@ impl Database {
             event_time,
             watermark_columns: event_time.iter().map(|t| t.column).collect(),
         };
+        if req.restoring.is_none() {
+            let record = crate::stored_catalog::created(req, id, false);
+            self.runtime
+                .commit_catalog(record)
+                .await
+                .map_err(|e| req.engine(e))?;
+        }
         crate::database::write(&self.catalog).insert(info, Vec::new());
         Ok(StatementResult::Command("CREATE SOURCE".into()))
     }

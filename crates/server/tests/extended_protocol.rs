@@ -31,7 +31,10 @@ async fn connect(name: &str) -> (Client, DataDir) {
         parallelism: 2,
         checkpoint_interval: Duration::from_secs(1),
         state_backend: StateBackend::Memory,
+        state_cache_bytes: 64 << 20,
+        restore_from: None,
     })
+    .await
     .expect("database starts");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("local addr").port();

@@ -23,7 +23,7 @@ pub use context::{logical_plan, referenced_relations, session};
 pub use create_source::{CreateSource, WatermarkClause};
 pub use dml::{plan_row_change, RowChange};
 pub use error::{Error, Result};
-pub use parser::{char_position, parse, Statement};
+pub use parser::{char_position, parse, parse_with_text, Statement};
 pub use relation::{RelationInfo, RelationKind, RelationProvider};
 pub use stream_planner::{plan_view, PlannedView};
 pub use watermarks::event_time;

@@ -40,6 +40,9 @@ pub enum Statement {
     },
     /// `SHOW JOBS`: the running streaming jobs and their progress.
     ShowJobs,
+    /// `CREATE SAVEPOINT '<directory>'`: a copy of the last committed
+    /// checkpoint that a server can start from (`--restore-from`).
+    CreateSavepoint(String),
 }
 
 /// Statements that are a fixed run of words.
@@ -56,6 +59,12 @@ const FIXED_STATEMENTS: [(&[&str], Statement); 5] = [
 
 /// Splits and parses a query string into statements.
 pub fn parse(sql: &str) -> Result<Vec<Statement>> {
+    Ok(parse_with_text(sql)?.into_iter().map(|(s, _)| s).collect())
+}
+
+/// Like [`parse`], with each statement's own text (what the catalog stores to
+/// recreate a relation).
+pub fn parse_with_text(sql: &str) -> Result<Vec<(Statement, String)>> {
     let dialect = PostgreSqlDialect {};
     let tokens = Tokenizer::new(&dialect, sql)
         .with_unescape(true)
@@ -96,6 +105,13 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
                 })
             };
             parse(&mut parser).map_err(|e| syntax_error(sql, e))?
+        } else if words_ahead(&parser, &["CREATE", "SAVEPOINT"]) {
+            parser.next_token();
+            parser.next_token();
+            let dir = parser
+                .parse_literal_string()
+                .map_err(|e| syntax_error(sql, e))?;
+            Statement::CreateSavepoint(dir)
         } else if words_ahead(&parser, &["CREATE", "SOURCE"]) {
             let source = parse_create_source(&mut parser).map_err(|e| syntax_error(sql, e))?;
             Statement::CreateSource(source)
@@ -152,7 +168,15 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
                 return Err(syntax_error(sql, e));
             }
         };
-        out.push(statement);
+        let text_end = match next.token {
+            Token::EOF => sql.len(),
+            _ => byte_offset(sql, end),
+        };
+        let text = sql
+            .get(byte_offset(sql, start)..text_end)
+            .unwrap_or(sql)
+            .trim();
+        out.push((statement, text.to_string()));
         if next.token != Token::EOF && next.token != Token::SemiColon {
             let e = ParserError::ParserError(format!(
                 "Expected: end of statement, found: {} at Line: {}, Column: {}",
@@ -162,6 +186,23 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
         }
     }
     Ok(out)
+}
+
+/// The byte offset of a 1-based line and column (in characters) in `sql`.
+fn byte_offset(sql: &str, at: Location) -> usize {
+    let (mut line, mut column) = (1u64, 1u64);
+    for (i, c) in sql.char_indices() {
+        if line == at.line && column == at.column {
+            return i;
+        }
+        if c == '\n' {
+            line += 1;
+            column = 1;
+        } else {
+            column += 1;
+        }
+    }
+    sql.len()
 }
 
 fn is_create_materialized_view(statement: &ast::Statement) -> bool {
@@ -290,6 +331,24 @@ mod tests {
             }
         ));
         assert!(matches!(stmts[3], Statement::Sql(_)));
+    }
+
+    #[test]
+    fn each_statement_keeps_its_own_text() {
+        let sql = "FLUSH;\n  CREATE TABLE t (k INT) APPEND ONLY ;CREATE MATERIALIZED VIEW v AS\n SELECT 'é' AS e FROM t EMIT ON WINDOW CLOSE";
+        let texts: Vec<String> = parse_with_text(sql)
+            .unwrap()
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                "FLUSH",
+                "CREATE TABLE t (k INT) APPEND ONLY",
+                "CREATE MATERIALIZED VIEW v AS\n SELECT 'é' AS e FROM t EMIT ON WINDOW CLOSE"
+            ]
+        );
     }
 
     #[test]

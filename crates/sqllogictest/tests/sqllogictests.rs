@@ -1,5 +1,9 @@
 //! Runs every `sql-tests/**/*.slt` file against a fresh in-process server,
-//! once at parallelism 1 and once at parallelism 4, one file at a time.
+//! one file at a time, in each of [`MODES`]: on the in-memory store at
+//! parallelism 1 and 4, and in recovery mode, on RocksDB, where the server is
+//! stopped after every `FLUSH` and started again from its data directory
+//! before the file goes on. Records that hold only without restarts are
+//! marked `skipif recovery`.
 //!
 //! `cargo test -p tidemark-sqllogictest --test sqllogictests -- <substring>`
 //! runs only the files whose path contains `<substring>`. A record that takes
@@ -12,13 +16,47 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use slt::db::TidemarkDb;
-use slt::server::TestServer;
-use sqllogictest::{DefaultColumnType, MakeConnection, Record, Runner};
+use std::sync::Arc;
 
-/// Each file runs at every one of these parallelisms: 1 catches logic bugs
-/// plainly, 4 catches shuffling and merging bugs.
-const PARALLELISMS: [usize; 2] = [1, 4];
+use slt::db::{Target, TidemarkDb};
+use slt::server::{DataDir, TestServer};
+use sqllogictest::{DefaultColumnType, MakeConnection, Record, Runner};
+use tidemark_server::StateBackend;
+
+/// How one run of a file is set up.
+#[derive(Clone, Copy)]
+struct Mode {
+    parallelism: usize,
+    /// Restart the server (on RocksDB) after every `FLUSH`.
+    recovery: bool,
+}
+
+/// Parallelism 1 catches logic bugs plainly, 4 shuffling and merging bugs;
+/// recovery mode catches state that a restart loses or doubles.
+const MODES: [Mode; 3] = [
+    Mode {
+        parallelism: 1,
+        recovery: false,
+    },
+    Mode {
+        parallelism: 4,
+        recovery: false,
+    },
+    Mode {
+        parallelism: 2,
+        recovery: true,
+    },
+];
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "parallelism {}", self.parallelism)?;
+        if self.recovery {
+            write!(f, ", recovery")?;
+        }
+        Ok(())
+    }
+}
 
 fn main() -> ExitCode {
     let filters: Vec<String> = std::env::args()
@@ -47,15 +85,15 @@ fn main() -> ExitCode {
             .unwrap_or(file)
             .display()
             .to_string();
-        for parallelism in PARALLELISMS {
-            match run_file(file, parallelism) {
+        for mode in MODES {
+            match run_file(file, mode) {
                 Ok(()) => {
                     passed += 1;
-                    println!("{name} (parallelism {parallelism}) ... ok");
+                    println!("{name} ({mode}) ... ok");
                 }
                 Err(err) => {
                     failed += 1;
-                    println!("{name} (parallelism {parallelism}) ... FAILED\n{err}");
+                    println!("{name} ({mode}) ... FAILED\n{err}");
                 }
             }
         }
@@ -80,41 +118,81 @@ fn collect_slt_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> 
     Ok(())
 }
 
-/// Runs one file on its own runtime; dropping the runtime at the end stops
-/// the server and every task it started, then its data directory goes.
-fn run_file(file: &Path, parallelism: usize) -> Result<(), String> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot build a runtime: {e}"))?;
-    let (server, result) = runtime.block_on(async {
-        let server = TestServer::start(parallelism)
-            .await
-            .map_err(|e| format!("cannot start the server: {e:#}"))?;
-        let addr = server.addr;
-        let mut runner = Runner::new(move || TidemarkDb::connect(addr));
-        runner.add_label("tidemark");
-        let result = run_records(&mut runner, file).await;
-        runner.shutdown_async().await;
-        Ok::<_, String>((server, result))
-    })?;
-    drop(runtime);
-    drop(server);
-    result
+/// Runs one file. Each stretch of records up to a restart runs on its own
+/// runtime; dropping the runtime stops the server and every task it
+/// started. The data directory goes at the end.
+fn run_file(file: &Path, mode: Mode) -> Result<(), String> {
+    let records = sqllogictest::parse_file::<DefaultColumnType>(file).map_err(|e| e.to_string())?;
+    let data_dir = DataDir::new().map_err(|e| format!("{e:#}"))?;
+    let backend = if mode.recovery {
+        StateBackend::RocksDb
+    } else {
+        StateBackend::Memory
+    };
+    let mut records = records
+        .into_iter()
+        .take_while(|r| !matches!(r, Record::Halt { .. }))
+        .peekable();
+    // One runner for the whole file (its `__TEST_DIR__` and connections
+    // live on); its sessions reconnect to each new server.
+    let target = Arc::new(Target::default());
+    let make = Arc::clone(&target);
+    let mut runner = Runner::new(move || TidemarkDb::open(Arc::clone(&make)));
+    runner.add_label("tidemark");
+    if mode.recovery {
+        runner.add_label("recovery");
+    }
+    let mut outcome = Ok(());
+    while outcome.is_ok() && records.peek().is_some() {
+        let mut stretch = Vec::new();
+        for record in records.by_ref() {
+            let restart = mode.recovery && is_flush(&record);
+            stretch.push(record);
+            if restart {
+                break;
+            }
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot build a runtime: {e}"))?;
+        outcome = runtime.block_on(async {
+            let server = TestServer::start(&data_dir.0, mode.parallelism, backend)
+                .await
+                .map_err(|e| format!("cannot start the server: {e:#}"))?;
+            target.set(server.addr);
+            run_records(&mut runner, stretch).await
+        });
+        runtime.shutdown_timeout(Duration::from_secs(10));
+    }
+    outcome
+}
+
+/// Whether a record is a `FLUSH` statement (after which recovery mode restarts).
+fn is_flush(record: &Record<DefaultColumnType>) -> bool {
+    match record {
+        Record::Statement { sql, .. } => sql
+            .trim()
+            .trim_end_matches(';')
+            .trim()
+            .eq_ignore_ascii_case("flush"),
+        _ => false,
+    }
 }
 
 /// `Runner::run_file_async`, but with a time limit per record that names
 /// the record that hung.
-async fn run_records<M>(runner: &mut Runner<TidemarkDb, M>, file: &Path) -> Result<(), String>
+async fn run_records<M>(
+    runner: &mut Runner<TidemarkDb, M>,
+    records: Vec<Record<DefaultColumnType>>,
+) -> Result<(), String>
 where
     M: MakeConnection<Conn = TidemarkDb>,
 {
     let limit = record_timeout();
-    let records = sqllogictest::parse_file::<DefaultColumnType>(file).map_err(|e| e.to_string())?;
     for record in records {
         let loc = match &record {
-            Record::Halt { .. } => break,
             Record::Statement { loc, .. }
             | Record::Query { loc, .. }
             | Record::System { loc, .. } => loc.to_string(),

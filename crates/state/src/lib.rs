@@ -6,16 +6,18 @@ mod error;
 mod keys;
 mod memory;
 mod relation;
+mod rocks;
 mod row_codec;
 mod state_table;
 mod store;
 
 pub use error::{Error, Result};
-pub use keys::{table_prefix, TableId, CATALOG_TABLE_ID};
+pub use keys::{table_key, table_prefix, TableId, CATALOG_TABLE_ID};
 pub use memory::MemoryStore;
 pub use relation::{
     decode_count, decode_relation, decode_view, encode_count, view_partition_prefix, RelationLayout,
 };
+pub use rocks::{RocksDbOptions, RocksDbStore, STORE_FORMAT};
 pub use row_codec::RowCodec;
 pub use state_table::StateTable;
 pub use store::{Entries, StateStore, Write, WriteBatch};

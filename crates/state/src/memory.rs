@@ -5,7 +5,7 @@ use std::sync::RwLock;
 use tidemark_types::Epoch;
 
 use crate::relation::{decode_count, encode_count};
-use crate::store::{Entries, Write};
+use crate::store::{table_of, Entries, Write};
 use crate::{Error, Result, StateStore, WriteBatch};
 
 /// An in-memory store for tests and ephemeral servers. Commits take a write lock,
@@ -78,13 +78,6 @@ impl Inner {
         }
         Ok(())
     }
-}
-
-fn table_of(key: &[u8]) -> u32 {
-    key.get(..4)
-        .and_then(|b| b.try_into().ok())
-        .map(u32::from_be_bytes)
-        .unwrap_or(0)
 }
 
 impl MemoryStore {

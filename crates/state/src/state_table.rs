@@ -1,7 +1,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::keys::{table_key, table_prefix};
-use crate::{TableId, WriteBatch};
+use crate::{Result, StateStore, TableId, WriteBatch};
 
 /// One table of keyed state as its single owner (an operator instance or a table
 /// writer) sees it: all of it in memory, plus the keys changed since the last
@@ -20,6 +20,23 @@ impl StateTable {
             rows: HashMap::new(),
             dirty: HashSet::new(),
         }
+    }
+
+    /// The table as the store last committed it, nothing dirty.
+    pub fn restore(id: TableId, store: &dyn StateStore) -> Result<Self> {
+        let prefix = table_prefix(id);
+        let (_, mut entries) = store.scan_prefixes(std::slice::from_ref(&prefix))?;
+        let rows = entries
+            .pop()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(mut k, v)| (k.split_off(prefix.len()), v))
+            .collect();
+        Ok(Self {
+            id,
+            rows,
+            dirty: HashSet::new(),
+        })
     }
 
     pub fn id(&self) -> TableId {
@@ -124,5 +141,13 @@ mod tests {
         let (_, rows) = store.scan_prefixes(&[table_prefix(7)]).unwrap();
         assert_eq!(rows[0].len(), 1);
         assert!(rows[0][0].0.ends_with(b"k2"));
+
+        let restored = StateTable::restore(7, &store).unwrap();
+        assert_eq!(restored.len(), 1);
+        assert_eq!(restored.get(b"k2"), Some(&b"v2".to_vec()));
+        let mut b = WriteBatch::default();
+        let mut restored = restored;
+        restored.take_delta(&mut b);
+        assert!(b.is_empty());
     }
 }

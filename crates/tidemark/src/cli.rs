@@ -41,9 +41,20 @@ pub struct Cli {
     #[arg(long, env = "TIDEMARK_CHECKPOINT_INTERVAL", default_value = "1s", value_name = "DURATION", value_parser = parse_duration)]
     pub checkpoint_interval: Duration,
 
-    /// Where operator state is kept. Only `memory` is available in this build.
-    #[arg(long, env = "TIDEMARK_STATE_BACKEND", value_enum, default_value_t = Backend::Memory)]
+    /// Where state is kept: `rocksdb` (durable, in the data directory) or
+    /// `memory` (lost when the server stops; for tests).
+    #[arg(long, env = "TIDEMARK_STATE_BACKEND", value_enum, default_value_t = Backend::Rocksdb)]
     pub state_backend: Backend,
+
+    /// Memory for RocksDB's block cache, e.g. `256MiB`, `1GiB`: what bounds
+    /// the memory reads of stored state use.
+    #[arg(long, env = "TIDEMARK_STATE_CACHE_SIZE", default_value = "256MiB", value_name = "BYTES", value_parser = parse_bytes)]
+    pub state_cache_size: usize,
+
+    /// Start from a savepoint (written by `CREATE SAVEPOINT '<dir>'`): its
+    /// state is copied into the data directory, which must hold none.
+    #[arg(long, env = "TIDEMARK_RESTORE_FROM", value_name = "DIR")]
+    pub restore_from: Option<PathBuf>,
 }
 
 /// `--state-backend` values.
@@ -51,7 +62,7 @@ pub struct Cli {
 pub enum Backend {
     /// Keep state in memory; it is lost when the server stops.
     Memory,
-    /// Keep state in RocksDB under the data directory (not in this build yet).
+    /// Keep state in RocksDB under the data directory.
     Rocksdb,
 }
 
@@ -63,17 +74,41 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// A byte count with an optional binary unit: `512`, `64KiB`, `256MiB`, `2GiB`
+/// (`KB`, `MB`, `GB` and `K`, `M`, `G` mean the same).
+fn parse_bytes(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("\"{s}\" is not a size such as 256MiB"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        other => {
+            return Err(format!(
+                "unknown size unit \"{other}\"; use KiB, MiB or GiB"
+            ))
+        }
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{s} is too large"))
+}
+
 impl Cli {
     /// The database configuration these options describe; refuses options
     /// this build cannot honour rather than silently ignoring them.
     pub fn database_config(&self) -> anyhow::Result<DatabaseConfig> {
         let state_backend = match self.state_backend {
             Backend::Memory => StateBackend::Memory,
-            Backend::Rocksdb => bail!(
-                "--state-backend rocksdb is not available: this build keeps state in memory only \
-                 (use --state-backend memory)"
-            ),
+            Backend::Rocksdb => StateBackend::RocksDb,
         };
+        if self.state_cache_size < 1 << 20 {
+            bail!("--state-cache-size must be at least 1MiB");
+        }
         let parallelism = match self.parallelism {
             Some(n) => n as usize,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -83,6 +118,8 @@ impl Cli {
             parallelism,
             checkpoint_interval: self.checkpoint_interval,
             state_backend,
+            state_cache_bytes: self.state_cache_size,
+            restore_from: self.restore_from.clone(),
         })
     }
 }
@@ -95,17 +132,30 @@ mod tests {
     fn defaults() {
         let cli = Cli::try_parse_from(["tidemark"]).expect("defaults parse");
         assert_eq!(cli.listen, "127.0.0.1:4566");
-        let config = cli.database_config().expect("memory backend accepted");
+        let config = cli.database_config().expect("defaults accepted");
         assert_eq!(config.checkpoint_interval, Duration::from_secs(1));
-        assert_eq!(config.state_backend, StateBackend::Memory);
+        assert_eq!(config.state_backend, StateBackend::RocksDb);
+        assert_eq!(config.state_cache_bytes, 256 << 20);
         assert!(config.parallelism >= 1);
     }
 
     #[test]
-    fn rocksdb_is_refused() {
-        let cli = Cli::try_parse_from(["tidemark", "--state-backend", "rocksdb"]).expect("parses");
-        let err = cli.database_config().expect_err("refused").to_string();
-        assert!(err.contains("memory only"), "{err}");
+    fn state_options() {
+        let cli = Cli::try_parse_from([
+            "tidemark",
+            "--state-backend",
+            "memory",
+            "--state-cache-size",
+            "1GiB",
+        ])
+        .expect("parses");
+        let config = cli.database_config().expect("valid");
+        assert_eq!(config.state_backend, StateBackend::Memory);
+        assert_eq!(config.state_cache_bytes, 1 << 30);
+        assert_eq!(parse_bytes("64k"), Ok(64 << 10));
+        assert!(parse_bytes("12 parsecs").is_err());
+        let small = Cli::try_parse_from(["tidemark", "--state-cache-size", "10KiB"]).unwrap();
+        assert!(small.database_config().is_err());
     }
 
     #[test]

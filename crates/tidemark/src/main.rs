@@ -44,7 +44,16 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         state_backend = ?config.state_backend,
         "starting tidemark"
     );
-    let db = Arc::new(Database::start(config).context("cannot start the database")?);
+    let db = match Database::start(config).await {
+        Ok(db) => Arc::new(db),
+        Err(e) => {
+            let mut text = format!("cannot start the database: {}", e.message);
+            if let Some(detail) = &e.detail {
+                text.push_str(&format!(" ({detail})"));
+            }
+            anyhow::bail!(text)
+        }
+    };
     let listener = TcpListener::bind(&cli.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cli.listen))?;

@@ -31,14 +31,47 @@ impl From<tokio_postgres::Error> for DbError {
     }
 }
 
+/// Where the server under test listens, and how many times it has been
+/// started: a session opened before the latest start reconnects.
+#[derive(Debug, Default)]
+pub struct Target {
+    current: std::sync::Mutex<Option<(SocketAddr, u64)>>,
+}
+
+impl Target {
+    pub fn set(&self, addr: SocketAddr) {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        let generation = current.map_or(0, |(_, g)| g + 1);
+        *current = Some((addr, generation));
+    }
+
+    fn get(&self) -> (SocketAddr, u64) {
+        let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        current.expect("the server has started")
+    }
+}
+
 /// One session with the server under test.
 pub struct TidemarkDb {
     client: Client,
     connection: tokio::task::JoinHandle<()>,
+    target: std::sync::Arc<Target>,
+    generation: u64,
 }
 
 impl TidemarkDb {
-    pub async fn connect(addr: SocketAddr) -> Result<Self, DbError> {
+    pub async fn open(target: std::sync::Arc<Target>) -> Result<Self, DbError> {
+        let (addr, generation) = target.get();
+        let (client, connection) = Self::connect(addr).await?;
+        Ok(Self {
+            client,
+            connection,
+            target,
+            generation,
+        })
+    }
+
+    async fn connect(addr: SocketAddr) -> Result<(Client, tokio::task::JoinHandle<()>), DbError> {
         let config = format!(
             "host={} port={} user=tidemark dbname=tidemark",
             addr.ip(),
@@ -49,7 +82,7 @@ impl TidemarkDb {
             // The error also reaches the client's next call; nothing to add here.
             let _ = connection.await;
         });
-        Ok(Self { client, connection })
+        Ok((client, connection))
     }
 }
 
@@ -61,6 +94,11 @@ impl AsyncDB for TidemarkDb {
     /// Runs `sql` (possibly several statements); the answer is the last
     /// result set when any statement returned rows, else the last count.
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, DbError> {
+        let (addr, generation) = self.target.get();
+        if generation != self.generation {
+            (self.client, self.connection) = Self::connect(addr).await?;
+            self.generation = generation;
+        }
         let messages = self.client.simple_query(sql).await?;
         let mut current: Option<(usize, Vec<Vec<String>>)> = None;
         let mut rows_output = None;

@@ -1,0 +1,501 @@
+//! The durable store: RocksDB in `<data dir>/state`. One commit is one RocksDB
+//! write batch holding the epoch's changes and the new committed epoch, written
+//! with a synced WAL, so after a crash the store is exactly at some committed
+//! epoch. Readers scan from one RocksDB snapshot, which sees whole epochs.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, ErrorKind, Options,
+    PrefixRange, ReadOptions, WriteOptions, DB,
+};
+use tidemark_types::Epoch;
+
+use crate::relation::decode_count;
+use crate::store::{coalesce, count_value, table_of, Effect, Entries};
+use crate::{Error, Result, StateStore, WriteBatch};
+
+/// Column family of the store's own records (epoch, format).
+const META_CF: &str = "tidemark_meta";
+const COMMITTED_KEY: &[u8] = b"committed_epoch";
+const FORMAT_KEY: &[u8] = b"format";
+
+/// The on-disk format this build reads and writes. A store written by a build
+/// with another format is refused at open rather than misread.
+pub const STORE_FORMAT: u32 = 1;
+
+/// How the RocksDB store is tuned.
+#[derive(Debug, Clone)]
+pub struct RocksDbOptions {
+    /// Bytes of the block cache, shared by every table: what bounds the
+    /// memory reads use, whatever the state's size.
+    pub cache_bytes: usize,
+}
+
+impl Default for RocksDbOptions {
+    fn default() -> Self {
+        Self {
+            cache_bytes: 256 << 20,
+        }
+    }
+}
+
+pub struct RocksDbStore {
+    db: DB,
+    path: PathBuf,
+    committed: AtomicU64,
+    /// Commits one at a time: a commit reads the counts it adds to.
+    commit_lock: Mutex<()>,
+    /// Why the store stopped accepting commits (a write failed midway).
+    broken: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for RocksDbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksDbStore")
+            .field("path", &self.path)
+            .field("committed", &self.committed)
+            .finish()
+    }
+}
+
+fn storage(path: &Path, what: &str, e: rocksdb::Error) -> Error {
+    Error::Storage {
+        path: path.to_path_buf(),
+        reason: format!("{what}: {e}"),
+    }
+}
+
+impl RocksDbStore {
+    /// Opens the store in `path`, creating it when the directory is absent or
+    /// empty. Refuses a directory that holds something else, a store of
+    /// another format, one that is corrupt, and one another process has open.
+    pub fn open(path: &Path, options: &RocksDbOptions) -> Result<Self> {
+        let exists = path.join("CURRENT").exists();
+        if !exists && dir_has_entries(path)? {
+            return Err(Error::NotAStore {
+                path: path.to_path_buf(),
+            });
+        }
+        let mut db_options = Options::default();
+        db_options.create_if_missing(!exists);
+        db_options.create_missing_column_families(!exists);
+        db_options.increase_parallelism(2);
+        db_options.set_compression_type(DBCompressionType::Lz4);
+        db_options.set_bottommost_compression_type(DBCompressionType::Zstd);
+        db_options.set_write_buffer_size(64 << 20);
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&Cache::new_lru_cache(options.cache_bytes));
+        table.set_bloom_filter(10.0, false);
+        db_options.set_block_based_table_factory(&table);
+        let families = [
+            ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, db_options.clone()),
+            ColumnFamilyDescriptor::new(META_CF, Options::default()),
+        ];
+        let db = DB::open_cf_descriptors(&db_options, path, families)
+            .map_err(|e| open_error(path, e))?;
+        let store = Self {
+            db,
+            path: path.to_path_buf(),
+            committed: AtomicU64::new(0),
+            commit_lock: Mutex::new(()),
+            broken: Mutex::new(None),
+        };
+        store.check_format(exists)?;
+        let committed = store.read_committed()?;
+        store.committed.store(committed, Ordering::SeqCst);
+        tracing::info!(path = %path.display(), committed, "state store open");
+        Ok(store)
+    }
+
+    fn meta(&self) -> Result<&rocksdb::ColumnFamily> {
+        self.db.cf_handle(META_CF).ok_or_else(|| Error::NotAStore {
+            path: self.path.clone(),
+        })
+    }
+
+    fn check_format(&self, existed: bool) -> Result<()> {
+        let meta = self.meta()?;
+        let found = self
+            .db
+            .get_cf(meta, FORMAT_KEY)
+            .map_err(|e| storage(&self.path, "reading the format", e))?;
+        match found {
+            None if !existed => {
+                let mut options = WriteOptions::default();
+                options.set_sync(true);
+                let mut batch = rocksdb::WriteBatch::default();
+                batch.put_cf(meta, FORMAT_KEY, STORE_FORMAT.to_be_bytes());
+                batch.put_cf(meta, COMMITTED_KEY, 0u64.to_be_bytes());
+                self.db
+                    .write_opt(batch, &options)
+                    .map_err(|e| storage(&self.path, "writing the format", e))
+            }
+            None => Err(Error::NotAStore {
+                path: self.path.clone(),
+            }),
+            Some(bytes) => {
+                let found = <[u8; 4]>::try_from(bytes.as_slice())
+                    .map(u32::from_be_bytes)
+                    .map_err(|_| Error::Corrupt {
+                        table: 0,
+                        reason: format!("format record of {} bytes", bytes.len()),
+                    })?;
+                if found == STORE_FORMAT {
+                    Ok(())
+                } else {
+                    Err(Error::Incompatible {
+                        path: self.path.clone(),
+                        found,
+                        expected: STORE_FORMAT,
+                    })
+                }
+            }
+        }
+    }
+
+    fn read_committed(&self) -> Result<Epoch> {
+        let bytes = self
+            .db
+            .get_cf(self.meta()?, COMMITTED_KEY)
+            .map_err(|e| storage(&self.path, "reading the committed epoch", e))?;
+        decode_epoch(bytes.as_deref())
+    }
+
+    fn check(&self) -> Result<()> {
+        match &*self.broken.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(reason) => Err(Error::Storage {
+                path: self.path.clone(),
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn copy_to(&self, dir: &Path) -> Result<Epoch> {
+        let _commits = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.check()?;
+        let checkpoint = rocksdb::checkpoint::Checkpoint::new(&self.db)
+            .map_err(|e| storage(&self.path, "starting a savepoint", e))?;
+        checkpoint
+            .create_checkpoint(dir)
+            .map_err(|e| storage(dir, "writing a savepoint", e))?;
+        Ok(self.committed.load(Ordering::SeqCst))
+    }
+
+    fn build_batch(&self, epoch: Epoch, batch: WriteBatch) -> Result<rocksdb::WriteBatch> {
+        let mut out = rocksdb::WriteBatch::default();
+        let data = self.db.cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME);
+        let Some(data) = data else {
+            return Err(Error::NotAStore {
+                path: self.path.clone(),
+            });
+        };
+        for prefix in &batch.delete_prefixes {
+            match prefix_end(prefix) {
+                Some(end) => out.delete_range_cf(data, prefix.as_slice(), end.as_slice()),
+                None => {
+                    for item in self.db.prefix_iterator_cf(data, prefix) {
+                        let (key, _) = item.map_err(|e| storage(&self.path, "scanning", e))?;
+                        if !key.starts_with(prefix) {
+                            break;
+                        }
+                        out.delete_cf(data, key);
+                    }
+                }
+            }
+        }
+        let effects = coalesce(batch.writes)?;
+        // The committed counts the additions start from, read in one pass; a
+        // key under a prefix this commit deletes starts from nothing.
+        let deleted = |k: &[u8]| batch.delete_prefixes.iter().any(|p| k.starts_with(p));
+        let looked_up = |(k, e): &&(Vec<u8>, Effect)| matches!(e, Effect::Add(_)) && !deleted(k);
+        let bases: Vec<i64> = {
+            let keys: Vec<&[u8]> = effects
+                .iter()
+                .filter(looked_up)
+                .map(|(k, _)| k.as_slice())
+                .collect();
+            let got = self.db.batched_multi_get_cf(data, keys.iter(), true);
+            keys.iter()
+                .zip(got)
+                .map(|(k, got)| match got {
+                    Ok(Some(v)) => decode_count(table_of(k), &v),
+                    Ok(None) => Ok(0),
+                    Err(e) => Err(storage(&self.path, "reading a count", e)),
+                })
+                .collect::<Result<_>>()?
+        };
+        let mut bases = bases.into_iter();
+        for entry in &effects {
+            let base = if looked_up(&entry) {
+                bases.next().unwrap_or(0)
+            } else {
+                0
+            };
+            let (key, effect) = entry;
+            let value = match effect {
+                Effect::Set(value) => value.clone(),
+                Effect::Add(delta) => count_value(base + delta),
+            };
+            match value {
+                Some(v) => out.put_cf(data, key, v),
+                None => out.delete_cf(data, key),
+            }
+        }
+        out.put_cf(self.meta()?, COMMITTED_KEY, epoch.to_be_bytes());
+        Ok(out)
+    }
+}
+
+fn decode_epoch(bytes: Option<&[u8]>) -> Result<Epoch> {
+    match bytes {
+        None => Ok(0),
+        Some(b) => <[u8; 8]>::try_from(b)
+            .map(u64::from_be_bytes)
+            .map_err(|_| Error::Corrupt {
+                table: 0,
+                reason: format!("committed epoch of {} bytes", b.len()),
+            }),
+    }
+}
+
+fn open_error(path: &Path, e: rocksdb::Error) -> Error {
+    let text = e.to_string();
+    match e.kind() {
+        ErrorKind::IOError if text.contains("lock") || text.contains("LOCK") => Error::Locked {
+            path: path.to_path_buf(),
+        },
+        ErrorKind::Corruption => Error::Corrupt {
+            table: 0,
+            reason: format!("{}: {text}", path.display()),
+        },
+        ErrorKind::InvalidArgument if text.contains("Column famil") => Error::NotAStore {
+            path: path.to_path_buf(),
+        },
+        _ => Error::Storage {
+            path: path.to_path_buf(),
+            reason: format!("opening: {text}"),
+        },
+    }
+}
+
+fn dir_has_entries(path: &Path) -> Result<bool> {
+    match std::fs::read_dir(path) {
+        Ok(mut entries) => Ok(entries.next().is_some()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::Storage {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// The first key after every key starting with `prefix` (`None`: there is none).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+impl StateStore for RocksDbStore {
+    fn commit(&self, epoch: Epoch, batch: WriteBatch) -> Result<()> {
+        let _commits = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.check()?;
+        let committed = self.committed.load(Ordering::SeqCst);
+        if epoch <= committed {
+            return Err(Error::EpochOrder { epoch, committed });
+        }
+        let write = self.build_batch(epoch, batch)?;
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        if let Err(e) = self.db.write_opt(write, &options) {
+            // Whether any of it reached the disk is unknown: stop, and let a
+            // restart recover from the log.
+            let reason = format!("epoch {epoch} was not written: {e}");
+            *self.broken.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.clone());
+            return Err(Error::Storage {
+                path: self.path.clone(),
+                reason,
+            });
+        }
+        self.committed.store(epoch, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn committed_epoch(&self) -> Epoch {
+        self.committed.load(Ordering::SeqCst)
+    }
+
+    fn savepoint(&self, dir: &Path) -> Result<Epoch> {
+        self.copy_to(dir)
+    }
+
+    fn scan_prefixes(&self, prefixes: &[Vec<u8>]) -> Result<(Epoch, Vec<Entries>)> {
+        self.check()?;
+        let snapshot = self.db.snapshot();
+        let committed = snapshot
+            .get_cf(self.meta()?, COMMITTED_KEY)
+            .map_err(|e| storage(&self.path, "reading the committed epoch", e))?;
+        let committed = decode_epoch(committed.as_deref())?;
+        let Some(data) = self.db.cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME) else {
+            return Err(Error::NotAStore {
+                path: self.path.clone(),
+            });
+        };
+        let mut out = Vec::with_capacity(prefixes.len());
+        for prefix in prefixes {
+            let mut read = ReadOptions::default();
+            read.set_iterate_range(PrefixRange(prefix.clone()));
+            let mut entries = Vec::new();
+            for item in snapshot.iterator_cf_opt(data, read, rocksdb::IteratorMode::Start) {
+                let (k, v) = item.map_err(|e| storage(&self.path, "scanning", e))?;
+                entries.push((k.into_vec(), v.into_vec()));
+            }
+            out.push(entries);
+        }
+        Ok((committed, out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::relation::encode_count;
+
+    fn open(dir: &Path) -> RocksDbStore {
+        RocksDbStore::open(dir, &RocksDbOptions::default()).expect("opens")
+    }
+
+    fn scan(store: &RocksDbStore, prefix: &[u8]) -> (Epoch, Entries) {
+        let (epoch, mut rows) = store.scan_prefixes(&[prefix.to_vec()]).unwrap();
+        (epoch, rows.remove(0))
+    }
+
+    #[test]
+    fn commits_survive_reopening_whole() {
+        let dir = tempdir("reopen");
+        {
+            let store = open(&dir);
+            let mut b = WriteBatch::default();
+            b.put(b"a1".to_vec(), b"x".to_vec());
+            b.put(b"a2".to_vec(), b"y".to_vec());
+            b.add_count(b"c1".to_vec(), 2);
+            store.commit(1, b).unwrap();
+            let mut b = WriteBatch::default();
+            b.delete_prefixes.push(b"a".to_vec());
+            b.put(b"a3".to_vec(), b"w".to_vec());
+            b.add_count(b"c1".to_vec(), 1);
+            b.add_count(b"c2".to_vec(), -1);
+            b.add_count(b"c2".to_vec(), 1);
+            store.commit(2, b).unwrap();
+            assert!(store.commit(2, WriteBatch::default()).is_err());
+        }
+        let store = open(&dir);
+        assert_eq!(store.committed_epoch(), 2);
+        assert_eq!(
+            scan(&store, b"a"),
+            (2, vec![(b"a3".to_vec(), b"w".to_vec())])
+        );
+        assert_eq!(
+            scan(&store, b"c").1,
+            vec![(b"c1".to_vec(), encode_count(3))]
+        );
+        let mut b = WriteBatch::default();
+        b.add_count(b"c1".to_vec(), -3);
+        store.commit(3, b).unwrap();
+        assert_eq!(scan(&store, b"c"), (3, Vec::new()));
+    }
+
+    #[test]
+    fn a_scan_sees_one_epoch_while_commits_go_on() {
+        let dir = tempdir("snapshot");
+        let store = std::sync::Arc::new(open(&dir));
+        let writer = {
+            let store = std::sync::Arc::clone(&store);
+            std::thread::spawn(move || {
+                for epoch in 1..=200u64 {
+                    let mut b = WriteBatch::default();
+                    // Every epoch rewrites both keys with its own number.
+                    b.put(b"k1".to_vec(), epoch.to_be_bytes().to_vec());
+                    b.put(b"k2".to_vec(), epoch.to_be_bytes().to_vec());
+                    store.commit(epoch, b).unwrap();
+                }
+            })
+        };
+        while !writer.is_finished() {
+            let (epoch, rows) = scan(&store, b"k");
+            if epoch > 0 {
+                assert_eq!(rows.len(), 2);
+                assert_eq!(rows[0].1, epoch.to_be_bytes().to_vec());
+                assert_eq!(rows[1].1, epoch.to_be_bytes().to_vec());
+            }
+        }
+        writer.join().unwrap();
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_use() {
+        let dir = tempdir("refuse");
+        let store = open(&dir);
+        let second = RocksDbStore::open(&dir, &RocksDbOptions::default());
+        assert!(matches!(second, Err(Error::Locked { .. })), "{second:?}");
+        drop(store);
+
+        let other = tempdir("other");
+        std::fs::create_dir_all(&other).unwrap();
+        std::fs::write(other.join("notes.txt"), "mine").unwrap();
+        let opened = RocksDbStore::open(&other, &RocksDbOptions::default());
+        assert!(matches!(opened, Err(Error::NotAStore { .. })), "{opened:?}");
+
+        {
+            let store = open(&dir);
+            let mut batch = rocksdb::WriteBatch::default();
+            batch.put_cf(store.meta().unwrap(), FORMAT_KEY, 99u32.to_be_bytes());
+            store.db.write(batch).unwrap();
+        }
+        let opened = RocksDbStore::open(&dir, &RocksDbOptions::default());
+        assert!(
+            matches!(opened, Err(Error::Incompatible { found: 99, .. })),
+            "{opened:?}"
+        );
+    }
+
+    #[test]
+    fn a_savepoint_opens_as_a_store_at_its_epoch() {
+        let dir = tempdir("save");
+        let store = open(&dir);
+        let mut b = WriteBatch::default();
+        b.put(b"k".to_vec(), b"v".to_vec());
+        store.commit(4, b).unwrap();
+        let copy = dir.with_extension("copy");
+        assert_eq!(store.savepoint(&copy).unwrap(), 4);
+        let mut b = WriteBatch::default();
+        b.delete(b"k".to_vec());
+        store.commit(5, b).unwrap();
+        let restored = open(&copy);
+        assert_eq!(
+            scan(&restored, b"k"),
+            (4, vec![(b"k".to_vec(), b"v".to_vec())])
+        );
+    }
+
+    /// A fresh directory under the system temp dir, for one test.
+    fn tempdir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "tidemark-rocks-{name}-{}-{:?}",
+            std::process::id(),
+            std::time::SystemTime::now()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(dir.with_extension("copy"));
+        dir
+    }
+}

@@ -2,7 +2,7 @@
 //! outputs. Shared by the actors that merge channels and those that read sources.
 
 use tidemark_state::WriteBatch;
-use tidemark_types::{Barrier, StreamChunk, Watermark};
+use tidemark_types::{Barrier, Message, StreamChunk, Watermark};
 
 use crate::operator::SnapshotSource;
 use crate::outputs::{Outputs, Shared};
@@ -86,6 +86,9 @@ impl Chain {
                 committed,
                 uncommitted: &batch,
             })?
+            .into_iter()
+            .map(Message::Chunk)
+            .collect()
         } else {
             Vec::new()
         };

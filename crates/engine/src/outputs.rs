@@ -184,14 +184,17 @@ impl Outputs {
         barrier: Barrier,
         batch: WriteBatch,
         shared: &Shared,
-        snapshot: impl FnOnce() -> Result<Vec<StreamChunk>>,
+        snapshot: impl FnOnce() -> Result<Vec<Message>>,
     ) -> Result<bool> {
         if barrier.adds_outputs_to(self.actor) {
             let added = shared.take_outputs(self.actor);
-            let chunks = snapshot()?;
+            let messages = snapshot()?;
             for d in &added {
-                for chunk in &chunks {
-                    d.send_chunk(chunk.clone()).await?;
+                for message in &messages {
+                    match message {
+                        Message::Chunk(chunk) => d.send_chunk(chunk.clone()).await?,
+                        other => d.broadcast(other).await,
+                    }
                 }
                 for (&column, &value) in &self.watermarks {
                     d.broadcast(&Message::Watermark(Watermark { column, value }))

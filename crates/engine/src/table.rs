@@ -14,7 +14,7 @@ use tidemark_plan::RelationId;
 use tidemark_state::{
     decode_count, encode_count, RelationLayout, RowCodec, StateStore, StateTable, WriteBatch,
 };
-use tidemark_types::{Op, StreamChunk};
+use tidemark_types::{Message, Op, StreamChunk, Watermark};
 
 use crate::operators::SNAPSHOT_CHUNK_ROWS;
 use crate::{Error, Result};
@@ -33,11 +33,7 @@ pub struct TableSpec {
 
 impl TableSpec {
     pub fn layout(&self) -> RelationLayout {
-        if self.primary_key.is_some() {
-            RelationLayout::Keyed
-        } else {
-            RelationLayout::Multiset
-        }
+        RelationLayout::of_table(self.primary_key.is_some(), self.event_time.is_some())
     }
 }
 
@@ -60,6 +56,8 @@ pub enum DmlRequest {
 pub struct TableState {
     spec: TableSpec,
     state: StateTable,
+    /// The next statement's arrival number (`RelationLayout::Sequenced`).
+    next_statement: u64,
     row_codec: RowCodec,
     key_codec: Option<RowCodec>,
 }
@@ -90,6 +88,14 @@ impl TableState {
     }
 
     fn with_state(spec: TableSpec, state: StateTable) -> Result<Self> {
+        let next_statement = match spec.layout() {
+            RelationLayout::Sequenced => state
+                .iter()
+                .filter_map(|(k, _)| k.get(..8)?.try_into().ok().map(u64::from_be_bytes))
+                .max()
+                .map_or(0, |n| n + 1),
+            _ => 0,
+        };
         let key_codec = spec
             .primary_key
             .as_ref()
@@ -97,6 +103,7 @@ impl TableState {
             .transpose()?;
         Ok(Self {
             state,
+            next_statement,
             row_codec: RowCodec::for_schema(&spec.schema)?,
             key_codec,
             spec,
@@ -186,8 +193,20 @@ impl TableState {
         Ok(())
     }
 
-    /// The state key of each row: its primary key, or the whole row.
-    fn keys_of(&self, batch: &RecordBatch) -> Result<Vec<Vec<u8>>> {
+    /// The state key of each row: its primary key, its arrival number, or
+    /// the whole row.
+    fn keys_of(&mut self, batch: &RecordBatch) -> Result<Vec<Vec<u8>>> {
+        if self.spec.layout() == RelationLayout::Sequenced {
+            let statement = self.next_statement;
+            self.next_statement += 1;
+            return Ok((0..batch.num_rows() as u32)
+                .map(|row| {
+                    let mut key = statement.to_be_bytes().to_vec();
+                    key.extend_from_slice(&row.to_be_bytes());
+                    key
+                })
+                .collect());
+        }
         Ok(match (&self.key_codec, &self.spec.primary_key) {
             (Some(codec), Some(pk)) => {
                 let cols: Vec<ArrayRef> = pk.iter().map(|&i| Arc::clone(batch.column(i))).collect();
@@ -239,7 +258,7 @@ impl TableState {
 
     fn add_rows(&mut self, batch: &RecordBatch, keys: Vec<Vec<u8>>) -> Result<()> {
         match self.spec.layout() {
-            RelationLayout::Keyed => {
+            RelationLayout::Keyed | RelationLayout::Sequenced => {
                 let rows = self.row_codec.encode(batch.columns())?;
                 for (key, row) in keys.into_iter().zip(rows) {
                     self.state.insert(key, row);
@@ -258,7 +277,7 @@ impl TableState {
     fn remove_rows(&mut self, keys: &[Vec<u8>]) -> Result<()> {
         for key in keys {
             match self.spec.layout() {
-                RelationLayout::Keyed => {
+                RelationLayout::Keyed | RelationLayout::Sequenced => {
                     self.state.remove(key);
                 }
                 RelationLayout::Multiset => {
@@ -290,7 +309,7 @@ impl TableState {
         entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
         for (key, value) in entries {
             match self.spec.layout() {
-                RelationLayout::Keyed => {
+                RelationLayout::Keyed | RelationLayout::Sequenced => {
                     rows.push(value);
                     keys.push(key.clone());
                 }
@@ -359,21 +378,57 @@ impl TableState {
         )
     }
 
-    /// The whole table as insert chunks, for a view attached to it.
-    pub fn snapshot(&self) -> Result<Vec<StreamChunk>> {
-        let (all, _) = self.all_rows()?;
-        let mut chunks = Vec::new();
-        let mut offset = 0;
-        while offset < all.num_rows() {
-            let len = SNAPSHOT_CHUNK_ROWS.min(all.num_rows() - offset);
-            chunks.push(StreamChunk::inserts(all.slice(offset, len)));
-            offset += len;
+    /// The whole table as a view attached to it starts from: inserts, and
+    /// for a table with event time, its rows statement by statement in
+    /// arrival order, each followed by the watermark it moved to, so rows
+    /// that were late when they arrived are late for the new view too.
+    pub fn snapshot(&self) -> Result<Vec<Message>> {
+        let (all, keys) = self.all_rows()?;
+        let mut out = Vec::new();
+        match (self.spec.layout(), self.spec.event_time) {
+            (RelationLayout::Sequenced, Some(t)) => {
+                let mut watermark: Option<i64> = None;
+                let mut start = 0;
+                while start < all.num_rows() {
+                    let statement = &keys[start][..8];
+                    let mut end = start + 1;
+                    while end < all.num_rows() && &keys[end][..8] == statement {
+                        end += 1;
+                    }
+                    let rows = all.slice(start, end - start);
+                    let latest = crate::event_time::max_micros(rows.column(t.column));
+                    push_chunks(&mut out, &rows);
+                    if let Some(value) = latest.map(|l| l.saturating_sub(t.delay_us)) {
+                        if watermark.is_none_or(|w| value > w) {
+                            watermark = Some(value);
+                            out.push(Message::Watermark(Watermark {
+                                column: t.column,
+                                value,
+                            }));
+                        }
+                    }
+                    start = end;
+                }
+            }
+            _ => push_chunks(&mut out, &all),
         }
-        Ok(chunks)
+        Ok(out)
     }
 
     pub fn take_delta(&mut self, batch: &mut WriteBatch) {
         self.state.take_delta(batch);
+    }
+}
+
+/// `rows` as insert chunks of at most `SNAPSHOT_CHUNK_ROWS`.
+fn push_chunks(out: &mut Vec<Message>, rows: &RecordBatch) {
+    let mut offset = 0;
+    while offset < rows.num_rows() {
+        let len = SNAPSHOT_CHUNK_ROWS.min(rows.num_rows() - offset);
+        out.push(Message::Chunk(StreamChunk::inserts(
+            rows.slice(offset, len),
+        )));
+        offset += len;
     }
 }
 

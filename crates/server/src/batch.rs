@@ -72,12 +72,10 @@ impl Database {
         let mut providers: Providers = Vec::with_capacity(relations.len());
         for (r, entries) in relations.iter().zip(entries) {
             let decoded = match &r.kind {
-                RelationKind::Table {
-                    primary_key: Some(_),
-                    ..
-                } => decode_relation(r.id, RelationLayout::Keyed, &r.schema, &entries),
-                RelationKind::Table { .. } => {
-                    decode_relation(r.id, RelationLayout::Multiset, &r.schema, &entries)
+                RelationKind::Table { primary_key, .. } => {
+                    let layout =
+                        RelationLayout::of_table(primary_key.is_some(), r.event_time.is_some());
+                    decode_relation(r.id, layout, &r.schema, &entries)
                 }
                 _ => decode_view(r.id, &r.schema, &entries),
             };

@@ -26,6 +26,22 @@ pub enum RelationLayout {
     /// Key: the encoded row; value: its multiplicity (i64, big-endian). Tables
     /// without a primary key, where equal rows are interchangeable.
     Multiset,
+    /// Key: the arrival number (statement u64, row u32, big-endian); value:
+    /// the encoded row. Append-only tables with `WATERMARK FOR`, whose rows'
+    /// order decides which are late: a view attached later, or restored,
+    /// replays them in the order they arrived.
+    Sequenced,
+}
+
+impl RelationLayout {
+    /// The layout of a table with or without a primary key and event time.
+    pub fn of_table(primary_key: bool, event_time: bool) -> Self {
+        match (primary_key, event_time) {
+            (true, _) => RelationLayout::Keyed,
+            (false, true) => RelationLayout::Sequenced,
+            (false, false) => RelationLayout::Multiset,
+        }
+    }
 }
 
 // A view's layout: key: the writer's partition (u16, big-endian), then the
@@ -68,7 +84,9 @@ pub fn decode_relation(
     let codec = RowCodec::for_schema(schema)?;
     let mut rows: Vec<&[u8]> = Vec::with_capacity(entries.len());
     match layout {
-        RelationLayout::Keyed => rows.extend(entries.iter().map(|(_, v)| v.as_slice())),
+        RelationLayout::Keyed | RelationLayout::Sequenced => {
+            rows.extend(entries.iter().map(|(_, v)| v.as_slice()))
+        }
         RelationLayout::Multiset => {
             for (key, value) in entries {
                 let count = decode_count(table, value)?;

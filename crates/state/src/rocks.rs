@@ -116,6 +116,15 @@ impl RocksDbStore {
         })
     }
 
+    /// The column family of the state tables.
+    fn data(&self) -> Result<&rocksdb::ColumnFamily> {
+        self.db
+            .cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME)
+            .ok_or_else(|| Error::NotAStore {
+                path: self.path.clone(),
+            })
+    }
+
     fn check_format(&self, existed: bool) -> Result<()> {
         let meta = self.meta()?;
         let found = self
@@ -187,12 +196,7 @@ impl RocksDbStore {
 
     fn build_batch(&self, epoch: Epoch, batch: WriteBatch) -> Result<rocksdb::WriteBatch> {
         let mut out = rocksdb::WriteBatch::default();
-        let data = self.db.cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME);
-        let Some(data) = data else {
-            return Err(Error::NotAStore {
-                path: self.path.clone(),
-            });
-        };
+        let data = self.data()?;
         for prefix in &batch.delete_prefixes {
             match prefix_end(prefix) {
                 Some(end) => out.delete_range_cf(data, prefix.as_slice(), end.as_slice()),
@@ -345,11 +349,7 @@ impl StateStore for RocksDbStore {
             .get_cf(self.meta()?, COMMITTED_KEY)
             .map_err(|e| storage(&self.path, "reading the committed epoch", e))?;
         let committed = decode_epoch(committed.as_deref())?;
-        let Some(data) = self.db.cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME) else {
-            return Err(Error::NotAStore {
-                path: self.path.clone(),
-            });
-        };
+        let data = self.data()?;
         let mut out = Vec::with_capacity(prefixes.len());
         for prefix in prefixes {
             let mut read = ReadOptions::default();

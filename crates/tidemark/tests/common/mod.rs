@@ -11,10 +11,13 @@ use std::time::Duration;
 
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
-/// A server process and the port it listens on.
+/// A server process, the port it listens on, and its log lines.
 pub struct Server {
     pub child: Child,
     pub port: u16,
+    /// Fed by a thread that reads the server's stdout to its end, so the
+    /// server never blocks on a full pipe.
+    log: mpsc::Receiver<String>,
 }
 
 impl Server {
@@ -49,20 +52,26 @@ impl Server {
                 let _ = tx.send(line);
             }
         });
-        let port = loop {
-            match rx.recv_timeout(Duration::from_secs(120)) {
-                Ok(line) => {
-                    if let Some(at) = line.find("listening on ") {
-                        let addr = line[at + "listening on ".len()..].trim();
-                        break addr.rsplit(':').next().unwrap().parse().unwrap();
-                    }
-                }
-                Err(e) => panic!("the server did not start listening: {e}"),
-            }
+        let mut server = Server {
+            child,
+            port: 0,
+            log: rx,
         };
-        // Keep draining the log so the server never blocks on a full pipe.
-        std::thread::spawn(move || while rx.recv().is_ok() {});
-        Server { child, port }
+        let line = server.wait_for_log("listening on ");
+        let addr = line[line.find("listening on ").unwrap() + "listening on ".len()..].trim();
+        server.port = addr.rsplit(':').next().unwrap().parse().unwrap();
+        server
+    }
+
+    /// The next log line containing `needle`; panics after two minutes.
+    pub fn wait_for_log(&mut self, needle: &str) -> String {
+        loop {
+            match self.log.recv_timeout(Duration::from_secs(120)) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("no log line with {needle:?}: {e}"),
+            }
+        }
     }
 
     pub async fn connect(&self) -> Client {

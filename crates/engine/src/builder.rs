@@ -1,6 +1,6 @@
 //! Turns a planned [`StreamGraph`] into running actors wired by channels.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
@@ -11,9 +11,10 @@ use tokio::sync::mpsc::{self, Receiver};
 use tidemark_connectors::{ConnectorConfig, SplitReader};
 
 use crate::actor::Actor;
-use crate::chain::Chain;
+use crate::chain::{Chain, ChainPlace};
 use crate::coordinator::Injector;
 use crate::dispatch::{Dispatcher, Output};
+use crate::durable::{operator_prefix, ActorRecord, Durability, ACTOR_RECORD};
 use crate::merge::Merge;
 use crate::metrics::JobMetrics;
 use crate::operators::{
@@ -147,11 +148,11 @@ fn build_operator(
             },
             Arc::clone(metrics),
         )?),
-        OperatorSpec::Materialize { relation, .. } => {
-            let partition = u16::try_from(index)
-                .map_err(|_| Error::Unsupported(format!("parallelism above {}", u16::MAX)))?;
-            Box::new(Materialize::new(*relation, partition, Arc::clone(schema))?)
-        }
+        OperatorSpec::Materialize { relation, .. } => Box::new(Materialize::new(
+            *relation,
+            partition_of(index)?,
+            Arc::clone(schema),
+        )?),
     })
 }
 
@@ -200,18 +201,20 @@ type OpenedSource = (
     bool,
 );
 
-/// Opens a source's splits for a new reader, from the start.
+/// Opens a source's splits for a new reader: from the start, or at the
+/// split positions of a restored reader.
 fn open_source(
     name: &str,
     schema: &SchemaRef,
     options: &[(String, String)],
+    positions: Option<&[u64]>,
 ) -> Result<OpenedSource> {
     let options = options.iter().cloned().collect();
     let fail =
         |e: tidemark_connectors::ConnectorError| Error::Source(format!("source \"{name}\": {e}"));
     let config = tidemark_connectors::parse_options(&options, schema).map_err(fail)?;
     let readers =
-        tidemark_connectors::open_splits(&config, Arc::clone(schema), None).map_err(fail)?;
+        tidemark_connectors::open_splits(&config, Arc::clone(schema), positions).map_err(fail)?;
     let bounded = match &config.connector {
         ConnectorConfig::File(f) => !f.watch,
         ConnectorConfig::Datagen(d) => d.total_rows().is_some(),
@@ -224,11 +227,52 @@ fn open_source(
     Ok((readers, config.idle_timeout, bounded, catches_up))
 }
 
+/// Why a job with this plan cannot resume from its checkpointed state after
+/// a restart (it is recomputed then), or `None` when it can.
+pub(crate) fn recompute_reason(graph: &StreamGraph) -> Result<Option<String>> {
+    let metrics = Arc::new(JobMetrics::default());
+    for f in &graph.fragments {
+        for spec in &f.operators {
+            if let Durability::Recompute(why) =
+                build_operator(spec, &f.schema, 0, &metrics)?.durability()
+            {
+                return Ok(Some(why));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// A job's committed state, by full key, when it resumes from a checkpoint.
+pub(crate) type RestoredState = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// The stored record of actor `index` of fragment `fragment`, if restoring.
+fn stored_record(
+    restored: Option<&RestoredState>,
+    job: RelationId,
+    fragment: u32,
+    index: usize,
+) -> Result<Option<ActorRecord>> {
+    let Some(all) = restored else {
+        return Ok(None);
+    };
+    let key = operator_prefix(job, fragment, ACTOR_RECORD, partition_of(index)?);
+    all.get(&key).map(|b| ActorRecord::decode(b)).transpose()
+}
+
+fn partition_of(index: usize) -> Result<u16> {
+    u16::try_from(index).map_err(|_| Error::Unsupported(format!("parallelism above {}", u16::MAX)))
+}
+
+/// Builds and starts the actors of job `job`; with `restored`, each resumes
+/// from the job's checkpointed state instead of from empty.
 pub(crate) fn build_job(
     runtime: &Runtime,
+    job: RelationId,
     name: &str,
     graph: &StreamGraph,
     metrics: &Arc<JobMetrics>,
+    restored: Option<&RestoredState>,
 ) -> Result<BuiltJob> {
     let parallelism = runtime.parallelism().max(1);
     let mut actors_of: HashMap<u32, Vec<ActorId>> = HashMap::new();
@@ -251,7 +295,14 @@ pub(crate) fn build_job(
                 ..
             } = input
             {
-                opened.insert(f.id, open_source(name, schema, options)?);
+                let record = stored_record(restored, job, f.id, 0)?;
+                let positions: Option<Vec<u64>> = record
+                    .and_then(|r| r.source)
+                    .map(|s| s.splits.iter().map(|p| p.position).collect());
+                opened.insert(
+                    f.id,
+                    open_source(name, schema, options, positions.as_deref())?,
+                );
             }
         }
     }
@@ -312,12 +363,21 @@ pub(crate) fn build_job(
             .iter()
             .any(|i| matches!(i, FragmentInput::Relation { .. }));
         for (index, &actor) in actors_of[&f.id].iter().enumerate() {
-            let chain = Chain::new(
+            let mut chain = Chain::new(
                 f.operators
                     .iter()
                     .map(|spec| build_operator(spec, &f.schema, index, metrics))
                     .collect::<Result<Vec<_>>>()?,
-            );
+            )
+            .at(ChainPlace {
+                job,
+                fragment: f.id,
+                partition: partition_of(index)?,
+            });
+            let record = match restored {
+                Some(all) => chain.restore(all)?,
+                None => None,
+            };
             let outputs = Outputs::new(actor, dispatchers.remove(&actor).unwrap_or_default());
             match source {
                 Some((source, event_time)) => {
@@ -343,16 +403,24 @@ pub(crate) fn build_job(
                         outputs,
                         shared: Arc::clone(runtime.shared()),
                         metrics: Arc::clone(metrics),
+                        restored: record,
                     }));
                 }
-                None => spawned.push(Actor {
-                    id: actor,
-                    merge: Merge::new(receivers.remove(&actor).unwrap_or_default()),
-                    chain,
-                    outputs,
-                    shared: Arc::clone(runtime.shared()),
-                    count_input: reads_relation.then(|| Arc::clone(metrics)),
-                }),
+                None => {
+                    let mut spawn = Actor {
+                        id: actor,
+                        merge: Merge::new(receivers.remove(&actor).unwrap_or_default()),
+                        chain,
+                        outputs,
+                        shared: Arc::clone(runtime.shared()),
+                        count_input: reads_relation.then(|| Arc::clone(metrics)),
+                        rows_in: 0,
+                    };
+                    if let Some(record) = record {
+                        spawn.restore(record)?;
+                    }
+                    spawned.push(spawn);
+                }
             }
             all.push(actor);
         }

@@ -1,20 +1,72 @@
 //! A fused chain of operators: what an actor runs between its input and its
 //! outputs. Shared by the actors that merge channels and those that read sources.
 
-use tidemark_state::WriteBatch;
+use std::collections::BTreeMap;
+
+use tidemark_plan::{FragmentId, RelationId};
+use tidemark_state::{Write, WriteBatch};
 use tidemark_types::{Barrier, Message, StreamChunk, Watermark};
 
+use crate::durable::{operator_prefix, ActorRecord, StateEntries, ACTOR_RECORD};
 use crate::operator::SnapshotSource;
 use crate::outputs::{Outputs, Shared};
-use crate::{Operator, Result};
+use crate::{Error, Operator, Result};
+
+/// Where a chain's operators keep their state: one actor of one fragment of a job.
+#[derive(Debug, Clone, Copy)]
+pub struct ChainPlace {
+    pub job: RelationId,
+    pub fragment: FragmentId,
+    pub partition: u16,
+}
+
+impl ChainPlace {
+    fn prefix(&self, operator: u16) -> Vec<u8> {
+        operator_prefix(self.job, self.fragment, operator, self.partition)
+    }
+}
 
 pub struct Chain {
     operators: Vec<Box<dyn Operator>>,
+    /// `None` in tests: state is not written.
+    place: Option<ChainPlace>,
+}
+
+/// The committed entries under `prefix`, with the prefix cut off.
+fn entries_under(all: &BTreeMap<Vec<u8>, Vec<u8>>, prefix: &[u8]) -> StateEntries {
+    all.range(prefix.to_vec()..)
+        .take_while(|(k, _)| k.starts_with(prefix))
+        .map(|(k, v)| (k[prefix.len()..].to_vec(), v.clone()))
+        .collect()
 }
 
 impl Chain {
     pub fn new(operators: Vec<Box<dyn Operator>>) -> Self {
-        Self { operators }
+        Self {
+            operators,
+            place: None,
+        }
+    }
+
+    /// Makes the chain write its operators' state (and its actor's record)
+    /// at every checkpoint, under `place`.
+    pub fn at(mut self, place: ChainPlace) -> Self {
+        self.place = Some(place);
+        self
+    }
+
+    /// Loads every operator's state from `all` (the job's committed state
+    /// entries); returns the actor's record, if one was stored.
+    pub fn restore(&mut self, all: &BTreeMap<Vec<u8>, Vec<u8>>) -> Result<Option<ActorRecord>> {
+        let place = self
+            .place
+            .ok_or_else(|| Error::Internal("restoring a chain without a place".into()))?;
+        for (i, op) in self.operators.iter_mut().enumerate() {
+            op.restore(entries_under(all, &place.prefix(i as u16)))?;
+        }
+        all.get(&place.prefix(ACTOR_RECORD))
+            .map(|bytes| ActorRecord::decode(bytes))
+            .transpose()
     }
 
     /// Feeds `chunks` through the operators from `from` on.
@@ -61,11 +113,13 @@ impl Chain {
     /// A barrier reached the chain: every operator emits what the checkpoint
     /// releases and hands its state changes, then the barrier protocol runs
     /// (see [`Outputs::pass_barrier`]). Returns whether the actor stops here.
+    /// `record` is the actor's own record for this checkpoint.
     pub async fn on_barrier(
         &mut self,
         barrier: Barrier,
         outputs: &mut Outputs,
         shared: &Shared,
+        record: impl FnOnce(&Outputs) -> ActorRecord,
     ) -> Result<bool> {
         let mut batch = WriteBatch::default();
         for i in 0..self.operators.len() {
@@ -74,9 +128,17 @@ impl Chain {
             let out = self.push_through(i + 1, emitted)?;
             outputs.send(out).await?;
         }
+        if let Some(place) = self.place {
+            for (i, op) in self.operators.iter_mut().enumerate() {
+                let mut state = WriteBatch::default();
+                op.checkpoint_state(&mut state)?;
+                prefix_writes(&place.prefix(i as u16), state, &mut batch);
+            }
+            batch.put(place.prefix(ACTOR_RECORD), record(outputs).encode());
+        }
         // Computed here, not inside `pass_barrier`: operators need not be
         // `Sync`, so `self` cannot be borrowed across its awaits.
-        let snapshot = if outputs.adds_outputs(&barrier) {
+        let snapshot = if outputs.snapshots_for(&barrier) {
             // The previous epoch commits without this actor: it has acknowledged
             // it, and this one cannot commit before this actor does.
             let committed = barrier.epoch - 1;
@@ -103,5 +165,22 @@ impl Chain {
             Some(op) => op.snapshot(from),
             None => Ok(Vec::new()),
         }
+    }
+}
+
+/// Moves `state`'s writes (keys relative to `prefix`) into `batch`.
+fn prefix_writes(prefix: &[u8], state: WriteBatch, batch: &mut WriteBatch) {
+    let full = |key: Vec<u8>| {
+        let mut k = Vec::with_capacity(prefix.len() + key.len());
+        k.extend_from_slice(prefix);
+        k.extend_from_slice(&key);
+        k
+    };
+    for p in state.delete_prefixes {
+        batch.delete_prefixes.push(full(p));
+    }
+    for (key, write) in state.writes {
+        let write: Write = write;
+        batch.writes.push((full(key), write));
     }
 }

@@ -8,12 +8,13 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use tidemark_plan::RelationId;
-use tidemark_state::{table_prefix, StateStore, WriteBatch};
+use tidemark_state::{job_state_table, table_prefix, StateStore, WriteBatch};
 use tidemark_types::{ActorId, Barrier, Epoch, Mutation};
 use tokio::sync::mpsc::{Sender, UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
 
 use crate::checkpoints::{batch_size, CheckpointLog, CheckpointStats};
+use crate::durable::job_record_key;
 use crate::outputs::{ActorEvent, Shared};
 use crate::table_actor::TableMessage;
 use crate::{Error, Result};
@@ -97,6 +98,8 @@ pub struct Coordinator {
     /// The first commit the store refused, with its reason. No later epoch
     /// commits after it: it would lack that epoch's changes.
     broken: Option<(Epoch, String)>,
+    /// Job records of failed jobs, deleted with the next epoch injected.
+    failed_records: Vec<Vec<u8>>,
 }
 
 impl Coordinator {
@@ -118,6 +121,7 @@ impl Coordinator {
             sources: HashMap::new(),
             inflight: BTreeMap::new(),
             broken: None,
+            failed_records: Vec::new(),
         }
     }
 
@@ -127,7 +131,9 @@ impl Coordinator {
         mut commands: UnboundedReceiver<Command>,
         mut events: UnboundedReceiver<ActorEvent>,
     ) {
-        let mut ticker = tokio::time::interval(interval);
+        // The first tick after one interval, not at once: a barrier racing
+        // the first job's start would only shift epochs.
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -149,6 +155,9 @@ impl Coordinator {
         let epoch = self.next_epoch;
         self.next_epoch += 1;
         let mut batch = change.catalog;
+        for key in self.failed_records.drain(..) {
+            batch.delete(key);
+        }
         if let Some((id, actors, upstreams)) = change.start {
             for a in &actors {
                 self.live.insert(*a, id);
@@ -166,6 +175,9 @@ impl Coordinator {
         let pending: HashSet<ActorId> = self.live.keys().copied().collect();
         let stopped_source = change.stop.and_then(|id| {
             batch.delete_prefixes.push(table_prefix(id));
+            batch
+                .delete_prefixes
+                .push(table_prefix(job_state_table(id)));
             if let Some(job) = self.jobs.remove(&id) {
                 for a in &job.actors {
                     self.live.remove(a);
@@ -249,6 +261,14 @@ impl Coordinator {
         let mut stopped = Vec::new();
         for id in doomed {
             failures.entry(id).or_insert_with(|| Arc::clone(&error));
+            // The job stops short of the epochs still to commit: its stored
+            // state no longer matches its inputs', so a restart must not
+            // resume from it. Gone from every epoch not yet committed.
+            let record = job_record_key(id);
+            for inflight in self.inflight.values_mut() {
+                inflight.batch.delete(record.clone());
+            }
+            self.failed_records.push(record);
             if let Some(j) = self.jobs.get(&id) {
                 for a in &j.actors {
                     self.live.remove(a);

@@ -8,6 +8,9 @@ use std::task::Poll;
 use tidemark_types::{Barrier, Message, Watermark};
 use tokio::sync::mpsc::Receiver;
 
+/// Per watermark column, each input's last watermark.
+pub type InputWatermarks = BTreeMap<usize, Vec<Option<i64>>>;
+
 /// Upstream channels of one actor.
 pub struct Merge {
     inputs: Vec<Receiver<Message>>,
@@ -15,8 +18,7 @@ pub struct Merge {
     blocked: Vec<bool>,
     closed: Vec<bool>,
     barrier: Option<Barrier>,
-    /// Per watermark column: the last watermark of each input.
-    watermarks: BTreeMap<usize, Vec<Option<i64>>>,
+    watermarks: InputWatermarks,
     /// Per watermark column: the last merged watermark forwarded.
     emitted: BTreeMap<usize, i64>,
     start: usize,
@@ -88,6 +90,30 @@ impl Merge {
             Poll::Pending
         })
         .await
+    }
+
+    /// Per watermark column, each input's last watermark and the merged one
+    /// passed on: what a restored actor resumes from.
+    pub fn watermarks(&self) -> (InputWatermarks, BTreeMap<usize, i64>) {
+        (self.watermarks.clone(), self.emitted.clone())
+    }
+
+    /// Resumes from [`Merge::watermarks`] of the same inputs, in the same order.
+    pub fn restore_watermarks(
+        &mut self,
+        inputs: InputWatermarks,
+        merged: BTreeMap<usize, i64>,
+    ) -> crate::Result<()> {
+        if let Some(values) = inputs.values().find(|v| v.len() != self.inputs.len()) {
+            return Err(crate::Error::Internal(format!(
+                "restored watermarks of {} inputs for an actor with {}",
+                values.len(),
+                self.inputs.len()
+            )));
+        }
+        self.watermarks = inputs;
+        self.emitted = merged;
+        Ok(())
     }
 
     fn try_release(&mut self) -> Option<Barrier> {

@@ -1,6 +1,7 @@
 use tidemark_state::{StateStore, WriteBatch};
 use tidemark_types::{Epoch, StreamChunk, Watermark};
 
+use crate::durable::{Durability, StateEntries};
 use crate::Result;
 
 /// One step of a fused operator chain.
@@ -38,6 +39,26 @@ pub trait Operator: Send {
         _batch: &mut WriteBatch,
         _out: &mut Vec<StreamChunk>,
     ) -> Result<()> {
+        Ok(())
+    }
+
+    /// Whether the state this operator keeps survives a restart. The
+    /// default is the safe answer for an operator that says nothing: a job
+    /// holding it is recomputed.
+    fn durability(&self) -> Durability {
+        Durability::Recompute(format!("{} does not checkpoint its state", self.name()))
+    }
+
+    /// Called after `on_checkpoint` of every epoch: write the state changed
+    /// since the previous call into `state`, keys relative to this
+    /// operator's own key space (the chain adds its prefix).
+    fn checkpoint_state(&mut self, _state: &mut WriteBatch) -> Result<()> {
+        Ok(())
+    }
+
+    /// Loads what `checkpoint_state` wrote, as of the last committed epoch,
+    /// before the first chunk: keys relative, in key order.
+    fn restore(&mut self, _entries: StateEntries) -> Result<()> {
         Ok(())
     }
 

@@ -170,15 +170,21 @@ impl Outputs {
         }
     }
 
-    /// The barrier protocol, after the actor has collected its state changes:
-    /// attach new downstreams (sending them `snapshot` first), drop stopped
-    /// ones, acknowledge the epoch, and pass the barrier on. Returns whether
-    /// the actor itself stops here.
-    /// Whether `barrier` attaches new downstreams, which start from a snapshot.
-    pub fn adds_outputs(&self, barrier: &Barrier) -> bool {
-        barrier.adds_outputs_to(self.actor)
+    /// Whether `barrier` attaches new downstreams that start from a snapshot.
+    pub fn snapshots_for(&self, barrier: &Barrier) -> bool {
+        barrier.snapshots_for(self.actor)
     }
 
+    /// The watermarks last sent, by column: part of a restored actor's state.
+    pub fn watermarks(&self) -> &BTreeMap<usize, i64> {
+        &self.watermarks
+    }
+
+    /// The barrier protocol, after the actor has collected its state changes:
+    /// attach new downstreams (sending them `snapshot` first, when the barrier
+    /// asks for one, then the current watermarks), drop stopped ones,
+    /// acknowledge the epoch, and pass the barrier on. Returns whether the
+    /// actor itself stops here.
     pub async fn pass_barrier(
         &mut self,
         barrier: Barrier,
@@ -188,7 +194,11 @@ impl Outputs {
     ) -> Result<bool> {
         if barrier.adds_outputs_to(self.actor) {
             let added = shared.take_outputs(self.actor);
-            let messages = snapshot()?;
+            let messages = if barrier.snapshots_for(self.actor) {
+                snapshot()?
+            } else {
+                Vec::new()
+            };
             for d in &added {
                 for message in &messages {
                     match message {

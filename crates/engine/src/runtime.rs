@@ -7,14 +7,15 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tidemark_plan::{RelationId, StreamGraph};
-use tidemark_state::{StateStore, WriteBatch};
+use tidemark_state::{job_state_table, table_prefix, StateStore, WriteBatch};
 use tidemark_types::{ActorId, Epoch, Mutation};
 use tokio::sync::mpsc::{self, UnboundedSender};
 use tokio::sync::oneshot;
 
-use crate::builder::build_job;
+use crate::builder::{build_job, recompute_reason, RestoredState};
 use crate::checkpoints::{CheckpointLog, CheckpointStats};
 use crate::coordinator::{Command, Coordinator, Failures, Injector, JobChange};
+use crate::durable::{job_record_key, JobRecord};
 use crate::metrics::{JobMetrics, JobStats};
 use crate::outputs::{Outputs, Shared};
 use crate::table::{DmlRequest, TableSpec, TableState};
@@ -58,6 +59,21 @@ struct Inner {
     next_actor: AtomicU32,
     /// Job changes one at a time, so each attaches at its own barrier.
     ddl: tokio::sync::Mutex<()>,
+    /// Views restored at start by recomputing them: they send their whole
+    /// contents again, so no view built on one can resume from its checkpoint.
+    recomputed: Mutex<std::collections::HashSet<RelationId>>,
+}
+
+/// How a view's job started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ViewStart {
+    /// A new view, computed from its inputs' current contents.
+    Created,
+    /// A restored view, resumed from its checkpointed state and source offsets.
+    Resumed,
+    /// A restored view whose state could not be resumed, recomputed from its
+    /// inputs, for this reason.
+    Recomputed(String),
 }
 
 impl Runtime {
@@ -86,6 +102,7 @@ impl Runtime {
                 failures,
                 next_actor: AtomicU32::new(1),
                 ddl: tokio::sync::Mutex::new(()),
+                recomputed: Mutex::default(),
             }),
         }
     }
@@ -152,6 +169,17 @@ impl Runtime {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// Whether some view restored at start was recomputed rather than
+    /// resumed: its rows are incomplete until it catches up with its inputs.
+    pub fn recomputed_any(&self) -> bool {
+        !self
+            .inner
+            .recomputed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
     }
 
     /// The counters of a running job (a view), if it runs.
@@ -240,16 +268,48 @@ impl Runtime {
     /// upstream relation, then all later changes. Returns once the view's
     /// first epoch is committed (so it is readable), or its job's error.
     /// `catalog` commits with that first epoch.
+    ///
+    /// With `restore` (a view that existed before a restart), the job resumes
+    /// from its checkpointed state and source offsets when it can, attaching
+    /// to its upstreams without a snapshot; else its stored rows are cleared
+    /// and it is recomputed.
     pub async fn create_view(
         &self,
         id: RelationId,
         name: &str,
         graph: &StreamGraph,
-        catalog: WriteBatch,
-    ) -> Result<()> {
+        mut catalog: WriteBatch,
+        restore: bool,
+    ) -> Result<ViewStart> {
         let _ddl = self.inner.ddl.lock().await;
+        let record = JobRecord {
+            parallelism: self.parallelism() as u32,
+            plan: graph.explain(self.parallelism()).join("\n"),
+        };
+        let (start, restored) = if restore {
+            match self.resumable(id, graph, &record)? {
+                Ok(state) => (ViewStart::Resumed, Some(state)),
+                Err(reason) => (ViewStart::Recomputed(reason), None),
+            }
+        } else {
+            (ViewStart::Created, None)
+        };
+        if restored.is_none() {
+            if restore {
+                catalog.delete_prefixes.push(table_prefix(id));
+                catalog
+                    .delete_prefixes
+                    .push(table_prefix(job_state_table(id)));
+                self.inner
+                    .recomputed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id);
+            }
+            catalog.put(job_record_key(id), record.encode());
+        }
         let metrics = Arc::new(JobMetrics::default());
-        let built = build_job(self, name, graph, &metrics)?;
+        let built = build_job(self, id, name, graph, &metrics, restored.as_ref())?;
         self.register_job(
             id,
             JobActors {
@@ -259,7 +319,10 @@ impl Runtime {
             },
         );
         self.barrier(JobChange {
-            mutation: Some(Mutation::AddOutputs(built.upstream_actors)),
+            mutation: Some(Mutation::AddOutputs {
+                actors: built.upstream_actors,
+                snapshot: restored.is_none(),
+            }),
             start: Some((id, built.actors, built.upstreams)),
             injectors: built.injectors,
             catalog,
@@ -268,8 +331,58 @@ impl Runtime {
         .await?;
         match self.failure(id) {
             Some(e) => Err(Error::JobFailed(name.to_string(), e.to_string())),
-            None => Ok(()),
+            None => Ok(start),
         }
+    }
+
+    /// The committed state view `id` resumes from, or why it cannot.
+    fn resumable(
+        &self,
+        id: RelationId,
+        graph: &StreamGraph,
+        record: &JobRecord,
+    ) -> Result<std::result::Result<RestoredState, String>> {
+        if let Some(why) = recompute_reason(graph)? {
+            return Ok(Err(why));
+        }
+        let recomputed = self
+            .inner
+            .recomputed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for f in &graph.fragments {
+            for input in &f.inputs {
+                if let tidemark_plan::FragmentInput::Relation { id, name, .. } = input {
+                    if recomputed.contains(id) {
+                        return Ok(Err(format!("it reads \"{name}\", which is recomputed")));
+                    }
+                }
+            }
+        }
+        let prefix = table_prefix(job_state_table(id));
+        let (_, mut scanned) = self
+            .inner
+            .shared
+            .store()
+            .scan_prefixes(std::slice::from_ref(&prefix))?;
+        let state: RestoredState = scanned.pop().unwrap_or_default().into_iter().collect();
+        let Some(stored) = state.get(&job_record_key(id)) else {
+            return Ok(Err("no checkpointed state is stored for it".into()));
+        };
+        let stored = JobRecord::decode(stored)?;
+        if stored.parallelism != record.parallelism {
+            return Ok(Err(format!(
+                "its state was checkpointed at parallelism {}, and the server runs at {}",
+                stored.parallelism, record.parallelism
+            )));
+        }
+        if stored.plan != record.plan {
+            return Ok(Err(
+                "this version plans it differently from the one that checkpointed it".into(),
+            ));
+        }
+        Ok(Ok(state))
     }
 
     /// Stops a table's or view's job and deletes its state, in one checkpoint

@@ -14,6 +14,7 @@ use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::chain::Chain;
+use crate::durable::{ActorRecord, SourceRecord, SplitRecord};
 use crate::event_time::{max_micros, END_OF_TIME};
 use crate::metrics::JobMetrics;
 use crate::outputs::{supervise, Outputs, Shared};
@@ -54,6 +55,10 @@ pub struct SourceActor {
     /// Caught up; counted at the next barrier, which covers the rows read.
     caught_up: bool,
     watermark: Option<i64>,
+    /// Rows read, restored ones included.
+    rows_in: u64,
+    /// Malformed rows skipped before the splits were (re)opened.
+    malformed_before: u64,
 }
 
 /// What a source actor is built from.
@@ -71,6 +76,9 @@ pub struct SourceActorParts {
     pub outputs: Outputs,
     pub shared: Arc<Shared>,
     pub metrics: Arc<JobMetrics>,
+    /// Where a restored reader resumes: `readers` were opened at its split
+    /// positions, and the rest of its progress comes back from here.
+    pub restored: Option<ActorRecord>,
 }
 
 impl SourceActor {
@@ -79,31 +87,48 @@ impl SourceActor {
         if parts.catches_up {
             parts.metrics.reader_started();
         }
+        let record = parts.restored.unwrap_or_default();
+        let source = record.source.clone().unwrap_or_default();
+        let mut outputs = parts.outputs;
+        for (&column, &value) in &record.sent {
+            outputs.reached(tidemark_types::Watermark { column, value });
+        }
+        parts.metrics.add_rows_in(record.rows_in as usize);
+        parts.metrics.set_malformed_rows(0, source.malformed);
+        if let Some(w) = source.watermark {
+            parts.metrics.set_watermark(w);
+        }
         Self {
             id: parts.id,
             source: parts.source,
             splits: parts
                 .readers
                 .into_iter()
-                .map(|reader| Split {
-                    reader,
-                    max_time: None,
-                    last_active: now,
-                    finished: false,
-                    skipped: 0,
+                .enumerate()
+                .map(|(i, reader)| {
+                    let split = source.splits.get(i).cloned().unwrap_or_default();
+                    Split {
+                        reader,
+                        max_time: split.max_time,
+                        last_active: now,
+                        finished: split.finished,
+                        skipped: 0,
+                    }
                 })
                 .collect(),
             event_time: parts.event_time,
             idle_timeout: parts.idle_timeout,
             barriers: parts.barriers,
             chain: parts.chain,
-            outputs: parts.outputs,
+            outputs,
             shared: parts.shared,
             metrics: parts.metrics,
             bounded: parts.bounded,
             catching_up: parts.catches_up,
             caught_up: false,
-            watermark: None,
+            watermark: source.watermark,
+            rows_in: record.rows_in,
+            malformed_before: source.malformed,
         }
     }
 
@@ -192,6 +217,7 @@ impl SourceActor {
                         }
                     }
                     self.metrics.add_rows_in(batch.num_rows());
+                    self.rows_in += batch.num_rows() as u64;
                     self.chain
                         .on_chunk(StreamChunk::inserts(batch), &self.outputs)
                         .await?;
@@ -263,9 +289,29 @@ impl SourceActor {
     /// Returns whether the actor stops at this barrier.
     async fn on_barrier(&mut self, barrier: Barrier) -> Result<bool> {
         let epoch = barrier.epoch;
+        let source = SourceRecord {
+            watermark: self.watermark,
+            malformed: self.malformed_before + self.splits.iter().map(|s| s.skipped).sum::<u64>(),
+            splits: self
+                .splits
+                .iter()
+                .map(|s| SplitRecord {
+                    position: s.reader.position(),
+                    max_time: s.max_time,
+                    finished: s.finished,
+                })
+                .collect(),
+        };
+        let rows_in = self.rows_in;
+        let record = |outputs: &Outputs| ActorRecord {
+            rows_in,
+            sent: outputs.watermarks().clone(),
+            source: Some(source),
+            ..ActorRecord::default()
+        };
         let stop = self
             .chain
-            .on_barrier(barrier, &mut self.outputs, &self.shared)
+            .on_barrier(barrier, &mut self.outputs, &self.shared, record)
             .await?;
         if self.catching_up && self.caught_up {
             self.catching_up = false;

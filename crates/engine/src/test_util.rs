@@ -191,3 +191,145 @@ impl Lcg {
         (self.0 >> 33) % m
     }
 }
+
+/// One thing that happens to an operator in a restore test.
+#[derive(Clone)]
+pub enum Step {
+    Chunk(StreamChunk),
+    Watermark(tidemark_types::Watermark),
+    Checkpoint,
+}
+
+/// Rows the changes in `out` leave, applied in order and sorted, as
+/// [`pretty`] renders them (without the op).
+pub fn applied_pretty(out: &[StreamChunk]) -> Vec<String> {
+    let mut rows: Vec<String> = Vec::new();
+    for line in pretty(out) {
+        let (op, row) = line.split_at(2);
+        if op == "+ " {
+            rows.push(row.to_string());
+        } else {
+            let i = rows
+                .iter()
+                .position(|r| r == row)
+                .expect("deletes an emitted row");
+            rows.remove(i);
+        }
+    }
+    rows.sort();
+    rows
+}
+
+type Made = Box<dyn crate::Operator>;
+
+/// Runs `steps` through one operator, checkpointing its state into `store`;
+/// returns what it emitted.
+fn run_steps(
+    op: &mut Made,
+    steps: &[Step],
+    store: &mut std::collections::BTreeMap<Vec<u8>, Vec<u8>>,
+) -> Vec<StreamChunk> {
+    let mut out = Vec::new();
+    for step in steps {
+        match step {
+            Step::Chunk(c) => op.on_chunk(c.clone(), &mut out).unwrap(),
+            Step::Watermark(w) => {
+                op.on_watermark(*w, &mut out).unwrap();
+            }
+            Step::Checkpoint => {
+                op.on_checkpoint(0, &mut tidemark_state::WriteBatch::default(), &mut out)
+                    .unwrap();
+                let mut state = tidemark_state::WriteBatch::default();
+                op.checkpoint_state(&mut state).unwrap();
+                assert!(state.delete_prefixes.is_empty());
+                for (key, write) in state.writes {
+                    match write {
+                        tidemark_state::Write::Put(v) => {
+                            store.insert(key, v);
+                        }
+                        tidemark_state::Write::Delete => {
+                            store.remove(&key);
+                        }
+                        tidemark_state::Write::AddCount(_) => panic!("operator state counts"),
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Runs `steps` through an operator from `make` without a break, and again
+/// with a checkpoint at step `cut` after which the operator is dropped and a
+/// fresh one restored from the state it checkpointed (as after a crash):
+/// both must leave the same rows and count the same late rows.
+pub fn assert_restores(
+    make: impl Fn(Arc<crate::metrics::JobMetrics>) -> Made,
+    steps: &[Step],
+    cut: usize,
+) {
+    use crate::metrics::JobMetrics;
+    let whole_metrics = Arc::new(JobMetrics::default());
+    let mut whole = make(Arc::clone(&whole_metrics));
+    let mut store = std::collections::BTreeMap::new();
+    let mut expected = run_steps(&mut whole, steps, &mut store);
+    expected.extend(run_steps(&mut whole, &[Step::Checkpoint], &mut store));
+
+    let mut store = std::collections::BTreeMap::new();
+    let mut before = make(Arc::new(JobMetrics::default()));
+    let mut got = run_steps(&mut before, &steps[..cut], &mut store);
+    got.extend(run_steps(&mut before, &[Step::Checkpoint], &mut store));
+    drop(before);
+    let metrics = Arc::new(JobMetrics::default());
+    let mut after = make(Arc::clone(&metrics));
+    after
+        .restore(store.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap();
+    got.extend(run_steps(&mut after, &steps[cut..], &mut store));
+    got.extend(run_steps(&mut after, &[Step::Checkpoint], &mut store));
+    assert_eq!(
+        applied_pretty(&got),
+        applied_pretty(&expected),
+        "cut at {cut}"
+    );
+    assert_eq!(
+        metrics.stats().late_rows,
+        whole_metrics.stats().late_rows,
+        "late rows, cut at {cut}"
+    );
+}
+
+/// Random steps over `(k, v, ts)` rows: times rising by one per row with up
+/// to `jitter` of disorder, a watermark `delay` behind the newest time after
+/// each chunk (rows more than `delay` out of order are late), checkpoints
+/// between, and the end of time last.
+pub fn random_steps(seed: u64, rows: usize, jitter: i64, delay: i64) -> Vec<Step> {
+    let mut lcg = Lcg::new(seed);
+    let mut steps = Vec::new();
+    let mut newest = i64::MIN;
+    let mut i = 0;
+    while i < rows {
+        let n = 1 + lcg.next(6) as usize;
+        let chunk: Vec<(i64, i64, i64)> = (i..(i + n).min(rows))
+            .map(|r| {
+                let t = r as i64 * 2 + lcg.next(jitter as u64 + 1) as i64 - jitter;
+                (lcg.next(3) as i64, lcg.next(100) as i64, t)
+            })
+            .collect();
+        i += n;
+        newest = chunk.iter().map(|r| r.2).fold(newest, i64::max);
+        steps.push(Step::Chunk(key_value_time_chunk(&chunk)));
+        steps.push(Step::Watermark(tidemark_types::Watermark {
+            column: 2,
+            value: newest - delay,
+        }));
+        if lcg.next(3) == 0 {
+            steps.push(Step::Checkpoint);
+        }
+    }
+    steps.push(Step::Watermark(tidemark_types::Watermark {
+        column: 2,
+        value: crate::event_time::END_OF_TIME,
+    }));
+    steps
+}

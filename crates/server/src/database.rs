@@ -11,7 +11,7 @@ use arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::sql::sqlparser::ast;
-use tidemark_engine::{Runtime, RuntimeConfig};
+use tidemark_engine::{Runtime, RuntimeConfig, ViewStart};
 use tidemark_sql::{RelationInfo, RelationKind, Statement};
 use tidemark_state::{MemoryStore, StateStore};
 
@@ -508,7 +508,7 @@ impl Database {
             watermark_columns: event_time.iter().map(|t| t.column).collect(),
         };
         let (runtime, catalog) = (self.runtime.clone(), Arc::clone(&self.catalog));
-        let record = crate::stored_catalog::created(req, id, false);
+        let record = crate::stored_catalog::created(req, id);
         detached(async move {
             runtime.create_table(spec, record).await?;
             write(&catalog).insert(info, Vec::new());
@@ -573,11 +573,23 @@ impl Database {
             watermark_columns: planned.watermark_columns,
         };
         let (runtime, catalog) = (self.runtime.clone(), Arc::clone(&self.catalog));
-        let record = crate::stored_catalog::created(req, id, true);
+        let record = crate::stored_catalog::created(req, id);
         let restoring = req.restoring.is_some();
         let created = detached(async move {
-            match runtime.create_view(id, &info.name, &graph, record).await {
-                Ok(()) => {
+            match runtime
+                .create_view(id, &info.name, &graph, record, restoring)
+                .await
+            {
+                Ok(start) => {
+                    match start {
+                        ViewStart::Created => {}
+                        ViewStart::Resumed => {
+                            tracing::info!(view = %info.name, "resumed from its checkpoint")
+                        }
+                        ViewStart::Recomputed(reason) => {
+                            tracing::info!(view = %info.name, %reason, "recomputing from its inputs")
+                        }
+                    }
                     write(&catalog).insert(info, upstreams);
                     Ok(())
                 }

@@ -67,7 +67,7 @@ impl Database {
             watermark_columns: event_time.iter().map(|t| t.column).collect(),
         };
         if req.restoring.is_none() {
-            let record = crate::stored_catalog::created(req, id, false);
+            let record = crate::stored_catalog::created(req, id);
             self.runtime
                 .commit_catalog(record)
                 .await

@@ -13,15 +13,13 @@ fn record_key(id: RelationId) -> Vec<u8> {
     table_key(CATALOG_TABLE_ID, &id.to_be_bytes())
 }
 
-/// What the store records for a relation `req` creates. A view being restored
-/// starts over (its stored rows are cleared as its job starts): it is
-/// recomputed from its inputs, which a restart reads again from the start.
-pub(crate) fn created(req: &Request<'_>, id: RelationId, is_view: bool) -> WriteBatch {
+/// What the store records for a relation `req` creates: nothing new for one
+/// being restored (a view's job decides whether it resumes from its
+/// checkpoint or starts over, see `Runtime::create_view`).
+pub(crate) fn created(req: &Request<'_>, id: RelationId) -> WriteBatch {
     let mut batch = WriteBatch::default();
-    match req.restoring {
-        Some(_) if is_view => batch.delete_prefixes.push(table_prefix(id)),
-        Some(_) => {}
-        None => batch.put(record_key(id), req.text.as_bytes().to_vec()),
+    if req.restoring.is_none() {
+        batch.put(record_key(id), req.text.as_bytes().to_vec());
     }
     batch
 }
@@ -70,17 +68,25 @@ impl Database {
                 .with_detail(format!("Stored statement: {text}"))
             })?;
         }
-        // Views are recomputed; they are read only once they have caught up.
-        let caught_up =
-            self.runtime.flush().await.map_err(|e| {
+        // A recomputed view is read only once it has caught up with its
+        // inputs; resumed ones are as of their checkpoint already.
+        if self.runtime.recomputed_any() {
+            let caught_up = self.runtime.flush().await.map_err(|e| {
                 PgError::new("XX000", format!("restored views did not catch up: {e}"))
             })?;
-        tracing::info!(
-            relations = count,
-            epoch = caught_up,
-            seconds = started.elapsed().as_secs_f64(),
-            "restored; views have caught up"
-        );
+            tracing::info!(
+                relations = count,
+                epoch = caught_up,
+                seconds = started.elapsed().as_secs_f64(),
+                "restored; recomputed views have caught up"
+            );
+        } else {
+            tracing::info!(
+                relations = count,
+                seconds = started.elapsed().as_secs_f64(),
+                "restored from the last checkpoint"
+            );
+        }
         Ok(())
     }
 

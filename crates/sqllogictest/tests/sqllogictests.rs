@@ -1,8 +1,8 @@
 //! Runs every `sql-tests/**/*.slt` file against a fresh in-process server,
 //! one file at a time, in each of [`MODES`]: on the in-memory store at
-//! parallelism 1 and 4, and in recovery mode, on RocksDB, where the server is
-//! stopped after every `FLUSH` and started again from its data directory
-//! before the file goes on. Records that hold only without restarts are
+//! parallelism 1 and 4, and in recovery mode at both, on RocksDB, where the
+//! server is stopped after every `FLUSH` and started again from its data
+//! directory (views resuming from their checkpoints) before the file goes on. Records that hold only without restarts are
 //! marked `skipif recovery`.
 //!
 //! `cargo test -p tidemark-sqllogictest --test sqllogictests -- <substring>`
@@ -33,7 +33,7 @@ struct Mode {
 
 /// Parallelism 1 catches logic bugs plainly, 4 shuffling and merging bugs;
 /// recovery mode catches state that a restart loses or doubles.
-const MODES: [Mode; 3] = [
+const MODES: [Mode; 4] = [
     Mode {
         parallelism: 1,
         recovery: false,
@@ -42,11 +42,12 @@ const MODES: [Mode; 3] = [
         parallelism: 4,
         recovery: false,
     },
-    // At parallelism 1: a restored view replays a table's history in one
-    // burst, and with parallel paths whether a row is late depends on how
-    // their watermarks interleave with it (see docs/state.md, Recovery).
     Mode {
         parallelism: 1,
+        recovery: true,
+    },
+    Mode {
+        parallelism: 4,
         recovery: true,
     },
 ];

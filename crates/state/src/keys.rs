@@ -8,6 +8,16 @@ pub type TableId = u32;
 /// The table that holds the stored DDL.
 pub const CATALOG_TABLE_ID: TableId = 0;
 
+/// Relation ids stay below this bit; table `JOB_STATE_BIT | id` holds the
+/// operator state of relation `id`'s streaming job, apart from its rows, so
+/// reading a view never meets it and dropping the view deletes both.
+pub const JOB_STATE_BIT: TableId = 1 << 31;
+
+/// The state table of relation `relation`'s job (see [`JOB_STATE_BIT`]).
+pub fn job_state_table(relation: TableId) -> TableId {
+    relation | JOB_STATE_BIT
+}
+
 /// The prefix every key of `table` starts with.
 pub fn table_prefix(table: TableId) -> Vec<u8> {
     table.to_be_bytes().to_vec()

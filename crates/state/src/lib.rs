@@ -12,7 +12,9 @@ mod state_table;
 mod store;
 
 pub use error::{Error, Result};
-pub use keys::{table_key, table_prefix, TableId, CATALOG_TABLE_ID};
+pub use keys::{
+    job_state_table, table_key, table_prefix, TableId, CATALOG_TABLE_ID, JOB_STATE_BIT,
+};
 pub use memory::MemoryStore;
 pub use relation::{
     decode_count, decode_relation, decode_view, encode_count, view_partition_prefix, RelationLayout,

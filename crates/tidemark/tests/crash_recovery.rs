@@ -1,8 +1,10 @@
 //! `kill -9` on the real binary, several times while views are being computed
-//! from a file source and a table, then a restart on the same data directory:
-//! once the input is consumed, every view equals, row for row, what a server
-//! that never crashed computes, and every table row a FLUSH acknowledged is
-//! there exactly once.
+//! from a file, a table and a paced generator, each time restarting on the
+//! same data directory: every view resumes from its checkpoint (sources at
+//! their offsets), and once the input is consumed every view equals, row for
+//! row, what a server that never crashed computes, late-row counters
+//! included, and every table row a checkpoint acknowledged is there exactly
+//! once.
 
 #![cfg(unix)]
 
@@ -15,8 +17,12 @@ use std::time::Duration;
 use common::{fresh_dir, rows, Server};
 use tokio_postgres::Client;
 
-/// Rows in the source file: enough for a debug build to need several seconds.
+/// Rows in the source file, read at full speed (before the first kill).
 const ROWS: u64 = 400_000;
+
+/// Rows of the paced generator, read over several seconds: the kills land
+/// while views are still reading it, so restarts resume mid-input.
+const TICKS: u64 = 600_000;
 
 /// Bids with event time moving 1000 rows per second and up to 3 s of
 /// disorder, so some rows are late for a 1 s watermark delay.
@@ -68,6 +74,30 @@ fn ddl(csv: &Path) -> Vec<String> {
         "CREATE MATERIALIZED VIEW noted AS SELECT auction, count(*) AS notes FROM notes \
          GROUP BY auction"
             .into(),
+        // Event time at most 1 s out of order against a 1 s delay: no row
+        // is ever late, whatever the batches, so the paced reads need not
+        // be cut at the same rows in every run.
+        format!(
+            "CREATE SOURCE ticks (auction BIGINT, price BIGINT, ts TIMESTAMP, \
+             WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) \
+             WITH (connector = 'datagen', number_of_rows = '{TICKS}', \
+             rows_per_second = '100000', seed = '7', splits = '2', \
+             'fields.auction.min' = '1', 'fields.auction.max' = '50', \
+             'fields.price.min' = '1', 'fields.price.max' = '1000', \
+             'fields.ts.start' = '2024-01-01 00:00:00', 'fields.ts.rate' = '1000', \
+             'fields.ts.max_disorder' = '1s')"
+        ),
+        "CREATE MATERIALIZED VIEW tick_hop AS SELECT auction, window_start, count(*) AS n, \
+         sum(price) AS total FROM HOP(ticks, ts, INTERVAL '2' SECOND, INTERVAL '10' SECOND) \
+         GROUP BY auction, window_start EMIT ON WINDOW CLOSE"
+            .into(),
+        "CREATE MATERIALIZED VIEW tick_sessions AS SELECT auction, window_start, \
+         count(*) AS n, max(price) AS top FROM SESSION(ticks, ts, INTERVAL '1' SECOND) \
+         GROUP BY auction, window_start"
+            .into(),
+        "CREATE MATERIALIZED VIEW tick_totals AS SELECT auction, count(*) AS n, \
+         sum(price) AS total, min(price) AS low FROM ticks GROUP BY auction"
+            .into(),
     ]
 }
 
@@ -81,6 +111,9 @@ async fn contents(client: &Client) -> Vec<(String, Vec<String>)> {
         ("busy", "bucket"),
         ("noted", "auction"),
         ("notes", "id"),
+        ("tick_hop", "auction, window_start"),
+        ("tick_sessions", "auction, window_start"),
+        ("tick_totals", "auction"),
     ] {
         let sql = format!("SELECT * FROM {name} ORDER BY {order}");
         out.push((name.to_string(), rows(client, &sql).await));
@@ -88,6 +121,21 @@ async fn contents(client: &Client) -> Vec<(String, Vec<String>)> {
     let sql = "SELECT name, late_rows_dropped FROM tidemark_catalog.streaming_jobs ORDER BY name";
     out.push(("late rows".into(), rows(client, sql).await));
     out
+}
+
+/// Waits until the view reading the generator slowest has read `target`
+/// rows; returns how many it had then.
+async fn read_so_far(client: &Client, target: u64) -> u64 {
+    let sql = "SELECT min(rows_in) FROM tidemark_catalog.streaming_jobs \
+               WHERE name LIKE 'tick%'";
+    loop {
+        let read: u64 = rows(client, sql).await[0].parse().unwrap();
+        if read >= target {
+            assert!(read < TICKS, "the views read every row before the kill");
+            return read;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// Table rows are written in rounds of 100, each acknowledged by FLUSH.
@@ -147,19 +195,43 @@ async fn views_after_kill_9_equal_an_uncrashed_run() {
         client.simple_query(&sql).await.expect(&sql);
     }
     let mut round = 0;
-    for _ in 0..3 {
-        // Table rows acknowledged by FLUSH before the kill must survive it.
+    for kill in 1..=3 {
+        // Table rows acknowledged by a checkpoint before the kill must
+        // survive it. A savepoint takes one (FLUSH would also wait for the
+        // views to read the whole file).
         let client = server.connect().await;
         client.simple_query(&notes_round(round)).await.unwrap();
-        client.simple_query("FLUSH").await.unwrap();
+        let savepoint = work.join(format!("savepoint-{kill}"));
+        let sql = format!("CREATE SAVEPOINT '{}'", savepoint.display());
+        client.simple_query(&sql).await.unwrap();
         round += 1;
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let pause = Duration::from_millis(100 + seed % 1500);
-        tokio::time::sleep(pause).await;
+        // Killed while the views read the generator: somewhere in the
+        // kill-th fifth of its rows, so each restart resumes mid-input.
+        let fifth = TICKS / 5;
+        let at = fifth * kill + seed % fifth;
+        let progress = read_so_far(&client, at).await;
+        eprintln!("kill {kill} after {progress} of {TICKS} rows");
         server.kill_9();
         server = Server::start(&dir);
+        // Every view resumes from its checkpoint: none is recomputed.
+        let resumed = server
+            .seen
+            .iter()
+            .filter(|l| l.contains("resumed from its checkpoint"))
+            .count();
+        let recomputed: Vec<&String> = server
+            .seen
+            .iter()
+            .filter(|l| l.contains("recomputing"))
+            .collect();
+        assert_eq!(
+            (resumed, recomputed),
+            (8, Vec::<&String>::new()),
+            "views resumed"
+        );
     }
     let client = server.connect().await;
     while round < ROUNDS {

@@ -20,8 +20,13 @@ pub struct Watermark {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mutation {
     /// These actors pick up their new outputs (registered with the runtime before
-    /// the barrier was injected) and send them a snapshot of their state first.
-    AddOutputs(Vec<ActorId>),
+    /// the barrier was injected) and, when `snapshot` is set, send them a
+    /// snapshot of their state first. A job restored from a checkpoint
+    /// attaches without one: its state already reflects the upstream's.
+    AddOutputs {
+        actors: Vec<ActorId>,
+        snapshot: bool,
+    },
     /// These actors stop after this barrier; their upstreams drop the outputs
     /// that lead to them.
     Stop(Vec<ActorId>),
@@ -49,7 +54,15 @@ impl Barrier {
 
     /// Whether `actor` gets new outputs at this barrier.
     pub fn adds_outputs_to(&self, actor: ActorId) -> bool {
-        matches!(&self.mutation, Some(Mutation::AddOutputs(ids)) if ids.contains(&actor))
+        matches!(&self.mutation, Some(Mutation::AddOutputs { actors, .. }) if actors.contains(&actor))
+    }
+
+    /// Whether `actor` gets new outputs at this barrier that start from its snapshot.
+    pub fn snapshots_for(&self, actor: ActorId) -> bool {
+        matches!(
+            &self.mutation,
+            Some(Mutation::AddOutputs { actors, snapshot: true }) if actors.contains(&actor)
+        )
     }
 }
 

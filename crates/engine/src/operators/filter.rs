@@ -23,6 +23,10 @@ impl Operator for Filter {
         "Filter"
     }
 
+    fn durability(&self) -> crate::Durability {
+        crate::Durability::Stateless
+    }
+
     fn on_chunk(&mut self, chunk: StreamChunk, out: &mut Vec<StreamChunk>) -> Result<()> {
         let batch = chunk.batch();
         let mask = self

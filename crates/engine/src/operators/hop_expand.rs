@@ -6,6 +6,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use tidemark_types::{StreamChunk, Watermark};
 
+use crate::durable::{Progress, StateEntries};
 use crate::event_time::{micros_at, timestamp_array, END_OF_TIME};
 use crate::metrics::JobMetrics;
 use crate::{Error, Operator, Result};
@@ -25,6 +26,8 @@ pub struct HopExpand {
     schema: SchemaRef,
     watermark: Option<i64>,
     metrics: Arc<JobMetrics>,
+    /// Late rows dropped, restored ones included.
+    late: u64,
 }
 
 impl HopExpand {
@@ -42,6 +45,7 @@ impl HopExpand {
             schema,
             watermark: None,
             metrics,
+            late: 0,
         }
     }
 
@@ -54,6 +58,31 @@ impl HopExpand {
 impl Operator for HopExpand {
     fn name(&self) -> &'static str {
         "HopExpand"
+    }
+
+    fn durability(&self) -> crate::Durability {
+        crate::Durability::Checkpointed
+    }
+
+    fn checkpoint_state(&mut self, state: &mut tidemark_state::WriteBatch) -> Result<()> {
+        let progress = Progress {
+            watermark: self.watermark,
+            late: self.late,
+        };
+        state.put(Vec::new(), progress.encode());
+        Ok(())
+    }
+
+    fn restore(&mut self, entries: StateEntries) -> Result<()> {
+        for (key, value) in entries {
+            if key.is_empty() {
+                let progress = Progress::decode(&value)?;
+                self.watermark = progress.watermark;
+                self.late = progress.late;
+                self.metrics.add_late_rows(progress.late as usize);
+            }
+        }
+        Ok(())
     }
 
     fn on_chunk(&mut self, chunk: StreamChunk, out: &mut Vec<StreamChunk>) -> Result<()> {
@@ -88,6 +117,7 @@ impl Operator for HopExpand {
         }
         if late > 0 {
             self.metrics.add_late_rows(late);
+            self.late += late as u64;
         }
         if rows.is_empty() {
             return Ok(());

@@ -46,6 +46,11 @@ impl Operator for Materialize {
         "Materialize"
     }
 
+    /// The rows are the store's; nothing else outlives a checkpoint.
+    fn durability(&self) -> crate::Durability {
+        crate::Durability::Checkpointed
+    }
+
     fn on_chunk(&mut self, chunk: StreamChunk, out: &mut Vec<StreamChunk>) -> Result<()> {
         let keys = self
             .codec

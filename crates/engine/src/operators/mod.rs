@@ -6,6 +6,7 @@ mod hop_expand;
 mod materialize;
 mod project;
 
+pub(crate) use agg::GroupedState;
 pub use agg::{
     HashAgg, HopAgg, HopAggSpec, RetractableMinMax, SessionAgg, SessionAggSpec, WindowAgg,
 };

@@ -69,6 +69,10 @@ impl Operator for Project {
         "Project"
     }
 
+    fn durability(&self) -> crate::Durability {
+        crate::Durability::Stateless
+    }
+
     fn on_chunk(&mut self, chunk: StreamChunk, out: &mut Vec<StreamChunk>) -> Result<()> {
         let (batch, ops) = chunk.into_parts();
         if self.input_types.is_empty() && !self.watermarks.is_empty() {

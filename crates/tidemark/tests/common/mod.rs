@@ -18,6 +18,8 @@ pub struct Server {
     /// Fed by a thread that reads the server's stdout to its end, so the
     /// server never blocks on a full pipe.
     log: mpsc::Receiver<String>,
+    /// Every log line read so far.
+    pub seen: Vec<String>,
 }
 
 impl Server {
@@ -56,6 +58,7 @@ impl Server {
             child,
             port: 0,
             log: rx,
+            seen: Vec::new(),
         };
         let line = server.wait_for_log("listening on ");
         let addr = line[line.find("listening on ").unwrap() + "listening on ".len()..].trim();
@@ -67,8 +70,12 @@ impl Server {
     pub fn wait_for_log(&mut self, needle: &str) -> String {
         loop {
             match self.log.recv_timeout(Duration::from_secs(120)) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
                 Err(e) => panic!("no log line with {needle:?}: {e}"),
             }
         }

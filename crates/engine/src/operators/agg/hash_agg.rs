@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BooleanArray};
@@ -15,6 +15,7 @@ use tidemark_types::{Epoch, Op, StreamChunk, Watermark};
 use super::{
     evaluate_agg_inputs, forward_watermark, rows_to_chunk, selected_args, RetractableMinMax,
 };
+use crate::durable::{Progress, ScalarRows, StateEntries};
 use crate::event_time::micros_at;
 use crate::metrics::JobMetrics;
 use crate::{Operator, Result};
@@ -61,6 +62,34 @@ pub struct HashAgg {
     watermark: Option<i64>,
     /// Open groups by their window key's time, to find those a watermark closes.
     by_window: BTreeMap<i64, Vec<Vec<u8>>>,
+    /// Late rows dropped, restored ones included.
+    late: u64,
+    /// Groups changed (or gone) since the last checkpoint.
+    unsaved: HashSet<Vec<u8>>,
+    /// How a group's row count and accumulator states are stored; `None`
+    /// when some aggregate's state cannot be restored (see [`restorable`]).
+    state_rows: Option<ScalarRows>,
+}
+
+/// Why the accumulators of `aggs` cannot be restored, if they cannot. A
+/// group's state is restored by merging each accumulator's stored state into
+/// a fresh one, which must then still retract any row: true of these, whose
+/// state is their whole content (our MIN and MAX keep every value).
+fn restorable(aggs: &[AggCall]) -> Option<String> {
+    aggs.iter().find_map(|a| {
+        let name = a.expr.fun().name();
+        let whole = matches!(name, "count" | "sum" | "avg" | "min" | "max");
+        (!whole || a.expr.is_distinct())
+            .then(|| format!("its {name} aggregate is not checkpointed"))
+    })
+}
+
+/// The key of a group's state; the empty key holds the [`Progress`].
+fn group_key(key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 1);
+    k.push(1);
+    k.extend_from_slice(key);
+    k
 }
 
 impl HashAgg {
@@ -89,7 +118,18 @@ impl HashAgg {
             metrics: None,
             watermark: None,
             by_window: BTreeMap::new(),
+            late: 0,
+            unsaved: HashSet::new(),
+            state_rows: None,
         };
+        if restorable(&agg.aggs).is_none() {
+            let probe = agg.new_group(Vec::new())?;
+            let mut types = vec![arrow::datatypes::DataType::Int64];
+            for mut acc in probe.accumulators {
+                types.extend(acc.state()?.iter().map(|s| s.data_type()));
+            }
+            agg.state_rows = Some(ScalarRows::new(types)?);
+        }
         if agg.global {
             let group = agg.new_group(Vec::new())?;
             agg.groups.insert(Vec::new(), group);
@@ -117,7 +157,7 @@ impl HashAgg {
     }
 
     /// Drops the rows whose window is already closed, counting them.
-    fn drop_late(&self, chunk: StreamChunk, key_columns: &[ArrayRef]) -> Result<StreamChunk> {
+    fn drop_late(&mut self, chunk: StreamChunk, key_columns: &[ArrayRef]) -> Result<StreamChunk> {
         let (Some(window), Some(watermark)) = (self.window, self.watermark) else {
             return Ok(chunk);
         };
@@ -132,6 +172,7 @@ impl HashAgg {
         if let Some(m) = &self.metrics {
             m.add_late_rows(late);
         }
+        self.late += late as u64;
         let ops = chunk.ops().map(|ops| {
             ops.iter()
                 .zip(keep.iter())
@@ -156,6 +197,7 @@ impl HashAgg {
             let Some(mut group) = self.groups.remove(&key) else {
                 continue;
             };
+            self.unsaved.insert(key);
             if emit {
                 if let Some(row) = Self::output_row(&mut group, false)? {
                     rows.push((Op::Insert, row));
@@ -228,8 +270,9 @@ impl Operator for HashAgg {
     }
 
     fn on_chunk(&mut self, chunk: StreamChunk, out: &mut Vec<StreamChunk>) -> Result<()> {
+        let group_exprs = self.group_exprs.clone();
         let evaluate_keys = |batch: &RecordBatch| {
-            self.group_exprs
+            group_exprs
                 .iter()
                 .map(|e| e.evaluate(batch)?.into_array(batch.num_rows()))
                 .collect::<datafusion::error::Result<Vec<_>>>()
@@ -264,6 +307,7 @@ impl Operator for HashAgg {
         }
 
         for key in &order {
+            self.unsaved.insert(key.clone());
             let (inserts, deletes) = &by_group[key.as_slice()];
             if !self.groups.contains_key(key) {
                 let first = inserts.first().or(deletes.first()).copied().unwrap_or(0) as usize;
@@ -317,6 +361,118 @@ impl Operator for HashAgg {
         Ok(forward_watermark(&self.watermark_map, wm))
     }
 
+    fn durability(&self) -> crate::Durability {
+        match restorable(&self.aggs) {
+            None => crate::Durability::Checkpointed,
+            Some(why) => crate::Durability::Recompute(why),
+        }
+    }
+
+    fn checkpoint_state(&mut self, state: &mut WriteBatch) -> Result<()> {
+        let Some(state_rows) = &self.state_rows else {
+            return Ok(());
+        };
+        let progress = Progress {
+            watermark: self.watermark,
+            late: self.late,
+        };
+        state.put(Vec::new(), progress.encode());
+        let mut keys = Vec::new();
+        let mut rows = Vec::new();
+        for key in std::mem::take(&mut self.unsaved) {
+            match self.groups.get_mut(&key) {
+                Some(group) => {
+                    let mut row = vec![ScalarValue::Int64(Some(group.rows))];
+                    for acc in &mut group.accumulators {
+                        row.extend(acc.state()?);
+                    }
+                    rows.push(row);
+                    keys.push(key);
+                }
+                None => state.delete(group_key(&key)),
+            }
+        }
+        for (key, value) in keys.iter().zip(state_rows.encode(&rows)?) {
+            state.put(group_key(key), value);
+        }
+        Ok(())
+    }
+
+    fn restore(&mut self, entries: StateEntries) -> Result<()> {
+        let Some(state_rows) = &self.state_rows else {
+            return Err(crate::Error::Internal(
+                "restoring an aggregate whose state is not checkpointed".into(),
+            ));
+        };
+        let mut keys = Vec::new();
+        let mut values = Vec::new();
+        for (key, value) in &entries {
+            match key.split_first() {
+                None => {
+                    let progress = Progress::decode(value)?;
+                    self.watermark = progress.watermark;
+                    self.late = progress.late;
+                    if let Some(m) = &self.metrics {
+                        m.add_late_rows(progress.late as usize);
+                    }
+                }
+                Some((1, group)) => {
+                    keys.push(group.to_vec());
+                    values.push(value.as_slice());
+                }
+                Some(_) => {
+                    return Err(crate::Error::Internal(format!(
+                        "a stored aggregate key of {} bytes",
+                        key.len()
+                    )))
+                }
+            }
+        }
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let columns = state_rows.decode(&values)?;
+        let key_columns = if self.global {
+            Vec::new()
+        } else {
+            self.key_codec.decode(keys.iter().map(|k| k.as_slice()))?
+        };
+        let counts = columns[0]
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .ok_or_else(|| crate::Error::Internal("stored group row count is not Int64".into()))?
+            .clone();
+        for (i, key) in keys.into_iter().enumerate() {
+            let scalars = key_columns
+                .iter()
+                .map(|c| ScalarValue::try_from_array(c, i))
+                .collect::<datafusion::error::Result<Vec<_>>>()?;
+            if let Some(w) = self.window {
+                if let Some(t) = micros_at(key_columns[w.key].as_ref(), i) {
+                    self.by_window.entry(t).or_default().push(key.clone());
+                }
+            }
+            let mut group = self.new_group(scalars)?;
+            group.rows = counts.value(i);
+            let mut column = 1;
+            for acc in &mut group.accumulators {
+                let width = acc.state()?.len();
+                let states: Vec<ArrayRef> = columns[column..column + width]
+                    .iter()
+                    .map(|c| c.slice(i, 1))
+                    .collect();
+                acc.merge_batch(&states)?;
+                column += width;
+            }
+            // Every change was emitted by the checkpoint that stored this.
+            if !self.emits_on_close() {
+                group.emitted = Self::output_row(&mut group, self.global)?;
+            }
+            self.groups.insert(key, group);
+        }
+        Ok(())
+    }
+
     fn on_checkpoint(
         &mut self,
         _epoch: Epoch,
@@ -331,6 +487,8 @@ impl Operator for HashAgg {
                 .is_some_and(|g| g.emitted.is_some());
             if !emitted {
                 self.emit(vec![Vec::new()], out)?;
+                // Stored, so a restored job knows it was emitted.
+                self.unsaved.insert(Vec::new());
             }
         }
         Ok(())
@@ -385,5 +543,35 @@ mod tests {
         assert!(run(&mut agg, "I I\n+ 1 99\n- 1 99").is_empty());
         // nulls form their own group
         assert_eq!(run(&mut agg, "I I\n+ . 7"), vec!["+ NULL 1 7"]);
+    }
+
+    #[test]
+    fn a_restored_aggregate_still_retracts_what_it_had() {
+        use crate::test_util::{assert_restores, Lcg, Step};
+        for seed in 0..20u64 {
+            let mut lcg = Lcg::new(seed);
+            let mut live: Vec<(i64, i64)> = Vec::new();
+            let mut steps = Vec::new();
+            for _ in 0..40 {
+                let mut text = String::from("I I");
+                for _ in 0..1 + lcg.next(4) {
+                    if !live.is_empty() && lcg.next(3) == 0 {
+                        let (k, v) = live.remove(lcg.next(live.len() as u64) as usize);
+                        text.push_str(&format!("\n- {k} {v}"));
+                    } else {
+                        let row = (lcg.next(4) as i64, lcg.next(50) as i64);
+                        live.push(row);
+                        text.push_str(&format!("\n+ {} {}", row.0, row.1));
+                    }
+                }
+                steps.push(Step::Chunk(chunk_from_pretty(&text)));
+                if lcg.next(3) == 0 {
+                    steps.push(Step::Checkpoint);
+                }
+            }
+            for cut in (0..steps.len()).step_by(3) {
+                assert_restores(|_| Box::new(count_and_max()), &steps, cut);
+            }
+        }
     }
 }

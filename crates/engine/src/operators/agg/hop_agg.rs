@@ -18,6 +18,7 @@ use super::changes::{changes, columns_to_batch};
 use super::evaluate_agg_inputs;
 use super::grouped::{Grouped, GroupedState};
 use super::window_agg::split_by_window;
+use crate::durable::{grouped_bytes, window_key, window_of_key, Progress, StateEntries};
 use crate::event_time::{micros_array, timestamp_array, END_OF_TIME};
 use crate::metrics::JobMetrics;
 use crate::{Error, Operator, Result};
@@ -60,6 +61,13 @@ pub struct HopAgg {
     dirty: BTreeSet<i64>,
     watermark: Option<i64>,
     metrics: Arc<JobMetrics>,
+    /// Late rows dropped, restored ones included.
+    late: u64,
+    /// Slices changed since the last checkpoint, those the store holds, and
+    /// those purged since, whose stored state goes.
+    unsaved: BTreeSet<i64>,
+    saved: BTreeSet<i64>,
+    purged: Vec<i64>,
 }
 
 impl HopAgg {
@@ -87,6 +95,10 @@ impl HopAgg {
             dirty: BTreeSet::new(),
             watermark: None,
             metrics,
+            late: 0,
+            unsaved: BTreeSet::new(),
+            saved: BTreeSet::new(),
+            purged: Vec::new(),
         })
     }
 
@@ -191,8 +203,17 @@ impl HopAgg {
             self.emit_changes(out)?;
         }
         // A slice's newest window starts with it.
-        self.slices
-            .retain(|&s, _| s.saturating_add(size) > watermark);
+        let (unsaved, saved, purged) = (&mut self.unsaved, &mut self.saved, &mut self.purged);
+        self.slices.retain(|&s, _| {
+            let keep = s.saturating_add(size) > watermark;
+            if !keep {
+                unsaved.remove(&s);
+                if saved.remove(&s) {
+                    purged.push(s);
+                }
+            }
+            keep
+        });
         self.emitted
             .retain(|&w, _| w.saturating_add(size) > watermark);
         Ok(())
@@ -202,6 +223,73 @@ impl HopAgg {
 impl Operator for HopAgg {
     fn name(&self) -> &'static str {
         "HopAgg"
+    }
+
+    fn durability(&self) -> crate::Durability {
+        crate::Durability::Checkpointed
+    }
+
+    fn checkpoint_state(&mut self, state: &mut WriteBatch) -> Result<()> {
+        let progress = Progress {
+            watermark: self.watermark,
+            late: self.late,
+        };
+        state.put(Vec::new(), progress.encode());
+        for start in self.purged.drain(..) {
+            state.delete(window_key(start));
+        }
+        for start in std::mem::take(&mut self.unsaved) {
+            if let Some(slice) = self.slices.get_mut(&start) {
+                if slice.state.is_none() {
+                    slice.state = Some(slice.grouped.state()?);
+                }
+                if let Some(grouped) = &slice.state {
+                    state.put(window_key(start), grouped_bytes::encode(grouped)?);
+                    self.saved.insert(start);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn restore(&mut self, entries: StateEntries) -> Result<()> {
+        for (key, value) in entries {
+            if key.is_empty() {
+                let progress = Progress::decode(&value)?;
+                self.watermark = progress.watermark;
+                self.late = progress.late;
+                self.metrics.add_late_rows(progress.late as usize);
+                continue;
+            }
+            let start = window_of_key(&key)?;
+            let state = grouped_bytes::decode(&value, self.spec.aggs.len())?;
+            let mut grouped = Grouped::new(Arc::clone(&self.partition_schema), &self.spec.aggs)?;
+            grouped.merge(&state)?;
+            self.slices.insert(
+                start,
+                Slice {
+                    grouped,
+                    state: Some(state),
+                },
+            );
+            self.saved.insert(start);
+        }
+        // What continuous emission last sent: every open window's rows, as
+        // of the checkpoint that stored these slices.
+        if !self.spec.emit_on_close {
+            let open: BTreeSet<i64> = self
+                .slices
+                .keys()
+                .flat_map(|&s| self.windows_of(s).collect::<Vec<_>>())
+                .filter(|&w| !self.is_final(w))
+                .collect();
+            for start in open {
+                if let Some(rows) = self.window_rows(start)? {
+                    self.emitted.insert(start, rows);
+                }
+            }
+        }
+        Ok(())
     }
 
     fn on_chunk(&mut self, chunk: StreamChunk, _out: &mut Vec<StreamChunk>) -> Result<()> {
@@ -224,6 +312,7 @@ impl Operator for HopAgg {
         let (parts, late) = split_by_window(&slices, first_open, false);
         if late > 0 {
             self.metrics.add_late_rows(late);
+            self.late += late as u64;
         }
         if parts.is_empty() {
             return Ok(());
@@ -237,6 +326,7 @@ impl Operator for HopAgg {
             .collect();
         let (args, filters) = evaluate_agg_inputs(&self.args, &self.spec.aggs, batch)?;
         for (start, rows) in parts {
+            self.unsaved.insert(start);
             let slice = match self.slices.entry(start) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::btree_map::Entry::Vacant(e) => e.insert(Slice {
@@ -314,8 +404,8 @@ mod tests {
 
     use super::*;
     use crate::test_util::{
-        agg_call, applied_rows as emitted, key_value_time_chunk as chunk, key_value_time_schema,
-        Lcg,
+        agg_call, applied_rows as emitted, assert_restores, key_value_time_chunk as chunk,
+        key_value_time_schema, random_steps, Lcg,
     };
 
     const SLIDE: i64 = 2;
@@ -323,6 +413,10 @@ mod tests {
     const DELAY: i64 = 10;
 
     fn hop_agg(emit_on_close: bool) -> HopAgg {
+        hop_agg_with(emit_on_close, Arc::new(JobMetrics::default()))
+    }
+
+    fn hop_agg_with(emit_on_close: bool, metrics: Arc<JobMetrics>) -> HopAgg {
         let input = key_value_time_schema();
         let ts = DataType::Timestamp(TimeUnit::Microsecond, None);
         let schema = Arc::new(Schema::new(vec![
@@ -351,7 +445,7 @@ mod tests {
                 emit_on_close,
                 schema,
             },
-            Arc::new(JobMetrics::default()),
+            metrics,
         )
         .unwrap()
     }
@@ -454,5 +548,17 @@ mod tests {
             vec![(9, 1, 15, 2, 11), (11, 1, 17, 1, 5)],
             "[7, 13) was final before its rows came"
         );
+    }
+
+    #[test]
+    fn a_restored_operator_continues_as_if_never_stopped() {
+        for seed in 0..12u64 {
+            for emit_on_close in [true, false] {
+                let steps = random_steps(seed, 60, 8, 4);
+                for cut in (0..steps.len()).step_by(5) {
+                    assert_restores(|m| Box::new(hop_agg_with(emit_on_close, m)), &steps, cut);
+                }
+            }
+        }
     }
 }

@@ -1,7 +1,7 @@
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 
-use arrow::array::ArrayRef;
+use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::DataType;
 use datafusion::common::{DataFusionError, ScalarValue};
 use datafusion::logical_expr::Accumulator;
@@ -91,14 +91,59 @@ impl Accumulator for RetractableMinMax {
         std::mem::size_of_val(self) + self.values.keys().map(|k| k.len() + 24).sum::<usize>()
     }
 
+    /// Every value with its multiplicity (encoded values, counts), so a
+    /// merged state can still retract any of them.
     fn state(&mut self) -> datafusion::error::Result<Vec<ScalarValue>> {
-        Ok(vec![self.evaluate()?])
+        let keys: Vec<ScalarValue> = self
+            .values
+            .keys()
+            .map(|k| ScalarValue::Binary(Some(k.clone())))
+            .collect();
+        let counts: Vec<ScalarValue> = self
+            .values
+            .values()
+            .map(|&c| ScalarValue::Int64(Some(c)))
+            .collect();
+        Ok(vec![
+            ScalarValue::List(ScalarValue::new_list_nullable(&keys, &DataType::Binary)),
+            ScalarValue::List(ScalarValue::new_list_nullable(&counts, &DataType::Int64)),
+        ])
     }
 
-    fn merge_batch(&mut self, _states: &[ArrayRef]) -> datafusion::error::Result<()> {
-        Err(DataFusionError::NotImplemented(
-            "merging retractable min/max states".to_string(),
-        ))
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> datafusion::error::Result<()> {
+        let (Some(keys), Some(counts)) = (
+            states.first().and_then(|a| a.as_list_opt::<i32>()),
+            states.get(1).and_then(|a| a.as_list_opt::<i32>()),
+        ) else {
+            return Err(DataFusionError::Internal(
+                "retractable min/max state of unexpected types".to_string(),
+            ));
+        };
+        for row in 0..keys.len() {
+            if keys.is_null(row) || counts.is_null(row) {
+                continue;
+            }
+            let row_keys = keys.value(row);
+            let row_counts = counts.value(row);
+            let (Some(row_keys), Some(row_counts)) = (
+                row_keys.as_binary_opt::<i32>(),
+                row_counts.as_primitive_opt::<arrow::datatypes::Int64Type>(),
+            ) else {
+                return Err(DataFusionError::Internal(
+                    "retractable min/max state of unexpected types".to_string(),
+                ));
+            };
+            for (key, count) in row_keys.iter().zip(row_counts.iter()) {
+                if let (Some(key), Some(count)) = (key, count) {
+                    let entry = self.values.entry(key.to_vec()).or_insert(0);
+                    *entry += count;
+                    if *entry == 0 {
+                        self.values.remove(key);
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -130,5 +175,24 @@ mod tests {
         let rest: ArrayRef = Arc::new(Int64Array::from(vec![3, -1]));
         max.retract_batch(&[rest]).unwrap();
         assert_eq!(max.evaluate().unwrap(), ScalarValue::Int64(None));
+    }
+
+    #[test]
+    fn a_merged_state_can_still_retract() {
+        let mut min = RetractableMinMax::new(false, DataType::Int64).unwrap();
+        let vals: ArrayRef = Arc::new(Int64Array::from(vec![4, 2, 2, 8]));
+        min.update_batch(&[vals]).unwrap();
+        let state: Vec<ArrayRef> = min
+            .state()
+            .unwrap()
+            .iter()
+            .map(|s| s.to_array().unwrap())
+            .collect();
+        let mut restored = RetractableMinMax::new(false, DataType::Int64).unwrap();
+        restored.merge_batch(&state).unwrap();
+        assert_eq!(restored.evaluate().unwrap(), ScalarValue::Int64(Some(2)));
+        let two: ArrayRef = Arc::new(Int64Array::from(vec![2, 2]));
+        restored.retract_batch(&[two]).unwrap();
+        assert_eq!(restored.evaluate().unwrap(), ScalarValue::Int64(Some(4)));
     }
 }

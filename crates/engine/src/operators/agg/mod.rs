@@ -9,6 +9,7 @@ mod min_max;
 mod session_agg;
 mod window_agg;
 
+pub(crate) use grouped::GroupedState;
 pub use hash_agg::HashAgg;
 pub use hop_agg::{HopAgg, HopAggSpec};
 pub use min_max::RetractableMinMax;

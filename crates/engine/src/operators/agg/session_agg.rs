@@ -1,4 +1,4 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BooleanArray};
@@ -8,10 +8,11 @@ use datafusion::common::{HashMap, ScalarValue};
 use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 use tidemark_plan::{AggCall, SessionKey};
-use tidemark_state::RowCodec;
+use tidemark_state::{RowCodec, WriteBatch};
 use tidemark_types::{Op, StreamChunk, Watermark};
 
 use super::{evaluate_agg_inputs, rows_to_chunk, selected_args};
+use crate::durable::{Decoder, Encoder, Progress, ScalarRows, StateEntries};
 use crate::event_time::{micros_array, timestamp_array};
 use crate::metrics::JobMetrics;
 use crate::{Error, Operator, Result};
@@ -60,6 +61,20 @@ pub struct SessionAgg {
     by_end: BTreeMap<i64, Vec<(Vec<u8>, i64)>>,
     watermark: Option<i64>,
     metrics: Arc<JobMetrics>,
+    /// Late rows dropped, restored ones included.
+    late: u64,
+    /// Partitions changed since the last checkpoint.
+    unsaved: HashSet<Vec<u8>>,
+    /// How a session's accumulator states are stored.
+    state_rows: ScalarRows,
+}
+
+/// The key of a partition's sessions; the empty key holds the [`Progress`].
+fn partition_key(key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 1);
+    k.push(1);
+    k.extend_from_slice(key);
+    k
 }
 
 impl SessionAgg {
@@ -70,6 +85,11 @@ impl SessionAgg {
         });
         let codec = RowCodec::new(key_types)?;
         let args = spec.aggs.iter().map(|a| a.expr.expressions()).collect();
+        let mut types = Vec::new();
+        for a in &spec.aggs {
+            let mut probe = a.expr.create_accumulator()?;
+            types.extend(probe.state()?.iter().map(|s| s.data_type()));
+        }
         Ok(Self {
             spec,
             args,
@@ -78,7 +98,110 @@ impl SessionAgg {
             by_end: BTreeMap::new(),
             watermark: None,
             metrics,
+            late: 0,
+            unsaved: HashSet::new(),
+            state_rows: ScalarRows::new(types)?,
         })
+    }
+
+    fn new_accumulators(&self) -> Result<Vec<Box<dyn Accumulator>>> {
+        Ok(self
+            .spec
+            .aggs
+            .iter()
+            .map(|a| a.expr.create_accumulator())
+            .collect::<datafusion::error::Result<_>>()?)
+    }
+
+    /// A partition's sessions as stored: (start, last, accumulator states) each.
+    fn encode_partitions(&mut self, keys: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
+        let mut rows = Vec::new();
+        let mut shapes = Vec::new();
+        for key in keys {
+            let mut sessions = Vec::new();
+            if let Some(p) = self.partitions.get_mut(key) {
+                for (&start, session) in p.sessions.iter_mut() {
+                    let mut row = Vec::new();
+                    for acc in &mut session.accumulators {
+                        row.extend(acc.state()?);
+                    }
+                    rows.push(row);
+                    sessions.push((start, session.last));
+                }
+            }
+            shapes.push(sessions);
+        }
+        let mut encoded = self.state_rows.encode(&rows)?.into_iter();
+        let mut values = Vec::with_capacity(keys.len());
+        for sessions in shapes {
+            let mut e = Encoder::new();
+            e.u64(sessions.len() as u64);
+            for (start, last) in sessions {
+                let state = encoded.next().unwrap_or_default();
+                e.i64(start).i64(last).bytes(&state);
+            }
+            values.push(e.finish());
+        }
+        Ok(values)
+    }
+
+    /// Loads one partition's stored sessions.
+    fn restore_partition(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        let mut d = Decoder::new("session partition", value);
+        let n = d.len()?;
+        let mut parts = Vec::with_capacity(n);
+        for _ in 0..n {
+            parts.push((d.i64()?, d.i64()?, d.bytes()?));
+        }
+        d.end()?;
+        let states: Vec<&[u8]> = parts.iter().map(|p| p.2).collect();
+        let columns = if states.is_empty() {
+            Vec::new()
+        } else {
+            self.state_rows.decode(&states)?
+        };
+        let key_columns = self.codec.decode([key])?;
+        let pkey = key_columns
+            .iter()
+            .map(|c| ScalarValue::try_from_array(c, 0))
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        let mut sessions = BTreeMap::new();
+        for (i, (start, last, _)) in parts.into_iter().enumerate() {
+            let mut accumulators = self.new_accumulators()?;
+            let mut column = 0;
+            for acc in &mut accumulators {
+                let width = acc.state()?.len();
+                let states: Vec<ArrayRef> = columns[column..column + width]
+                    .iter()
+                    .map(|c| c.slice(i, 1))
+                    .collect();
+                acc.merge_batch(&states)?;
+                column += width;
+            }
+            let mut session = Session {
+                last,
+                accumulators,
+                pending: Vec::new(),
+                emitted: None,
+            };
+            // Every change was emitted by the checkpoint that stored this.
+            if !self.spec.emit_on_close {
+                session.emitted = Some(self.output_row(&pkey, start, &mut session)?);
+            }
+            self.by_end
+                .entry(last.saturating_add(self.spec.gap))
+                .or_default()
+                .push((key.to_vec(), start));
+            sessions.insert(start, session);
+        }
+        self.partitions.insert(
+            key.to_vec(),
+            Partition {
+                key: pkey,
+                sessions,
+            },
+        );
+        Ok(())
     }
 
     fn output_row(
@@ -284,6 +407,7 @@ impl SessionAgg {
             if partition.sessions.is_empty() {
                 self.partitions.remove(&key);
             }
+            self.unsaved.insert(key);
             if self.spec.emit_on_close {
                 let row = self.output_row(&pkey, start, &mut session)?;
                 rows.push((Op::Insert, row));
@@ -367,8 +491,14 @@ impl Operator for SessionAgg {
             .map(|(r, start)| (keys[r].as_slice(), start))
             .collect();
         self.flush(&touched, &values, &filters)?;
+        for (key, _) in &touched {
+            if !self.unsaved.contains(*key) {
+                self.unsaved.insert(key.to_vec());
+            }
+        }
         if late > 0 {
             self.metrics.add_late_rows(late);
+            self.late += late as u64;
         }
         if self.spec.emit_on_close {
             return Ok(());
@@ -399,6 +529,49 @@ impl Operator for SessionAgg {
         // A session retracted and re-emitted unchanged cancels out.
         if let Some(chunk) = rows_to_chunk(&self.spec.schema, rows)? {
             out.push(chunk);
+        }
+        Ok(())
+    }
+
+    fn durability(&self) -> crate::Durability {
+        crate::Durability::Checkpointed
+    }
+
+    fn checkpoint_state(&mut self, state: &mut WriteBatch) -> Result<()> {
+        let progress = Progress {
+            watermark: self.watermark,
+            late: self.late,
+        };
+        state.put(Vec::new(), progress.encode());
+        let keys: Vec<Vec<u8>> = std::mem::take(&mut self.unsaved).into_iter().collect();
+        let values = self.encode_partitions(&keys)?;
+        for (key, value) in keys.into_iter().zip(values) {
+            if self.partitions.contains_key(&key) {
+                state.put(partition_key(&key), value);
+            } else {
+                state.delete(partition_key(&key));
+            }
+        }
+        Ok(())
+    }
+
+    fn restore(&mut self, entries: StateEntries) -> Result<()> {
+        for (key, value) in entries {
+            match key.split_first() {
+                None => {
+                    let progress = Progress::decode(&value)?;
+                    self.watermark = progress.watermark;
+                    self.late = progress.late;
+                    self.metrics.add_late_rows(progress.late as usize);
+                }
+                Some((1, partition)) => self.restore_partition(partition, &value)?,
+                Some(_) => {
+                    return Err(Error::Internal(format!(
+                        "a stored session key of {} bytes",
+                        key.len()
+                    )))
+                }
+            }
         }
         Ok(())
     }
@@ -437,13 +610,17 @@ mod tests {
     use super::*;
     use crate::event_time::END_OF_TIME;
     use crate::test_util::{
-        agg_call, applied_rows as emitted, key_value_time_chunk as chunk, key_value_time_schema,
-        Lcg,
+        agg_call, applied_rows as emitted, assert_restores, key_value_time_chunk as chunk,
+        key_value_time_schema, random_steps, Lcg,
     };
 
     const GAP: i64 = 5;
 
     fn session_agg(emit_on_close: bool) -> SessionAgg {
+        session_agg_with(emit_on_close, Arc::new(JobMetrics::default()))
+    }
+
+    fn session_agg_with(emit_on_close: bool, metrics: Arc<JobMetrics>) -> SessionAgg {
         let input = key_value_time_schema();
         let ts = DataType::Timestamp(TimeUnit::Microsecond, None);
         let schema = Arc::new(Schema::new(vec![
@@ -470,7 +647,7 @@ mod tests {
                 emit_on_close,
                 schema,
             },
-            Arc::new(JobMetrics::default()),
+            metrics,
         )
         .unwrap()
     }
@@ -564,6 +741,22 @@ mod tests {
             )
             .unwrap();
             assert_eq!(emitted(&out), expected(&rows), "seed {seed}, closed");
+        }
+    }
+
+    #[test]
+    fn a_restored_operator_continues_as_if_never_stopped() {
+        for seed in 0..12u64 {
+            for emit_on_close in [true, false] {
+                let steps = random_steps(seed, 60, 8, 4);
+                for cut in (0..steps.len()).step_by(5) {
+                    assert_restores(
+                        |m| Box::new(session_agg_with(emit_on_close, m)),
+                        &steps,
+                        cut,
+                    );
+                }
+            }
         }
     }
 }

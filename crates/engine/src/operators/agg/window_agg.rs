@@ -1,7 +1,7 @@
 //! Windowed `GROUP BY` over append-only input, vectorized: one grouped
 //! state per window, updated a batch at a time and closed by the watermark.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{Array, UInt32Array};
@@ -15,6 +15,7 @@ use tidemark_types::{Epoch, StreamChunk, Watermark};
 use super::changes::{changes, columns_to_batch};
 use super::grouped::Grouped;
 use super::{evaluate_agg_inputs, forward_watermark};
+use crate::durable::{grouped_bytes, window_key, window_of_key, Progress, StateEntries};
 use crate::event_time::micros_array;
 use crate::metrics::JobMetrics;
 use crate::{Error, Operator, Result};
@@ -95,6 +96,14 @@ pub struct WindowAgg {
     metrics: Arc<JobMetrics>,
     watermark: Option<i64>,
     windows: BTreeMap<i64, Window>,
+    /// Late rows dropped, restored ones included.
+    late: u64,
+    /// Windows changed since the last checkpoint…
+    unsaved: BTreeSet<i64>,
+    /// …those the store holds…
+    saved: BTreeSet<i64>,
+    /// …and those closed since, whose stored state goes.
+    purged: Vec<i64>,
 }
 
 impl WindowAgg {
@@ -118,6 +127,10 @@ impl WindowAgg {
             metrics,
             watermark: None,
             windows: BTreeMap::new(),
+            late: 0,
+            unsaved: BTreeSet::new(),
+            saved: BTreeSet::new(),
+            purged: Vec::new(),
         }
     }
 
@@ -141,7 +154,11 @@ impl WindowAgg {
     fn close_windows(&mut self, watermark: i64, out: &mut Vec<StreamChunk>) -> Result<()> {
         let open = self.windows.split_off(&watermark);
         let closed = std::mem::replace(&mut self.windows, open);
-        for (_, mut window) in closed {
+        for (start, mut window) in closed {
+            self.unsaved.remove(&start);
+            if self.saved.remove(&start) {
+                self.purged.push(start);
+            }
             if self.window.emit_on_close {
                 let rows = columns_to_batch(&self.schema, window.grouped.finish()?)?;
                 if rows.num_rows() > 0 {
@@ -158,6 +175,62 @@ impl WindowAgg {
 impl Operator for WindowAgg {
     fn name(&self) -> &'static str {
         "WindowAgg"
+    }
+
+    fn durability(&self) -> crate::Durability {
+        crate::Durability::Checkpointed
+    }
+
+    fn checkpoint_state(&mut self, state: &mut WriteBatch) -> Result<()> {
+        let progress = Progress {
+            watermark: self.watermark,
+            late: self.late,
+        };
+        state.put(Vec::new(), progress.encode());
+        for start in self.purged.drain(..) {
+            state.delete(window_key(start));
+        }
+        for start in std::mem::take(&mut self.unsaved) {
+            if let Some(window) = self.windows.get_mut(&start) {
+                let grouped = window.grouped.state()?;
+                state.put(window_key(start), grouped_bytes::encode(&grouped)?);
+                self.saved.insert(start);
+            }
+        }
+        Ok(())
+    }
+
+    fn restore(&mut self, entries: StateEntries) -> Result<()> {
+        for (key, value) in entries {
+            if key.is_empty() {
+                let progress = Progress::decode(&value)?;
+                self.watermark = progress.watermark;
+                self.late = progress.late;
+                self.metrics.add_late_rows(progress.late as usize);
+                continue;
+            }
+            let start = window_of_key(&key)?;
+            let state = grouped_bytes::decode(&value, self.aggs.len())?;
+            let mut grouped = Grouped::new(Arc::clone(&self.key_schema), &self.aggs)?;
+            grouped.merge(&state)?;
+            // What continuous emission last sent: every change was sent at
+            // the checkpoint that stored this state.
+            let emitted = if self.window.emit_on_close {
+                None
+            } else {
+                Some(columns_to_batch(&self.schema, grouped.evaluate(&state)?)?)
+            };
+            self.windows.insert(
+                start,
+                Window {
+                    grouped,
+                    emitted,
+                    dirty: false,
+                },
+            );
+            self.saved.insert(start);
+        }
+        Ok(())
     }
 
     fn on_chunk(&mut self, chunk: StreamChunk, _out: &mut Vec<StreamChunk>) -> Result<()> {
@@ -178,12 +251,14 @@ impl Operator for WindowAgg {
         let (parts, late) = split_by_window(&times, self.watermark, true);
         if late > 0 {
             self.metrics.add_late_rows(late);
+            self.late += late as u64;
         }
         if parts.is_empty() {
             return Ok(());
         }
         let (args, filters) = evaluate_agg_inputs(&self.args, &self.aggs, batch)?;
         for (start, rows) in parts {
+            self.unsaved.insert(start);
             let window = match self.windows.entry(start) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::btree_map::Entry::Vacant(e) => e.insert(Window {
@@ -227,5 +302,56 @@ impl Operator for WindowAgg {
         }
         self.windows = windows;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::datatypes::{DataType, Field, TimeUnit};
+    use datafusion::functions_aggregate::{count::count_udaf, min_max::min_udaf};
+    use datafusion::physical_expr::expressions::Column;
+
+    use super::*;
+    use crate::test_util::{agg_call, assert_restores, key_value_time_schema, random_steps};
+
+    /// count and min per (k, ts): each distinct time is a window of its own.
+    fn window_agg(emit_on_close: bool, metrics: Arc<JobMetrics>) -> WindowAgg {
+        let input = key_value_time_schema();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, true),
+            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+            Field::new("n", DataType::Int64, false),
+            Field::new("low", DataType::Int64, true),
+        ]));
+        WindowAgg::new(
+            vec![
+                Arc::new(Column::new("k", 0)),
+                Arc::new(Column::new("ts", 2)),
+            ],
+            vec![
+                agg_call(count_udaf(), 1, &input, "n"),
+                agg_call(min_udaf(), 1, &input, "low"),
+            ],
+            schema,
+            WindowKey {
+                key: 1,
+                input_column: 2,
+                emit_on_close,
+            },
+            vec![(2, 1)],
+            metrics,
+        )
+    }
+
+    #[test]
+    fn a_restored_operator_continues_as_if_never_stopped() {
+        for seed in 0..12u64 {
+            for emit_on_close in [true, false] {
+                let steps = random_steps(seed, 60, 8, 4);
+                for cut in (0..steps.len()).step_by(5) {
+                    assert_restores(|m| Box::new(window_agg(emit_on_close, m)), &steps, cut);
+                }
+            }
+        }
     }
 }

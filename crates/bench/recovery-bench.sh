@@ -33,7 +33,7 @@ q "SELECT name, rows_in FROM tidemark_catalog.streaming_jobs ORDER BY name"
 q "FLUSH"
 end=$(date +%s.%N)
 echo "restart to the end of the input: $(echo "$end - $start" | bc) s"
-q "SELECT (SELECT count(*) FROM all_bids), (SELECT count(*) FROM hop), (SELECT sum(n) FROM per_bidder), (SELECT count(*) FROM per_bidder)"
+q "SELECT (SELECT count(*) FROM all_bids) AS all_rows, (SELECT count(*) FROM hop) AS hop_rows, (SELECT sum(n) FROM per_bidder) AS bids_counted, (SELECT count(*) FROM per_bidder) AS bidders"
 grep -E "resumed|recomputing|restored" /tmp/rec2.log | sed 's/^.*INFO //'
 du -sh $D/state
 pkill -TERM -f "data-dir $D"

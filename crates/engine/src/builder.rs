@@ -83,12 +83,13 @@ fn build_operator(
             schema,
             window,
             watermarks,
-            ..
+            append_only_input,
         } => Box::new(
             HashAgg::new(
                 group_exprs.iter().map(|(e, _)| Arc::clone(e)).collect(),
                 aggs.clone(),
                 Arc::clone(schema),
+                *append_only_input,
             )?
             .with_window(*window, watermarks.clone(), Arc::clone(metrics)),
         ),

@@ -86,6 +86,11 @@ impl RocksDbStore {
         db_options.set_compression_type(DBCompressionType::Lz4);
         db_options.set_bottommost_compression_type(DBCompressionType::Zstd);
         db_options.set_write_buffer_size(64 << 20);
+        // The small meta column family is written by every commit and would
+        // otherwise keep every WAL file alive: a kill -9 then replays them
+        // all at start. Past this size RocksDB flushes the column families
+        // that hold the oldest WAL back.
+        db_options.set_max_total_wal_size(256 << 20);
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&Cache::new_lru_cache(options.cache_bytes));
         table.set_bloom_filter(10.0, false);

@@ -69,13 +69,19 @@ pub struct HashAgg {
     /// How a group's row count and accumulator states are stored; `None`
     /// when some aggregate's state cannot be restored (see [`restorable`]).
     state_rows: Option<ScalarRows>,
+    append_only: bool,
 }
 
 /// Why the accumulators of `aggs` cannot be restored, if they cannot. A
 /// group's state is restored by merging each accumulator's stored state into
-/// a fresh one, which must then still retract any row: true of these, whose
-/// state is their whole content (our MIN and MAX keep every value).
-fn restorable(aggs: &[AggCall]) -> Option<String> {
+/// a fresh one. Over input that only inserts, that is DataFusion's partial
+/// aggregation, which every aggregate supports. Otherwise the restored
+/// accumulator must still retract any row: true of these, whose state is
+/// their whole content (our MIN and MAX keep every value).
+fn restorable(aggs: &[AggCall], append_only: bool) -> Option<String> {
+    if append_only {
+        return None;
+    }
     aggs.iter().find_map(|a| {
         let name = a.expr.fun().name();
         let whole = matches!(name, "count" | "sum" | "avg" | "min" | "max");
@@ -93,10 +99,13 @@ fn group_key(key: &[u8]) -> Vec<u8> {
 }
 
 impl HashAgg {
+    /// `append_only`: the input only inserts, so plain DataFusion
+    /// accumulators do (no retraction, smaller state).
     pub fn new(
         group_exprs: Vec<Arc<dyn PhysicalExpr>>,
         aggs: Vec<AggCall>,
         schema: SchemaRef,
+        append_only: bool,
     ) -> Result<Self> {
         let key_types = schema
             .fields()
@@ -121,8 +130,9 @@ impl HashAgg {
             late: 0,
             unsaved: HashSet::new(),
             state_rows: None,
+            append_only,
         };
-        if restorable(&agg.aggs).is_none() {
+        if restorable(&agg.aggs, append_only).is_none() {
             let probe = agg.new_group(Vec::new())?;
             let mut types = vec![arrow::datatypes::DataType::Int64];
             for mut acc in probe.accumulators {
@@ -214,7 +224,13 @@ impl HashAgg {
         let accumulators = self
             .aggs
             .iter()
-            .map(retractable_accumulator)
+            .map(|a| {
+                if self.append_only {
+                    a.expr.create_accumulator()
+                } else {
+                    retractable_accumulator(a)
+                }
+            })
             .collect::<datafusion::error::Result<Vec<_>>>()?;
         Ok(Group {
             key,
@@ -362,7 +378,7 @@ impl Operator for HashAgg {
     }
 
     fn durability(&self) -> crate::Durability {
-        match restorable(&self.aggs) {
+        match restorable(&self.aggs, self.append_only) {
             None => crate::Durability::Checkpointed,
             Some(why) => crate::Durability::Recompute(why),
         }
@@ -505,6 +521,10 @@ mod tests {
     use crate::test_util::{agg_call, chunk_from_pretty, pretty, schema_of};
 
     fn count_and_max() -> HashAgg {
+        count_and_max_over(false)
+    }
+
+    fn count_and_max_over(append_only: bool) -> HashAgg {
         let input = schema_of("I I");
         let schema = Arc::new(Schema::new(vec![
             Field::new("c0", DataType::Int64, true),
@@ -518,6 +538,7 @@ mod tests {
                 agg_call(max_udaf(), 1, &input, "top"),
             ],
             schema,
+            append_only,
         )
         .unwrap()
     }
@@ -572,6 +593,26 @@ mod tests {
             for cut in (0..steps.len()).step_by(3) {
                 assert_restores(|_| Box::new(count_and_max()), &steps, cut);
             }
+        }
+    }
+
+    #[test]
+    fn an_append_only_aggregate_restores_with_plain_accumulators() {
+        use crate::test_util::{assert_restores, Lcg, Step};
+        let mut lcg = Lcg::new(3);
+        let mut steps = Vec::new();
+        for _ in 0..40 {
+            let mut text = String::from("I I");
+            for _ in 0..1 + lcg.next(4) {
+                text.push_str(&format!("\n+ {} {}", lcg.next(4), lcg.next(50)));
+            }
+            steps.push(Step::Chunk(chunk_from_pretty(&text)));
+            if lcg.next(3) == 0 {
+                steps.push(Step::Checkpoint);
+            }
+        }
+        for cut in 0..steps.len() {
+            assert_restores(|_| Box::new(count_and_max_over(true)), &steps, cut);
         }
     }
 }

@@ -99,6 +99,11 @@ async fn main() -> anyhow::Result<()> {
         },
         state_cache_bytes: 256 << 20,
         restore_from: None,
+        // No copies of checkpoints while timing the engine.
+        retain: tidemark_server::RetainPolicy {
+            keep: 0,
+            ..Default::default()
+        },
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -26,10 +26,6 @@ impl Database {
             Field::new("bytes", DataType::Int64, false),
         ]));
         let recent = self.runtime.checkpoints();
-        let micros = |t: std::time::SystemTime| {
-            t.duration_since(UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-        };
         let columns: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from_iter_values(
                 recent.iter().map(|c| c.epoch as i64),
@@ -57,4 +53,45 @@ impl Database {
         let batch = RecordBatch::try_new(Arc::clone(&schema), columns)?;
         MemTable::try_new(schema, vec![vec![batch]])
     }
+}
+
+impl Database {
+    /// `tidemark_catalog.retained_checkpoints`: the copies of checkpoints kept
+    /// in the data directory, oldest first, each a directory a server can
+    /// start from with `--restore-from`.
+    pub(crate) fn retained_checkpoints_table(&self) -> datafusion::error::Result<MemTable> {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("epoch", DataType::Int64, false),
+            Field::new("path", DataType::Utf8, false),
+            Field::new(
+                "taken_at",
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+                false,
+            ),
+        ]));
+        let retained = self
+            .retained
+            .as_deref()
+            .map(crate::retained::list)
+            .unwrap_or_default();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter_values(
+                retained.iter().map(|r| r.epoch as i64),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                retained.iter().map(|r| r.path.display().to_string()),
+            )),
+            Arc::new(TimestampMicrosecondArray::from_iter_values(
+                retained.iter().map(|r| micros(r.taken_at)),
+            )),
+        ];
+        let batch = RecordBatch::try_new(Arc::clone(&schema), columns)?;
+        MemTable::try_new(schema, vec![vec![batch]])
+    }
+}
+
+/// Microseconds since the Unix epoch.
+fn micros(t: std::time::SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }

@@ -37,6 +37,8 @@ pub struct DatabaseConfig {
     pub state_cache_bytes: usize,
     /// A savepoint to start from; the data directory must hold no state.
     pub restore_from: Option<PathBuf>,
+    /// Copies of recent checkpoints kept in the data directory (RocksDB only).
+    pub retain: crate::RetainPolicy,
 }
 
 pub struct Database {
@@ -45,6 +47,8 @@ pub struct Database {
     pub(crate) catalog: Arc<RwLock<Catalog>>,
     /// Catalog changes one at a time.
     pub(crate) ddl: tokio::sync::Mutex<()>,
+    /// Where retained checkpoints are kept, when they are.
+    pub(crate) retained: Option<PathBuf>,
 }
 
 /// One parsed statement with the text it came from, for error positions.
@@ -129,13 +133,19 @@ impl Database {
                 checkpoint_interval: config.checkpoint_interval,
             },
         );
+        let retained = (config.state_backend == StateBackend::RocksDb && config.retain.keep > 0)
+            .then(|| crate::retained::retained_dir(&config.data_dir));
         let db = Self {
             store,
             runtime,
             catalog: Arc::new(RwLock::new(Catalog::new())),
             ddl: tokio::sync::Mutex::new(()),
+            retained,
         };
         db.restore_catalog().await?;
+        if let Some(dir) = &db.retained {
+            crate::retained::spawn(Arc::clone(&db.store), dir.clone(), config.retain);
+        }
         Ok(db)
     }
 

@@ -31,8 +31,9 @@ pub(crate) fn jobs_schema() -> SchemaRef {
 const SYSTEM_SCHEMA: &str = "tidemark_catalog";
 
 impl Database {
-    /// Makes `tidemark_catalog.streaming_jobs` (what `SHOW JOBS` shows) and
-    /// `tidemark_catalog.checkpoints` queryable in `ctx`.
+    /// Makes `tidemark_catalog.streaming_jobs` (what `SHOW JOBS` shows),
+    /// `tidemark_catalog.checkpoints` and
+    /// `tidemark_catalog.retained_checkpoints` queryable in `ctx`.
     pub(crate) fn register_system_views(
         &self,
         ctx: &datafusion::prelude::SessionContext,
@@ -46,6 +47,10 @@ impl Database {
         schema_provider.register_table(
             "checkpoints".to_string(),
             Arc::new(self.checkpoints_table()?),
+        )?;
+        schema_provider.register_table(
+            "retained_checkpoints".to_string(),
+            Arc::new(self.retained_checkpoints_table()?),
         )?;
         if let Some(catalog) = ctx.catalog("datafusion") {
             catalog.register_schema(SYSTEM_SCHEMA, schema_provider)?;

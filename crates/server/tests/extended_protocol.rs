@@ -33,6 +33,7 @@ async fn connect(name: &str) -> (Client, DataDir) {
         state_backend: StateBackend::Memory,
         state_cache_bytes: 64 << 20,
         restore_from: None,
+        retain: tidemark_server::RetainPolicy::default(),
     })
     .await
     .expect("database starts");

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use clap::{Parser, ValueEnum};
-use tidemark_server::{DatabaseConfig, StateBackend};
+use tidemark_server::{DatabaseConfig, RetainPolicy, StateBackend};
 
 /// Tidemark: a Postgres-compatible streaming database.
 ///
@@ -55,6 +55,21 @@ pub struct Cli {
     /// state is copied into the data directory, which must hold none.
     #[arg(long, env = "TIDEMARK_RESTORE_FROM", value_name = "DIR")]
     pub restore_from: Option<PathBuf>,
+
+    /// How many copies of recent checkpoints to keep under
+    /// `<data dir>/checkpoints`, each one a directory `--restore-from` can
+    /// start a server from; 0 keeps none.
+    #[arg(
+        long,
+        env = "TIDEMARK_RETAINED_CHECKPOINTS",
+        default_value_t = 3,
+        value_name = "N"
+    )]
+    pub retained_checkpoints: usize,
+
+    /// How often a checkpoint is copied for keeping, e.g. `1m`, `10s`.
+    #[arg(long, env = "TIDEMARK_RETAIN_INTERVAL", default_value = "1m", value_name = "DURATION", value_parser = parse_duration)]
+    pub retain_interval: Duration,
 }
 
 /// `--state-backend` values.
@@ -120,6 +135,10 @@ impl Cli {
             state_backend,
             state_cache_bytes: self.state_cache_size,
             restore_from: self.restore_from.clone(),
+            retain: RetainPolicy {
+                keep: self.retained_checkpoints,
+                every: self.retain_interval,
+            },
         })
     }
 }

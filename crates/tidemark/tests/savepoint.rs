@@ -1,6 +1,7 @@
 //! `CREATE SAVEPOINT` on the real binary, and a new server started from the
 //! savepoint with `--restore-from`: it has the catalog and the rows as of the
-//! savepoint, not what came after.
+//! savepoint, not what came after; and the copies of recent checkpoints the
+//! server keeps by itself.
 
 #![cfg(unix)]
 
@@ -53,6 +54,75 @@ async fn a_server_starts_from_a_savepoint() {
     assert_eq!(rows(&client, "SELECT s FROM total").await, ["30"]);
     restored.kill_9();
     for d in [dir, saved, restored_dir] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+/// The server keeps copies of its newest checkpoints; the oldest one kept
+/// starts a new server with exactly the rows committed by its epoch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retained_checkpoints_start_a_server() {
+    let dir = fresh_dir("retained-origin");
+    let server = Server::start_with(
+        &dir,
+        &["--retain-interval", "200ms", "--retained-checkpoints", "2"],
+    );
+    let client = server.connect().await;
+    client
+        .simple_query("CREATE TABLE t (k INT PRIMARY KEY, v INT)")
+        .await
+        .unwrap();
+    let epoch_sql = "SELECT max(epoch) FROM tidemark_catalog.checkpoints";
+    let retained_sql = "SELECT epoch, path FROM tidemark_catalog.retained_checkpoints \
+                        ORDER BY epoch";
+    // The epoch that committed each round of 10 rows.
+    let mut committed = Vec::new();
+    for round in 0..4 {
+        let values: Vec<String> = (0..10)
+            .map(|i| format!("({}, 1)", round * 10 + i))
+            .collect();
+        let sql = format!("INSERT INTO t VALUES {}; FLUSH", values.join(", "));
+        client.simple_query(&sql).await.unwrap();
+        let epoch: u64 = rows(&client, epoch_sql).await[0].parse().unwrap();
+        committed.push(epoch);
+        // Until a copy covers the round.
+        loop {
+            let kept = rows(&client, retained_sql).await;
+            let newest = kept
+                .last()
+                .map(|r| r.split('|').next().unwrap().parse::<u64>().unwrap());
+            if newest.is_some_and(|e| e >= epoch) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    let kept = rows(&client, retained_sql).await;
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    let (epoch, oldest) = kept[0].split_once('|').unwrap();
+    let epoch: u64 = epoch.parse().unwrap();
+    assert!(oldest.starts_with(dir.join("checkpoints").to_str().unwrap()));
+    // A round's rows commit at its FLUSH's epoch or at a periodic one just
+    // before it, after the previous round's.
+    let low = 10 * committed.iter().filter(|&&e| e <= epoch).count();
+    let high = 10
+        * (0..committed.len())
+            .filter(|&r| r == 0 || committed[r - 1] < epoch)
+            .count();
+    server.kill_9();
+
+    let restored_dir = fresh_dir("retained-restored");
+    let restored = Server::start_with(&restored_dir, &["--restore-from", oldest]);
+    let client = restored.connect().await;
+    let count: usize = rows(&client, "SELECT count(*) FROM t").await[0]
+        .parse()
+        .unwrap();
+    assert!(
+        (low..=high).contains(&count) && count.is_multiple_of(10),
+        "{count} rows as of epoch {epoch}, rounds committed by {committed:?}"
+    );
+    restored.kill_9();
+    for d in [dir, restored_dir] {
         let _ = std::fs::remove_dir_all(d);
     }
 }

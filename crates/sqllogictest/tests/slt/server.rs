@@ -58,6 +58,7 @@ impl TestServer {
             state_backend,
             state_cache_bytes: 64 << 20,
             restore_from: None,
+            retain: tidemark_server::RetainPolicy::default(),
         })
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the database: {}", e.message))?;

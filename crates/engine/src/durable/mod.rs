@@ -12,10 +12,12 @@ mod actor_record;
 mod codec;
 pub(crate) mod grouped_bytes;
 mod scalar_rows;
+mod stored_windows;
 
 pub(crate) use actor_record::{ActorRecord, SourceRecord, SplitRecord};
 pub(crate) use codec::{Decoder, Encoder};
-pub(crate) use scalar_rows::ScalarRows;
+pub(crate) use scalar_rows::{merge_row, ScalarRows};
+pub(crate) use stored_windows::StoredWindows;
 
 use tidemark_plan::{FragmentId, RelationId};
 use tidemark_state::{job_state_table, table_key};
@@ -91,6 +93,24 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// Stores it under the empty key of an operator's state.
+    pub fn put(self, state: &mut tidemark_state::WriteBatch) {
+        state.put(Vec::new(), self.encode());
+    }
+
+    /// Reads a stored progress back and counts its late rows in the job's
+    /// metrics again.
+    pub fn restore(
+        bytes: &[u8],
+        metrics: Option<&crate::metrics::JobMetrics>,
+    ) -> crate::Result<Self> {
+        let progress = Self::decode(bytes)?;
+        if let Some(m) = metrics {
+            m.add_late_rows(progress.late as usize);
+        }
+        Ok(progress)
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         Encoder::new()
             .opt_i64(self.watermark)

@@ -5,6 +5,7 @@ use arrow::array::ArrayRef;
 use arrow::datatypes::DataType;
 use arrow::row::{RowConverter, SortField};
 use datafusion::common::ScalarValue;
+use datafusion::logical_expr::Accumulator;
 
 use crate::{Error, Result};
 
@@ -50,6 +51,29 @@ impl ScalarRows {
             .map_err(|e| Error::Internal(format!("stored aggregate state does not decode: {e}")))?;
         Ok(columns)
     }
+}
+
+/// Merges row `row` of decoded accumulator states into fresh accumulators,
+/// each taking as many columns as its state has, from `first` on.
+pub fn merge_row(
+    accumulators: &mut [Box<dyn Accumulator>],
+    columns: &[ArrayRef],
+    first: usize,
+    row: usize,
+) -> Result<()> {
+    let mut column = first;
+    for acc in accumulators {
+        let width = acc.state()?.len();
+        let states: Vec<ArrayRef> = columns
+            .get(column..column + width)
+            .ok_or_else(|| Error::Internal("stored aggregate state has too few columns".into()))?
+            .iter()
+            .map(|c| c.slice(row, 1))
+            .collect();
+        acc.merge_batch(&states)?;
+        column += width;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

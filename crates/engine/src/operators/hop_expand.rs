@@ -65,21 +65,20 @@ impl Operator for HopExpand {
     }
 
     fn checkpoint_state(&mut self, state: &mut tidemark_state::WriteBatch) -> Result<()> {
-        let progress = Progress {
+        Progress {
             watermark: self.watermark,
             late: self.late,
-        };
-        state.put(Vec::new(), progress.encode());
+        }
+        .put(state);
         Ok(())
     }
 
     fn restore(&mut self, entries: StateEntries) -> Result<()> {
         for (key, value) in entries {
             if key.is_empty() {
-                let progress = Progress::decode(&value)?;
+                let progress = Progress::restore(&value, Some(&self.metrics))?;
                 self.watermark = progress.watermark;
                 self.late = progress.late;
-                self.metrics.add_late_rows(progress.late as usize);
             }
         }
         Ok(())

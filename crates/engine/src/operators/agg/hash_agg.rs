@@ -15,7 +15,7 @@ use tidemark_types::{Epoch, Op, StreamChunk, Watermark};
 use super::{
     evaluate_agg_inputs, forward_watermark, rows_to_chunk, selected_args, RetractableMinMax,
 };
-use crate::durable::{Progress, ScalarRows, StateEntries};
+use crate::durable::{merge_row, Progress, ScalarRows, StateEntries};
 use crate::event_time::micros_at;
 use crate::metrics::JobMetrics;
 use crate::{Operator, Result};
@@ -388,11 +388,11 @@ impl Operator for HashAgg {
         let Some(state_rows) = &self.state_rows else {
             return Ok(());
         };
-        let progress = Progress {
+        Progress {
             watermark: self.watermark,
             late: self.late,
-        };
-        state.put(Vec::new(), progress.encode());
+        }
+        .put(state);
         let mut keys = Vec::new();
         let mut rows = Vec::new();
         for key in std::mem::take(&mut self.unsaved) {
@@ -425,12 +425,9 @@ impl Operator for HashAgg {
         for (key, value) in &entries {
             match key.split_first() {
                 None => {
-                    let progress = Progress::decode(value)?;
+                    let progress = Progress::restore(value, self.metrics.as_deref())?;
                     self.watermark = progress.watermark;
                     self.late = progress.late;
-                    if let Some(m) = &self.metrics {
-                        m.add_late_rows(progress.late as usize);
-                    }
                 }
                 Some((1, group)) => {
                     keys.push(group.to_vec());
@@ -470,16 +467,7 @@ impl Operator for HashAgg {
             }
             let mut group = self.new_group(scalars)?;
             group.rows = counts.value(i);
-            let mut column = 1;
-            for acc in &mut group.accumulators {
-                let width = acc.state()?.len();
-                let states: Vec<ArrayRef> = columns[column..column + width]
-                    .iter()
-                    .map(|c| c.slice(i, 1))
-                    .collect();
-                acc.merge_batch(&states)?;
-                column += width;
-            }
+            merge_row(&mut group.accumulators, &columns, 1, i)?;
             // Every change was emitted by the checkpoint that stored this.
             if !self.emits_on_close() {
                 group.emitted = Self::output_row(&mut group, self.global)?;

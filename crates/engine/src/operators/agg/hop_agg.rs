@@ -18,7 +18,7 @@ use super::changes::{changes, columns_to_batch};
 use super::evaluate_agg_inputs;
 use super::grouped::{Grouped, GroupedState};
 use super::window_agg::split_by_window;
-use crate::durable::{grouped_bytes, window_key, window_of_key, Progress, StateEntries};
+use crate::durable::{grouped_bytes, window_of_key, Progress, StateEntries, StoredWindows};
 use crate::event_time::{micros_array, timestamp_array, END_OF_TIME};
 use crate::metrics::JobMetrics;
 use crate::{Error, Operator, Result};
@@ -63,11 +63,8 @@ pub struct HopAgg {
     metrics: Arc<JobMetrics>,
     /// Late rows dropped, restored ones included.
     late: u64,
-    /// Slices changed since the last checkpoint, those the store holds, and
-    /// those purged since, whose stored state goes.
-    unsaved: BTreeSet<i64>,
-    saved: BTreeSet<i64>,
-    purged: Vec<i64>,
+    /// Slices the store holds or the next checkpoint writes.
+    stored: StoredWindows,
 }
 
 impl HopAgg {
@@ -96,9 +93,7 @@ impl HopAgg {
             watermark: None,
             metrics,
             late: 0,
-            unsaved: BTreeSet::new(),
-            saved: BTreeSet::new(),
-            purged: Vec::new(),
+            stored: StoredWindows::default(),
         })
     }
 
@@ -203,14 +198,11 @@ impl HopAgg {
             self.emit_changes(out)?;
         }
         // A slice's newest window starts with it.
-        let (unsaved, saved, purged) = (&mut self.unsaved, &mut self.saved, &mut self.purged);
+        let stored = &mut self.stored;
         self.slices.retain(|&s, _| {
             let keep = s.saturating_add(size) > watermark;
             if !keep {
-                unsaved.remove(&s);
-                if saved.remove(&s) {
-                    purged.push(s);
-                }
+                stored.closed(s);
             }
             keep
         });
@@ -230,35 +222,29 @@ impl Operator for HopAgg {
     }
 
     fn checkpoint_state(&mut self, state: &mut WriteBatch) -> Result<()> {
-        let progress = Progress {
+        Progress {
             watermark: self.watermark,
             late: self.late,
-        };
-        state.put(Vec::new(), progress.encode());
-        for start in self.purged.drain(..) {
-            state.delete(window_key(start));
         }
-        for start in std::mem::take(&mut self.unsaved) {
-            if let Some(slice) = self.slices.get_mut(&start) {
-                if slice.state.is_none() {
-                    slice.state = Some(slice.grouped.state()?);
-                }
-                if let Some(grouped) = &slice.state {
-                    state.put(window_key(start), grouped_bytes::encode(grouped)?);
-                    self.saved.insert(start);
-                }
+        .put(state);
+        let slices = &mut self.slices;
+        self.stored.write(state, |start| {
+            let Some(slice) = slices.get_mut(&start) else {
+                return Ok(None);
+            };
+            if slice.state.is_none() {
+                slice.state = Some(slice.grouped.state()?);
             }
-        }
-        Ok(())
+            slice.state.as_ref().map(grouped_bytes::encode).transpose()
+        })
     }
 
     fn restore(&mut self, entries: StateEntries) -> Result<()> {
         for (key, value) in entries {
             if key.is_empty() {
-                let progress = Progress::decode(&value)?;
+                let progress = Progress::restore(&value, Some(&self.metrics))?;
                 self.watermark = progress.watermark;
                 self.late = progress.late;
-                self.metrics.add_late_rows(progress.late as usize);
                 continue;
             }
             let start = window_of_key(&key)?;
@@ -272,7 +258,7 @@ impl Operator for HopAgg {
                     state: Some(state),
                 },
             );
-            self.saved.insert(start);
+            self.stored.restored(start);
         }
         // What continuous emission last sent: every open window's rows, as
         // of the checkpoint that stored these slices.
@@ -326,7 +312,7 @@ impl Operator for HopAgg {
             .collect();
         let (args, filters) = evaluate_agg_inputs(&self.args, &self.spec.aggs, batch)?;
         for (start, rows) in parts {
-            self.unsaved.insert(start);
+            self.stored.changed(start);
             let slice = match self.slices.entry(start) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::btree_map::Entry::Vacant(e) => e.insert(Slice {

@@ -12,7 +12,7 @@ use tidemark_state::{RowCodec, WriteBatch};
 use tidemark_types::{Op, StreamChunk, Watermark};
 
 use super::{evaluate_agg_inputs, rows_to_chunk, selected_args};
-use crate::durable::{Decoder, Encoder, Progress, ScalarRows, StateEntries};
+use crate::durable::{merge_row, Decoder, Encoder, Progress, ScalarRows, StateEntries};
 use crate::event_time::{micros_array, timestamp_array};
 use crate::metrics::JobMetrics;
 use crate::{Error, Operator, Result};
@@ -168,16 +168,7 @@ impl SessionAgg {
         let mut sessions = BTreeMap::new();
         for (i, (start, last, _)) in parts.into_iter().enumerate() {
             let mut accumulators = self.new_accumulators()?;
-            let mut column = 0;
-            for acc in &mut accumulators {
-                let width = acc.state()?.len();
-                let states: Vec<ArrayRef> = columns[column..column + width]
-                    .iter()
-                    .map(|c| c.slice(i, 1))
-                    .collect();
-                acc.merge_batch(&states)?;
-                column += width;
-            }
+            merge_row(&mut accumulators, &columns, 0, i)?;
             let mut session = Session {
                 last,
                 accumulators,
@@ -538,11 +529,11 @@ impl Operator for SessionAgg {
     }
 
     fn checkpoint_state(&mut self, state: &mut WriteBatch) -> Result<()> {
-        let progress = Progress {
+        Progress {
             watermark: self.watermark,
             late: self.late,
-        };
-        state.put(Vec::new(), progress.encode());
+        }
+        .put(state);
         let keys: Vec<Vec<u8>> = std::mem::take(&mut self.unsaved).into_iter().collect();
         let values = self.encode_partitions(&keys)?;
         for (key, value) in keys.into_iter().zip(values) {
@@ -559,10 +550,9 @@ impl Operator for SessionAgg {
         for (key, value) in entries {
             match key.split_first() {
                 None => {
-                    let progress = Progress::decode(&value)?;
+                    let progress = Progress::restore(&value, Some(&self.metrics))?;
                     self.watermark = progress.watermark;
                     self.late = progress.late;
-                    self.metrics.add_late_rows(progress.late as usize);
                 }
                 Some((1, partition)) => self.restore_partition(partition, &value)?,
                 Some(_) => {

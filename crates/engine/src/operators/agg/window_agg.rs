@@ -1,7 +1,7 @@
 //! Windowed `GROUP BY` over append-only input, vectorized: one grouped
 //! state per window, updated a batch at a time and closed by the watermark.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{Array, UInt32Array};
@@ -15,7 +15,7 @@ use tidemark_types::{Epoch, StreamChunk, Watermark};
 use super::changes::{changes, columns_to_batch};
 use super::grouped::Grouped;
 use super::{evaluate_agg_inputs, forward_watermark};
-use crate::durable::{grouped_bytes, window_key, window_of_key, Progress, StateEntries};
+use crate::durable::{grouped_bytes, window_of_key, Progress, StateEntries, StoredWindows};
 use crate::event_time::micros_array;
 use crate::metrics::JobMetrics;
 use crate::{Error, Operator, Result};
@@ -98,12 +98,7 @@ pub struct WindowAgg {
     windows: BTreeMap<i64, Window>,
     /// Late rows dropped, restored ones included.
     late: u64,
-    /// Windows changed since the last checkpoint…
-    unsaved: BTreeSet<i64>,
-    /// …those the store holds…
-    saved: BTreeSet<i64>,
-    /// …and those closed since, whose stored state goes.
-    purged: Vec<i64>,
+    stored: StoredWindows,
 }
 
 impl WindowAgg {
@@ -128,9 +123,7 @@ impl WindowAgg {
             watermark: None,
             windows: BTreeMap::new(),
             late: 0,
-            unsaved: BTreeSet::new(),
-            saved: BTreeSet::new(),
-            purged: Vec::new(),
+            stored: StoredWindows::default(),
         }
     }
 
@@ -155,10 +148,7 @@ impl WindowAgg {
         let open = self.windows.split_off(&watermark);
         let closed = std::mem::replace(&mut self.windows, open);
         for (start, mut window) in closed {
-            self.unsaved.remove(&start);
-            if self.saved.remove(&start) {
-                self.purged.push(start);
-            }
+            self.stored.closed(start);
             if self.window.emit_on_close {
                 let rows = columns_to_batch(&self.schema, window.grouped.finish()?)?;
                 if rows.num_rows() > 0 {
@@ -182,31 +172,25 @@ impl Operator for WindowAgg {
     }
 
     fn checkpoint_state(&mut self, state: &mut WriteBatch) -> Result<()> {
-        let progress = Progress {
+        Progress {
             watermark: self.watermark,
             late: self.late,
-        };
-        state.put(Vec::new(), progress.encode());
-        for start in self.purged.drain(..) {
-            state.delete(window_key(start));
         }
-        for start in std::mem::take(&mut self.unsaved) {
-            if let Some(window) = self.windows.get_mut(&start) {
-                let grouped = window.grouped.state()?;
-                state.put(window_key(start), grouped_bytes::encode(&grouped)?);
-                self.saved.insert(start);
-            }
-        }
-        Ok(())
+        .put(state);
+        let windows = &mut self.windows;
+        self.stored
+            .write(state, |start| match windows.get_mut(&start) {
+                Some(window) => Ok(Some(grouped_bytes::encode(&window.grouped.state()?)?)),
+                None => Ok(None),
+            })
     }
 
     fn restore(&mut self, entries: StateEntries) -> Result<()> {
         for (key, value) in entries {
             if key.is_empty() {
-                let progress = Progress::decode(&value)?;
+                let progress = Progress::restore(&value, Some(&self.metrics))?;
                 self.watermark = progress.watermark;
                 self.late = progress.late;
-                self.metrics.add_late_rows(progress.late as usize);
                 continue;
             }
             let start = window_of_key(&key)?;
@@ -228,7 +212,7 @@ impl Operator for WindowAgg {
                     dirty: false,
                 },
             );
-            self.saved.insert(start);
+            self.stored.restored(start);
         }
         Ok(())
     }
@@ -258,7 +242,7 @@ impl Operator for WindowAgg {
         }
         let (args, filters) = evaluate_agg_inputs(&self.args, &self.aggs, batch)?;
         for (start, rows) in parts {
-            self.unsaved.insert(start);
+            self.stored.changed(start);
             let window = match self.windows.entry(start) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::btree_map::Entry::Vacant(e) => e.insert(Window {

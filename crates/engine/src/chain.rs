@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use tidemark_plan::{FragmentId, RelationId};
-use tidemark_state::{Write, WriteBatch};
+use tidemark_state::WriteBatch;
 use tidemark_types::{Barrier, Message, StreamChunk, Watermark};
 
 use crate::durable::{operator_prefix, ActorRecord, StateEntries, ACTOR_RECORD};
@@ -180,7 +180,6 @@ fn prefix_writes(prefix: &[u8], state: WriteBatch, batch: &mut WriteBatch) {
         batch.delete_prefixes.push(full(p));
     }
     for (key, write) in state.writes {
-        let write: Write = write;
         batch.writes.push((full(key), write));
     }
 }

@@ -182,12 +182,12 @@ impl Runtime {
             .is_empty()
     }
 
-    /// The counters of a running job (a view), if it runs.
     /// The most recent checkpoints, oldest first.
     pub fn checkpoints(&self) -> Vec<CheckpointStats> {
         self.inner.checkpoints.recent()
     }
 
+    /// The counters of a running job (a view), if it runs.
     pub fn job_stats(&self, id: RelationId) -> Option<JobStats> {
         self.job_actors(id).map(|j| j.metrics.stats())
     }

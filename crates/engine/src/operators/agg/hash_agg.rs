@@ -220,6 +220,21 @@ impl HashAgg {
         Ok(())
     }
 
+    /// A new, empty group for `key`, whose key values are row `row` of
+    /// `key_columns`; filed by window time when the aggregate is windowed.
+    fn group_at(&mut self, key: &[u8], key_columns: &[ArrayRef], row: usize) -> Result<Group> {
+        let scalars = key_columns
+            .iter()
+            .map(|c| ScalarValue::try_from_array(c, row))
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        if let Some(w) = self.window {
+            if let Some(t) = micros_at(key_columns[w.key].as_ref(), row) {
+                self.by_window.entry(t).or_default().push(key.to_vec());
+            }
+        }
+        self.new_group(scalars)
+    }
+
     fn new_group(&self, key: Vec<ScalarValue>) -> Result<Group> {
         let accumulators = self
             .aggs
@@ -327,16 +342,7 @@ impl Operator for HashAgg {
             let (inserts, deletes) = &by_group[key.as_slice()];
             if !self.groups.contains_key(key) {
                 let first = inserts.first().or(deletes.first()).copied().unwrap_or(0) as usize;
-                let scalars = key_columns
-                    .iter()
-                    .map(|c| ScalarValue::try_from_array(c, first))
-                    .collect::<datafusion::error::Result<Vec<_>>>()?;
-                if let Some(w) = self.window {
-                    if let Some(t) = micros_at(key_columns[w.key].as_ref(), first) {
-                        self.by_window.entry(t).or_default().push(key.clone());
-                    }
-                }
-                let group = self.new_group(scalars)?;
+                let group = self.group_at(key, &key_columns, first)?;
                 self.groups.insert(key.clone(), group);
             }
             let Some(group) = self.groups.get_mut(key) else {
@@ -456,16 +462,7 @@ impl Operator for HashAgg {
             .ok_or_else(|| crate::Error::Internal("stored group row count is not Int64".into()))?
             .clone();
         for (i, key) in keys.into_iter().enumerate() {
-            let scalars = key_columns
-                .iter()
-                .map(|c| ScalarValue::try_from_array(c, i))
-                .collect::<datafusion::error::Result<Vec<_>>>()?;
-            if let Some(w) = self.window {
-                if let Some(t) = micros_at(key_columns[w.key].as_ref(), i) {
-                    self.by_window.entry(t).or_default().push(key.clone());
-                }
-            }
-            let mut group = self.new_group(scalars)?;
+            let mut group = self.group_at(&key, &key_columns, i)?;
             group.rows = counts.value(i);
             merge_row(&mut group.accumulators, &columns, 1, i)?;
             // Every change was emitted by the checkpoint that stored this.

@@ -44,6 +44,7 @@ fn build_operator(
     schema: &SchemaRef,
     index: usize,
     metrics: &Arc<JobMetrics>,
+    cache_bytes: usize,
 ) -> Result<Box<dyn Operator>> {
     Ok(match spec {
         OperatorSpec::Filter { predicate } => Box::new(Filter::new(Arc::clone(predicate))),
@@ -91,7 +92,8 @@ fn build_operator(
                 Arc::clone(schema),
                 *append_only_input,
             )?
-            .with_window(*window, watermarks.clone(), Arc::clone(metrics)),
+            .with_window(*window, watermarks.clone(), Arc::clone(metrics))
+            .with_cache_bytes(cache_bytes),
         ),
         OperatorSpec::HopExpand {
             time,
@@ -235,7 +237,7 @@ pub(crate) fn recompute_reason(graph: &StreamGraph) -> Result<Option<String>> {
     for f in &graph.fragments {
         for spec in &f.operators {
             if let Durability::Recompute(why) =
-                build_operator(spec, &f.schema, 0, &metrics)?.durability()
+                build_operator(spec, &f.schema, 0, &metrics, usize::MAX)?.durability()
             {
                 return Ok(Some(why));
             }
@@ -367,14 +369,19 @@ pub(crate) fn build_job(
             let mut chain = Chain::new(
                 f.operators
                     .iter()
-                    .map(|spec| build_operator(spec, &f.schema, index, metrics))
+                    .map(|spec| {
+                        build_operator(spec, &f.schema, index, metrics, runtime.cache_bytes())
+                    })
                     .collect::<Result<Vec<_>>>()?,
             )
-            .at(ChainPlace {
-                job,
-                fragment: f.id,
-                partition: partition_of(index)?,
-            });
+            .at(
+                ChainPlace {
+                    job,
+                    fragment: f.id,
+                    partition: partition_of(index)?,
+                },
+                runtime.shared().store_handle(),
+            );
             let record = match restored {
                 Some(all) => chain.restore(all)?,
                 None => None,

@@ -3,11 +3,15 @@
 
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
 use tidemark_plan::{FragmentId, RelationId};
-use tidemark_state::WriteBatch;
+
+use tidemark_state::{StateStore, WriteBatch};
 use tidemark_types::{Barrier, Message, StreamChunk, Watermark};
 
-use crate::durable::{operator_prefix, ActorRecord, StateEntries, ACTOR_RECORD};
+use crate::durable::{
+    keyed_prefix, operator_prefix, ActorRecord, StateEntries, StoreKeyed, ACTOR_RECORD,
+};
 use crate::operator::SnapshotSource;
 use crate::outputs::{Outputs, Shared};
 use crate::{Error, Operator, Result};
@@ -23,6 +27,10 @@ pub struct ChainPlace {
 impl ChainPlace {
     fn prefix(&self, operator: u16) -> Vec<u8> {
         operator_prefix(self.job, self.fragment, operator, self.partition)
+    }
+
+    fn keyed_prefix(&self, operator: u16) -> Vec<u8> {
+        keyed_prefix(self.job, self.fragment, operator, self.partition)
     }
 }
 
@@ -49,8 +57,13 @@ impl Chain {
     }
 
     /// Makes the chain write its operators' state (and its actor's record)
-    /// at every checkpoint, under `place`.
-    pub fn at(mut self, place: ChainPlace) -> Self {
+    /// at every checkpoint, under `place` in `store`, where operators read
+    /// their keyed state back from.
+    pub fn at(mut self, place: ChainPlace, store: Arc<dyn StateStore>) -> Self {
+        for (i, op) in self.operators.iter_mut().enumerate() {
+            let prefix = place.keyed_prefix(i as u16);
+            op.attach_keyed(Box::new(StoreKeyed::new(Arc::clone(&store), prefix)));
+        }
         self.place = Some(place);
         self
     }
@@ -133,6 +146,9 @@ impl Chain {
                 let mut state = WriteBatch::default();
                 op.checkpoint_state(&mut state)?;
                 prefix_writes(&place.prefix(i as u16), state, &mut batch);
+                let mut keyed = WriteBatch::default();
+                op.checkpoint_keyed(&mut keyed)?;
+                prefix_writes(&place.keyed_prefix(i as u16), keyed, &mut batch);
             }
             batch.put(place.prefix(ACTOR_RECORD), record(outputs).encode());
         }

@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use tidemark_plan::RelationId;
-use tidemark_state::{job_state_table, table_prefix, StateStore, WriteBatch};
+use tidemark_state::{relation_prefixes, StateStore, WriteBatch};
 use tidemark_types::{ActorId, Barrier, Epoch, Mutation};
 use tokio::sync::mpsc::{Sender, UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
@@ -174,10 +174,7 @@ impl Coordinator {
         });
         let pending: HashSet<ActorId> = self.live.keys().copied().collect();
         let stopped_source = change.stop.and_then(|id| {
-            batch.delete_prefixes.push(table_prefix(id));
-            batch
-                .delete_prefixes
-                .push(table_prefix(job_state_table(id)));
+            batch.delete_prefixes.extend(relation_prefixes(id));
             if let Some(job) = self.jobs.remove(&id) {
                 for a in &job.actors {
                     self.live.remove(a);
@@ -380,6 +377,10 @@ mod tests {
         ) -> tidemark_state::Result<(Epoch, Vec<Entries>)> {
             self.inner.scan_prefixes(prefixes)
         }
+
+        fn get_many(&self, keys: &[Vec<u8>]) -> tidemark_state::Result<Vec<Option<Vec<u8>>>> {
+            self.inner.get_many(keys)
+        }
     }
 
     #[tokio::test]
@@ -390,6 +391,7 @@ mod tests {
             RuntimeConfig {
                 parallelism: 1,
                 checkpoint_interval: Duration::from_secs(3600),
+                operator_cache_bytes: usize::MAX,
             },
         );
         let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]));

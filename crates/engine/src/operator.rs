@@ -1,7 +1,7 @@
 use tidemark_state::{StateStore, WriteBatch};
 use tidemark_types::{Epoch, StreamChunk, Watermark};
 
-use crate::durable::{Durability, StateEntries};
+use crate::durable::{Durability, KeyedReader, StateEntries};
 use crate::Result;
 
 /// One step of a fused operator chain.
@@ -53,6 +53,17 @@ pub trait Operator: Send {
     /// since the previous call into `state`, keys relative to this
     /// operator's own key space (the chain adds its prefix).
     fn checkpoint_state(&mut self, _state: &mut WriteBatch) -> Result<()> {
+        Ok(())
+    }
+
+    /// Gives the operator its keyed state (see [`KeyedReader`]), before
+    /// `restore`; operators that keep none ignore it.
+    fn attach_keyed(&mut self, _keyed: Box<dyn KeyedReader>) {}
+
+    /// Called after `checkpoint_state`: write the keyed state changed since
+    /// the previous call into `keyed`, keys relative to the operator's own
+    /// keyed space. Committed with the epoch, like the rest.
+    fn checkpoint_keyed(&mut self, _keyed: &mut WriteBatch) -> Result<()> {
         Ok(())
     }
 

@@ -89,6 +89,11 @@ impl Shared {
         self.store.as_ref()
     }
 
+    /// The store, for what reads it on its own (an operator's keyed state).
+    pub fn store_handle(&self) -> Arc<dyn StateStore> {
+        Arc::clone(&self.store)
+    }
+
     /// Called by the coordinator after each commit attempt.
     pub fn settle(&self, epoch: Epoch) {
         self.settled.send_replace(epoch);

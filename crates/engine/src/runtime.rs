@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tidemark_plan::{RelationId, StreamGraph};
-use tidemark_state::{job_state_table, table_prefix, StateStore, WriteBatch};
+use tidemark_state::{job_state_table, relation_prefixes, table_prefix, StateStore, WriteBatch};
 use tidemark_types::{ActorId, Epoch, Mutation};
 use tokio::sync::mpsc::{self, UnboundedSender};
 use tokio::sync::oneshot;
@@ -31,6 +31,9 @@ pub struct RuntimeConfig {
     /// Actors per hashed fragment.
     pub parallelism: usize,
     pub checkpoint_interval: Duration,
+    /// Bytes of keyed state (groups of a `GROUP BY`) each operator instance
+    /// keeps in memory; past it, the least recently used go to the store.
+    pub operator_cache_bytes: usize,
 }
 
 /// The actors of a running job; `outputs` are those whose chain ends in the
@@ -109,6 +112,11 @@ impl Runtime {
 
     pub fn parallelism(&self) -> usize {
         self.inner.config.parallelism
+    }
+
+    /// Bytes of keyed state each operator instance keeps in memory.
+    pub(crate) fn cache_bytes(&self) -> usize {
+        self.inner.config.operator_cache_bytes
     }
 
     pub(crate) fn next_actor_id(&self) -> ActorId {
@@ -296,10 +304,7 @@ impl Runtime {
         };
         if restored.is_none() {
             if restore {
-                catalog.delete_prefixes.push(table_prefix(id));
-                catalog
-                    .delete_prefixes
-                    .push(table_prefix(job_state_table(id)));
+                catalog.delete_prefixes.extend(relation_prefixes(id));
                 self.inner
                     .recomputed
                     .lock()

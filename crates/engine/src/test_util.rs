@@ -222,13 +222,97 @@ pub fn applied_pretty(out: &[StreamChunk]) -> Vec<String> {
 
 type Made = Box<dyn crate::Operator>;
 
+type Map = std::collections::BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// A test's store: the state restored whole, and the keyed state, shared
+/// with the operator's [`crate::durable::KeyedReader`]. The keyed writes of
+/// a checkpoint commit at the next one (or at [`TestStore::commit`]), as
+/// when the coordinator commits an epoch after the barrier has passed.
+#[derive(Default, Clone)]
+struct TestStore {
+    state: Map,
+    /// The epoch of the last checkpoint taken.
+    epoch: tidemark_types::Epoch,
+    keyed: Arc<std::sync::Mutex<Keyed>>,
+}
+
+#[derive(Default)]
+struct Keyed {
+    map: Map,
+    committed: tidemark_types::Epoch,
+    pending: Option<(tidemark_types::Epoch, tidemark_state::WriteBatch)>,
+    /// Values read back (found) so far.
+    read_back: usize,
+}
+
+impl TestStore {
+    /// Commits the keyed writes of the last checkpoint.
+    fn commit(&self) {
+        let mut keyed = self.keyed.lock().unwrap();
+        if let Some((epoch, batch)) = keyed.pending.take() {
+            apply(&mut keyed.map, batch);
+            keyed.committed = epoch;
+        }
+    }
+}
+
+struct MapKeyed(Arc<std::sync::Mutex<Keyed>>);
+
+impl crate::durable::KeyedReader for MapKeyed {
+    fn get_many(&self, keys: &[Vec<u8>]) -> crate::Result<Vec<Option<Vec<u8>>>> {
+        let mut keyed = self.0.lock().unwrap();
+        let got: Vec<_> = keys.iter().map(|k| keyed.map.get(k).cloned()).collect();
+        keyed.read_back += got.iter().filter(|v| v.is_some()).count();
+        Ok(got)
+    }
+
+    fn committed_epoch(&self) -> tidemark_types::Epoch {
+        self.0.lock().unwrap().committed
+    }
+}
+
+/// Applies an operator's checkpoint writes to `map`.
+fn apply(map: &mut Map, state: tidemark_state::WriteBatch) {
+    assert!(state.delete_prefixes.is_empty());
+    for (key, write) in state.writes {
+        match write {
+            tidemark_state::Write::Put(v) => {
+                map.insert(key, v);
+            }
+            tidemark_state::Write::Delete => {
+                map.remove(&key);
+            }
+            tidemark_state::Write::AddCount(_) => panic!("operator state counts"),
+        }
+    }
+}
+
+/// A new operator from `make`, reading its keyed state from `store`.
+fn made(
+    make: &impl Fn(Arc<crate::metrics::JobMetrics>) -> Made,
+    metrics: Arc<crate::metrics::JobMetrics>,
+    store: &TestStore,
+) -> Made {
+    let mut op = make(metrics);
+    op.attach_keyed(Box::new(MapKeyed(Arc::clone(&store.keyed))));
+    op
+}
+
+/// Runs `steps` through `op` with a store for its state, and a checkpoint
+/// at the end; returns what it emitted and how many keyed values it read
+/// back from the store.
+pub fn run_in_store(mut op: Made, steps: &[Step]) -> (Vec<StreamChunk>, usize) {
+    let mut store = TestStore::default();
+    op.attach_keyed(Box::new(MapKeyed(Arc::clone(&store.keyed))));
+    let mut out = run_steps(&mut op, steps, &mut store);
+    out.extend(run_steps(&mut op, &[Step::Checkpoint], &mut store));
+    let read = store.keyed.lock().unwrap().read_back;
+    (out, read)
+}
+
 /// Runs `steps` through one operator, checkpointing its state into `store`;
 /// returns what it emitted.
-fn run_steps(
-    op: &mut Made,
-    steps: &[Step],
-    store: &mut std::collections::BTreeMap<Vec<u8>, Vec<u8>>,
-) -> Vec<StreamChunk> {
+fn run_steps(op: &mut Made, steps: &[Step], store: &mut TestStore) -> Vec<StreamChunk> {
     let mut out = Vec::new();
     for step in steps {
         match step {
@@ -237,22 +321,17 @@ fn run_steps(
                 op.on_watermark(*w, &mut out).unwrap();
             }
             Step::Checkpoint => {
-                op.on_checkpoint(0, &mut tidemark_state::WriteBatch::default(), &mut out)
+                store.commit();
+                store.epoch += 1;
+                let epoch = store.epoch;
+                op.on_checkpoint(epoch, &mut tidemark_state::WriteBatch::default(), &mut out)
                     .unwrap();
                 let mut state = tidemark_state::WriteBatch::default();
                 op.checkpoint_state(&mut state).unwrap();
-                assert!(state.delete_prefixes.is_empty());
-                for (key, write) in state.writes {
-                    match write {
-                        tidemark_state::Write::Put(v) => {
-                            store.insert(key, v);
-                        }
-                        tidemark_state::Write::Delete => {
-                            store.remove(&key);
-                        }
-                        tidemark_state::Write::AddCount(_) => panic!("operator state counts"),
-                    }
-                }
+                apply(&mut store.state, state);
+                let mut keyed = tidemark_state::WriteBatch::default();
+                op.checkpoint_keyed(&mut keyed).unwrap();
+                store.keyed.lock().unwrap().pending = Some((epoch, keyed));
             }
         }
     }
@@ -270,20 +349,27 @@ pub fn assert_restores(
 ) {
     use crate::metrics::JobMetrics;
     let whole_metrics = Arc::new(JobMetrics::default());
-    let mut whole = make(Arc::clone(&whole_metrics));
-    let mut store = std::collections::BTreeMap::new();
+    let mut store = TestStore::default();
+    let mut whole = made(&make, Arc::clone(&whole_metrics), &store);
     let mut expected = run_steps(&mut whole, steps, &mut store);
     expected.extend(run_steps(&mut whole, &[Step::Checkpoint], &mut store));
 
-    let mut store = std::collections::BTreeMap::new();
-    let mut before = make(Arc::new(JobMetrics::default()));
+    let mut store = TestStore::default();
+    let mut before = made(&make, Arc::new(JobMetrics::default()), &store);
     let mut got = run_steps(&mut before, &steps[..cut], &mut store);
     got.extend(run_steps(&mut before, &[Step::Checkpoint], &mut store));
+    store.commit();
     drop(before);
     let metrics = Arc::new(JobMetrics::default());
-    let mut after = make(Arc::clone(&metrics));
+    let mut after = made(&make, Arc::clone(&metrics), &store);
     after
-        .restore(store.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .restore(
+            store
+                .state
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )
         .unwrap();
     got.extend(run_steps(&mut after, &steps[cut..], &mut store));
     got.extend(run_steps(&mut after, &[Step::Checkpoint], &mut store));

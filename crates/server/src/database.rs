@@ -35,6 +35,8 @@ pub struct DatabaseConfig {
     pub state_backend: StateBackend,
     /// Bytes of the RocksDB block cache.
     pub state_cache_bytes: usize,
+    /// Bytes of keyed state each operator instance keeps in memory.
+    pub operator_cache_bytes: usize,
     /// A savepoint to start from; the data directory must hold no state.
     pub restore_from: Option<PathBuf>,
     /// Copies of recent checkpoints kept in the data directory (RocksDB only).
@@ -131,6 +133,7 @@ impl Database {
             RuntimeConfig {
                 parallelism: config.parallelism.max(1),
                 checkpoint_interval: config.checkpoint_interval,
+                operator_cache_bytes: config.operator_cache_bytes,
             },
         );
         let retained = (config.state_backend == StateBackend::RocksDb && config.retain.keep > 0)

@@ -32,6 +32,7 @@ async fn connect(name: &str) -> (Client, DataDir) {
         checkpoint_interval: Duration::from_secs(1),
         state_backend: StateBackend::Memory,
         state_cache_bytes: 64 << 20,
+        operator_cache_bytes: 64 << 20,
         restore_from: None,
         retain: tidemark_server::RetainPolicy::default(),
     })

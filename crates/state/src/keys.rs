@@ -8,14 +8,37 @@ pub type TableId = u32;
 /// The table that holds the stored DDL.
 pub const CATALOG_TABLE_ID: TableId = 0;
 
-/// Relation ids stay below this bit; table `JOB_STATE_BIT | id` holds the
-/// operator state of relation `id`'s streaming job, apart from its rows, so
+/// Table `JOB_STATE_BIT | id` holds the operator state of relation `id`'s
+/// streaming job that a restart reads back whole, apart from its rows, so
 /// reading a view never meets it and dropping the view deletes both.
 pub const JOB_STATE_BIT: TableId = 1 << 31;
+
+/// Table `JOB_KEYED_BIT | id` holds the state of relation `id`'s job that
+/// operators read back one key at a time, when they need it (groups of a
+/// `GROUP BY`): a restart does not scan it, and memory holds only a cache.
+pub const JOB_KEYED_BIT: TableId = 1 << 30;
+
+/// Relation ids stay below this: the bits above mark a relation's other tables.
+pub const MAX_RELATION_ID: TableId = JOB_KEYED_BIT - 1;
 
 /// The state table of relation `relation`'s job (see [`JOB_STATE_BIT`]).
 pub fn job_state_table(relation: TableId) -> TableId {
     relation | JOB_STATE_BIT
+}
+
+/// The keyed state table of relation `relation`'s job (see [`JOB_KEYED_BIT`]).
+pub fn job_keyed_table(relation: TableId) -> TableId {
+    relation | JOB_KEYED_BIT
+}
+
+/// The prefixes of every table relation `relation` owns: its rows and its
+/// job's state, all deleted when it is dropped or recomputed.
+pub fn relation_prefixes(relation: TableId) -> [Vec<u8>; 3] {
+    [
+        table_prefix(relation),
+        table_prefix(job_state_table(relation)),
+        table_prefix(job_keyed_table(relation)),
+    ]
 }
 
 /// The prefix every key of `table` starts with.

@@ -13,7 +13,8 @@ mod store;
 
 pub use error::{Error, Result};
 pub use keys::{
-    job_state_table, table_key, table_prefix, TableId, CATALOG_TABLE_ID, JOB_STATE_BIT,
+    job_keyed_table, job_state_table, relation_prefixes, table_key, table_prefix, TableId,
+    CATALOG_TABLE_ID, JOB_KEYED_BIT, JOB_STATE_BIT, MAX_RELATION_ID,
 };
 pub use memory::MemoryStore;
 pub use relation::{

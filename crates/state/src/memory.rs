@@ -132,6 +132,12 @@ impl StateStore for MemoryStore {
             .collect();
         Ok((inner.committed, out))
     }
+
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        inner.check()?;
+        Ok(keys.iter().map(|k| inner.data.get(k).cloned()).collect())
+    }
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ const FORMAT_KEY: &[u8] = b"format";
 
 /// The on-disk format this build reads and writes. A store written by a build
 /// with another format is refused at open rather than misread.
-pub const STORE_FORMAT: u32 = 1;
+pub const STORE_FORMAT: u32 = 2;
 
 /// How the RocksDB store is tuned.
 #[derive(Debug, Clone)]
@@ -367,6 +367,19 @@ impl StateStore for RocksDbStore {
             out.push(entries);
         }
         Ok((committed, out))
+    }
+
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        self.check()?;
+        let data = self.data()?;
+        self.db
+            .batched_multi_get_cf(data, keys.iter(), false)
+            .into_iter()
+            .map(|got| match got {
+                Ok(v) => Ok(v.map(|v| v.to_vec())),
+                Err(e) => Err(storage(&self.path, "reading a key", e)),
+            })
+            .collect()
     }
 }
 

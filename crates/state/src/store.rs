@@ -62,6 +62,10 @@ pub trait StateStore: Send + Sync + 'static {
     /// same committed epoch (returned alongside).
     fn scan_prefixes(&self, prefixes: &[Vec<u8>]) -> Result<(Epoch, Vec<Entries>)>;
 
+    /// The committed values of `keys` (`None`: absent), in order. A commit
+    /// running meanwhile is seen whole or not at all for each key.
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>>;
+
     /// Writes a consistent copy of the last committed epoch to `dir` (which
     /// must not exist yet), from which a server can start; returns its epoch.
     fn savepoint(&self, _dir: &std::path::Path) -> Result<Epoch> {

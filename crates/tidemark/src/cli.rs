@@ -51,6 +51,12 @@ pub struct Cli {
     #[arg(long, env = "TIDEMARK_STATE_CACHE_SIZE", default_value = "256MiB", value_name = "BYTES", value_parser = parse_bytes)]
     pub state_cache_size: usize,
 
+    /// Memory each instance of a `GROUP BY` keeps of its groups, e.g.
+    /// `64MiB`; past it, the least recently used groups are evicted and
+    /// read back from the store when their next row arrives.
+    #[arg(long, env = "TIDEMARK_OPERATOR_CACHE_SIZE", default_value = "64MiB", value_name = "BYTES", value_parser = parse_bytes)]
+    pub operator_cache_size: usize,
+
     /// Start from a savepoint (written by `CREATE SAVEPOINT '<dir>'`): its
     /// state is copied into the data directory, which must hold none.
     #[arg(long, env = "TIDEMARK_RESTORE_FROM", value_name = "DIR")]
@@ -134,6 +140,7 @@ impl Cli {
             checkpoint_interval: self.checkpoint_interval,
             state_backend,
             state_cache_bytes: self.state_cache_size,
+            operator_cache_bytes: self.operator_cache_size,
             restore_from: self.restore_from.clone(),
             retain: RetainPolicy {
                 keep: self.retained_checkpoints,

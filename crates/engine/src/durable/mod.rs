@@ -6,21 +6,25 @@
 //! Key layout, all in the job's state table (`job_state_table(view)`):
 //! `[fragment u32][operator u16][partition u16][operator's own key]`, where
 //! operator [`ACTOR_RECORD`] is the actor's record and fragment
-//! [`JOB_RECORD_FRAGMENT`] the job record.
+//! [`JOB_RECORD_FRAGMENT`] the job record. State read back by key rather
+//! than at restore sits at the same place in the job's keyed table
+//! ([`keyed_prefix`]).
 
 mod actor_record;
 mod codec;
 pub(crate) mod grouped_bytes;
+mod keyed;
 mod scalar_rows;
 mod stored_windows;
 
 pub(crate) use actor_record::{ActorRecord, SourceRecord, SplitRecord};
 pub(crate) use codec::{Decoder, Encoder};
+pub use keyed::{KeyedReader, StoreKeyed};
 pub(crate) use scalar_rows::{merge_row, ScalarRows};
 pub(crate) use stored_windows::StoredWindows;
 
 use tidemark_plan::{FragmentId, RelationId};
-use tidemark_state::{job_state_table, table_key};
+use tidemark_state::{job_keyed_table, job_state_table, table_key, TableId};
 
 /// Whether an operator's state survives a restart.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,11 +51,26 @@ pub fn operator_prefix(
     operator: u16,
     partition: u16,
 ) -> Vec<u8> {
+    place_key(job_state_table(job), fragment, operator, partition)
+}
+
+/// The key prefix of one operator's keyed state (see [`KeyedReader`]): the
+/// same place, in the job's keyed table.
+pub fn keyed_prefix(
+    job: RelationId,
+    fragment: FragmentId,
+    operator: u16,
+    partition: u16,
+) -> Vec<u8> {
+    place_key(job_keyed_table(job), fragment, operator, partition)
+}
+
+fn place_key(table: TableId, fragment: FragmentId, operator: u16, partition: u16) -> Vec<u8> {
     let mut key = Vec::with_capacity(12);
     key.extend_from_slice(&fragment.to_be_bytes());
     key.extend_from_slice(&operator.to_be_bytes());
     key.extend_from_slice(&partition.to_be_bytes());
-    table_key(job_state_table(job), &key)
+    table_key(table, &key)
 }
 
 /// The key of a job's record.

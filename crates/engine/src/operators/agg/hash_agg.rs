@@ -12,10 +12,11 @@ use tidemark_plan::{AggCall, WindowKey};
 use tidemark_state::{RowCodec, WriteBatch};
 use tidemark_types::{Epoch, Op, StreamChunk, Watermark};
 
+use super::group_cache::GroupCache;
 use super::{
     evaluate_agg_inputs, forward_watermark, rows_to_chunk, selected_args, RetractableMinMax,
 };
-use crate::durable::{merge_row, Progress, ScalarRows, StateEntries};
+use crate::durable::{merge_row, KeyedReader, Progress, ScalarRows, StateEntries};
 use crate::event_time::micros_at;
 use crate::metrics::JobMetrics;
 use crate::{Operator, Result};
@@ -46,13 +47,17 @@ struct Group {
 /// emits a delete of its previous row and an insert of its new one. A group
 /// whose rows are all deleted disappears. Without GROUP BY there is exactly one
 /// group, present even when empty, as SQL requires.
+///
+/// A plain (unwindowed) `GROUP BY` whose state restores keeps its groups as
+/// keyed state: memory holds the recently used ones within a budget, and a
+/// row for another reads its group back from the store (see [`GroupCache`]).
 pub struct HashAgg {
     group_exprs: Vec<Arc<dyn PhysicalExpr>>,
     aggs: Vec<AggCall>,
     args: Vec<Vec<Arc<dyn PhysicalExpr>>>,
     schema: SchemaRef,
     key_codec: RowCodec,
-    groups: HashMap<Vec<u8>, Group>,
+    groups: GroupCache<Group>,
     global: bool,
     window: Option<WindowKey>,
     /// (input column, output column): watermarks passed on.
@@ -70,6 +75,16 @@ pub struct HashAgg {
     /// when some aggregate's state cannot be restored (see [`restorable`]).
     state_rows: Option<ScalarRows>,
     append_only: bool,
+    /// Where groups that left memory are read back from; `None` when the
+    /// aggregate is not placed in a job (tests).
+    keyed: Option<Box<dyn KeyedReader>>,
+    /// The epoch of the checkpoint being taken.
+    epoch: Epoch,
+    /// Whether the store may hold groups memory does not: after a restore,
+    /// or once one was evicted. Until then nothing is read: a new job's
+    /// keyed table may still hold a recomputed job's groups, whose delete
+    /// commits with the job's first epoch.
+    stored_elsewhere: bool,
 }
 
 /// Why the accumulators of `aggs` cannot be restored, if they cannot. A
@@ -88,6 +103,16 @@ fn restorable(aggs: &[AggCall], append_only: bool) -> Option<String> {
         (!whole || a.expr.is_distinct())
             .then(|| format!("its {name} aggregate is not checkpointed"))
     })
+}
+
+/// The estimated bytes of a group of key `key` in memory.
+fn group_size(key: &[u8], group: &Group) -> usize {
+    let scalars = |s: &[ScalarValue]| s.iter().map(ScalarValue::size).sum::<usize>();
+    std::mem::size_of::<Group>()
+        + 2 * key.len()
+        + scalars(&group.key)
+        + group.emitted.as_deref().map_or(0, scalars)
+        + group.accumulators.iter().map(|a| a.size()).sum::<usize>()
 }
 
 /// The key of a group's state; the empty key holds the [`Progress`].
@@ -120,7 +145,7 @@ impl HashAgg {
             aggs,
             args,
             schema,
-            groups: HashMap::new(),
+            groups: GroupCache::new(usize::MAX),
             global,
             window: None,
             watermark_map: Vec::new(),
@@ -131,6 +156,9 @@ impl HashAgg {
             unsaved: HashSet::new(),
             state_rows: None,
             append_only,
+            keyed: None,
+            epoch: 0,
+            stored_elsewhere: false,
         };
         if restorable(&agg.aggs, append_only).is_none() {
             let probe = agg.new_group(Vec::new())?;
@@ -142,9 +170,125 @@ impl HashAgg {
         }
         if agg.global {
             let group = agg.new_group(Vec::new())?;
-            agg.groups.insert(Vec::new(), group);
+            agg.insert_group(Vec::new(), group, 0);
         }
         Ok(agg)
+    }
+
+    /// Keeps at most about `bytes` of groups in memory when the groups are
+    /// keyed state (see [`Self::keeps_groups_keyed`]); the default keeps all.
+    pub fn with_cache_bytes(mut self, bytes: usize) -> Self {
+        self.groups.set_budget(bytes);
+        self
+    }
+
+    /// Whether groups are stored as keyed state, read back when needed,
+    /// rather than with the state restored whole: a windowed aggregate must
+    /// know all its open groups to close them, and a global one has one.
+    fn keeps_groups_keyed(&self) -> bool {
+        self.keyed.is_some() && self.state_rows.is_some() && !self.global && self.window.is_none()
+    }
+
+    fn insert_group(&mut self, key: Vec<u8>, group: Group, saved: Epoch) {
+        let size = group_size(&key, &group);
+        self.groups.insert(key, group, size, saved);
+    }
+
+    /// Reads back the groups of `order` that left memory; the others are new.
+    fn load_missing(&mut self, order: &[Vec<u8>]) -> Result<()> {
+        let Some(keyed) = self.keyed.as_ref().filter(|_| self.stored_elsewhere) else {
+            return Ok(());
+        };
+        let missing: Vec<&Vec<u8>> = order
+            .iter()
+            .filter(|k| {
+                !self.groups.contains(k) && !self.unsaved.contains(*k) && !self.groups.is_gone(k)
+            })
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let stored = keyed.get_many(&missing.iter().map(|k| group_key(k)).collect::<Vec<_>>())?;
+        let mut keys = Vec::new();
+        let mut values = Vec::new();
+        for (key, value) in missing.into_iter().zip(stored) {
+            if let Some(value) = value {
+                keys.push(key.clone());
+                values.push(value);
+            }
+        }
+        let values: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
+        self.load_groups(keys, &values)
+    }
+
+    /// Rebuilds the stored groups `keys` (group keys) from their `values`.
+    fn load_groups(&mut self, keys: Vec<Vec<u8>>, values: &[&[u8]]) -> Result<()> {
+        let Some(state_rows) = &self.state_rows else {
+            return Err(crate::Error::Internal(
+                "restoring an aggregate whose state is not checkpointed".into(),
+            ));
+        };
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let columns = state_rows.decode(values)?;
+        let key_columns = if self.global {
+            Vec::new()
+        } else {
+            self.key_codec.decode(keys.iter().map(|k| k.as_slice()))?
+        };
+        let counts = columns[0]
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .ok_or_else(|| crate::Error::Internal("stored group row count is not Int64".into()))?
+            .clone();
+        for (i, key) in keys.into_iter().enumerate() {
+            let mut group = self.group_at(&key, &key_columns, i)?;
+            group.rows = counts.value(i);
+            merge_row(&mut group.accumulators, &columns, 1, i)?;
+            // Every change was emitted by the checkpoint that stored this.
+            if !self.emits_on_close() {
+                group.emitted = Self::output_row(&mut group, self.global)?;
+            }
+            self.insert_group(key, group, 0);
+        }
+        Ok(())
+    }
+
+    /// Writes the groups changed since the last checkpoint (and deletes of
+    /// those gone) into `out`.
+    fn write_unsaved(&mut self, out: &mut WriteBatch) -> Result<()> {
+        let Some(state_rows) = &self.state_rows else {
+            return Ok(());
+        };
+        // Deletes matter to the cache only when groups are read back.
+        let keyed = self.keeps_groups_keyed();
+        let mut keys = Vec::new();
+        let mut rows = Vec::new();
+        for key in std::mem::take(&mut self.unsaved) {
+            let stored = match self.groups.get_mut(&key) {
+                Some(group) => {
+                    let mut row = vec![ScalarValue::Int64(Some(group.rows))];
+                    for acc in &mut group.accumulators {
+                        row.extend(acc.state()?);
+                    }
+                    rows.push(row);
+                    Some(group_size(&key, group))
+                }
+                None => None,
+            };
+            if stored.is_some() || keyed {
+                self.groups.saved(&key, self.epoch, stored);
+            }
+            match stored {
+                Some(_) => keys.push(key),
+                None => out.delete(group_key(&key)),
+            }
+        }
+        for (key, value) in keys.iter().zip(state_rows.encode(&rows)?) {
+            out.put(group_key(key), value);
+        }
+        Ok(())
     }
 
     /// Makes the aggregate windowed: rows for closed groups are late (dropped
@@ -337,13 +481,17 @@ impl Operator for HashAgg {
             }
         }
 
+        self.groups.next_tick();
+        if self.keeps_groups_keyed() {
+            self.load_missing(&order)?;
+        }
         for key in &order {
             self.unsaved.insert(key.clone());
             let (inserts, deletes) = &by_group[key.as_slice()];
-            if !self.groups.contains_key(key) {
+            if !self.groups.contains(key) {
                 let first = inserts.first().or(deletes.first()).copied().unwrap_or(0) as usize;
                 let group = self.group_at(key, &key_columns, first)?;
-                self.groups.insert(key.clone(), group);
+                self.insert_group(key.clone(), group, 0);
             }
             let Some(group) = self.groups.get_mut(key) else {
                 continue;
@@ -391,41 +539,45 @@ impl Operator for HashAgg {
     }
 
     fn checkpoint_state(&mut self, state: &mut WriteBatch) -> Result<()> {
-        let Some(state_rows) = &self.state_rows else {
+        if self.state_rows.is_none() {
             return Ok(());
-        };
+        }
         Progress {
             watermark: self.watermark,
             late: self.late,
         }
         .put(state);
-        let mut keys = Vec::new();
-        let mut rows = Vec::new();
-        for key in std::mem::take(&mut self.unsaved) {
-            match self.groups.get_mut(&key) {
-                Some(group) => {
-                    let mut row = vec![ScalarValue::Int64(Some(group.rows))];
-                    for acc in &mut group.accumulators {
-                        row.extend(acc.state()?);
-                    }
-                    rows.push(row);
-                    keys.push(key);
-                }
-                None => state.delete(group_key(&key)),
-            }
+        if self.keeps_groups_keyed() {
+            return Ok(());
         }
-        for (key, value) in keys.iter().zip(state_rows.encode(&rows)?) {
-            state.put(group_key(key), value);
+        self.write_unsaved(state)
+    }
+
+    fn attach_keyed(&mut self, keyed: Box<dyn KeyedReader>) {
+        self.keyed = Some(keyed);
+    }
+
+    fn checkpoint_keyed(&mut self, keyed: &mut WriteBatch) -> Result<()> {
+        if !self.keeps_groups_keyed() {
+            return Ok(());
+        }
+        self.write_unsaved(keyed)?;
+        let committed = self.keyed.as_ref().map_or(0, |k| k.committed_epoch());
+        let evicted = self.groups.settle(committed);
+        if evicted > 0 {
+            self.stored_elsewhere = true;
+            tracing::debug!(
+                evicted,
+                resident = self.groups.len(),
+                bytes = self.groups.resident_bytes(),
+                "groups left memory"
+            );
         }
         Ok(())
     }
 
     fn restore(&mut self, entries: StateEntries) -> Result<()> {
-        let Some(state_rows) = &self.state_rows else {
-            return Err(crate::Error::Internal(
-                "restoring an aggregate whose state is not checkpointed".into(),
-            ));
-        };
+        self.stored_elsewhere = true;
         let mut keys = Vec::new();
         let mut values = Vec::new();
         for (key, value) in &entries {
@@ -447,45 +599,19 @@ impl Operator for HashAgg {
                 }
             }
         }
-        if keys.is_empty() {
-            return Ok(());
-        }
-        let columns = state_rows.decode(&values)?;
-        let key_columns = if self.global {
-            Vec::new()
-        } else {
-            self.key_codec.decode(keys.iter().map(|k| k.as_slice()))?
-        };
-        let counts = columns[0]
-            .as_any()
-            .downcast_ref::<arrow::array::Int64Array>()
-            .ok_or_else(|| crate::Error::Internal("stored group row count is not Int64".into()))?
-            .clone();
-        for (i, key) in keys.into_iter().enumerate() {
-            let mut group = self.group_at(&key, &key_columns, i)?;
-            group.rows = counts.value(i);
-            merge_row(&mut group.accumulators, &columns, 1, i)?;
-            // Every change was emitted by the checkpoint that stored this.
-            if !self.emits_on_close() {
-                group.emitted = Self::output_row(&mut group, self.global)?;
-            }
-            self.groups.insert(key, group);
-        }
-        Ok(())
+        self.load_groups(keys, &values)
     }
 
     fn on_checkpoint(
         &mut self,
-        _epoch: Epoch,
+        epoch: Epoch,
         _batch: &mut WriteBatch,
         out: &mut Vec<StreamChunk>,
     ) -> Result<()> {
+        self.epoch = epoch;
         // The single group of a global aggregate exists from the start.
         if self.global {
-            let emitted = self
-                .groups
-                .get(&Vec::new())
-                .is_some_and(|g| g.emitted.is_some());
+            let emitted = self.groups.get(&[]).is_some_and(|g| g.emitted.is_some());
             if !emitted {
                 self.emit(vec![Vec::new()], out)?;
                 // Stored, so a restored job knows it was emitted.
@@ -551,34 +677,64 @@ mod tests {
         assert_eq!(run(&mut agg, "I I\n+ . 7"), vec!["+ NULL 1 7"]);
     }
 
-    #[test]
-    fn a_restored_aggregate_still_retracts_what_it_had() {
-        use crate::test_util::{assert_restores, Lcg, Step};
-        for seed in 0..20u64 {
-            let mut lcg = Lcg::new(seed);
-            let mut live: Vec<(i64, i64)> = Vec::new();
-            let mut steps = Vec::new();
-            for _ in 0..40 {
-                let mut text = String::from("I I");
-                for _ in 0..1 + lcg.next(4) {
-                    if !live.is_empty() && lcg.next(3) == 0 {
-                        let (k, v) = live.remove(lcg.next(live.len() as u64) as usize);
-                        text.push_str(&format!("\n- {k} {v}"));
-                    } else {
-                        let row = (lcg.next(4) as i64, lcg.next(50) as i64);
-                        live.push(row);
-                        text.push_str(&format!("\n+ {} {}", row.0, row.1));
-                    }
-                }
-                steps.push(Step::Chunk(chunk_from_pretty(&text)));
-                if lcg.next(3) == 0 {
-                    steps.push(Step::Checkpoint);
+    /// Random inserts and deletes of (key, value) rows over `keys` keys,
+    /// with checkpoints between some chunks.
+    fn retracting_steps(seed: u64, keys: u64) -> Vec<crate::test_util::Step> {
+        use crate::test_util::{Lcg, Step};
+        let mut lcg = Lcg::new(seed);
+        let mut live: Vec<(i64, i64)> = Vec::new();
+        let mut steps = Vec::new();
+        for _ in 0..40 {
+            let mut text = String::from("I I");
+            for _ in 0..1 + lcg.next(4) {
+                if !live.is_empty() && lcg.next(3) == 0 {
+                    let (k, v) = live.remove(lcg.next(live.len() as u64) as usize);
+                    text.push_str(&format!("\n- {k} {v}"));
+                } else {
+                    let row = (lcg.next(keys) as i64, lcg.next(50) as i64);
+                    live.push(row);
+                    text.push_str(&format!("\n+ {} {}", row.0, row.1));
                 }
             }
-            for cut in (0..steps.len()).step_by(3) {
-                assert_restores(|_| Box::new(count_and_max()), &steps, cut);
+            steps.push(Step::Chunk(chunk_from_pretty(&text)));
+            if lcg.next(3) == 0 {
+                steps.push(Step::Checkpoint);
             }
         }
+        steps
+    }
+
+    #[test]
+    fn a_restored_aggregate_still_retracts_what_it_had() {
+        use crate::test_util::assert_restores;
+        for seed in 0..20u64 {
+            let steps = retracting_steps(seed, 4);
+            for cut in (0..steps.len()).step_by(3) {
+                for budget in [usize::MAX, 0] {
+                    let make = |_| -> Box<dyn Operator> {
+                        Box::new(count_and_max().with_cache_bytes(budget))
+                    };
+                    assert_restores(make, &steps, cut);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn groups_that_leave_memory_are_read_back_as_they_were() {
+        use crate::test_util::run_in_store;
+        let mut read_back = 0;
+        for seed in 0..60u64 {
+            let steps = retracting_steps(seed, 2 + seed % 7);
+            let (all_in_memory, none_read) = run_in_store(Box::new(count_and_max()), &steps);
+            assert_eq!(none_read, 0);
+            // A budget of 0 evicts every group once its checkpoint commits.
+            let evicting = Box::new(count_and_max().with_cache_bytes(0));
+            let (evicted, read) = run_in_store(evicting, &steps);
+            assert_eq!(pretty(&evicted), pretty(&all_in_memory), "seed {seed}");
+            read_back += read;
+        }
+        assert!(read_back > 100, "only {read_back} groups were read back");
     }
 
     #[test]
@@ -597,7 +753,12 @@ mod tests {
             }
         }
         for cut in 0..steps.len() {
-            assert_restores(|_| Box::new(count_and_max_over(true)), &steps, cut);
+            for budget in [usize::MAX, 0] {
+                let make = |_| -> Box<dyn Operator> {
+                    Box::new(count_and_max_over(true).with_cache_bytes(budget))
+                };
+                assert_restores(make, &steps, cut);
+            }
         }
     }
 }

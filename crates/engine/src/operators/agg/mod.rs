@@ -2,6 +2,7 @@
 //! accumulators it needs beyond DataFusion's own.
 
 mod changes;
+mod group_cache;
 mod grouped;
 mod hash_agg;
 mod hop_agg;

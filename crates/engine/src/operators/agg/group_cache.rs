@@ -1,0 +1,201 @@
+//! The groups of a `GROUP BY` held in memory: all of them, or, when the
+//! aggregate keeps its groups as keyed state, a cache of the recently used
+//! ones within a byte budget; the rest are read back from the store when a
+//! row for them arrives.
+//!
+//! A group may leave memory only once the store holds it as it is: it has
+//! not changed since the last checkpoint, and that checkpoint's epoch has
+//! committed. So a group read back is always the group evicted. A group
+//! deleted (its last row retracted) is remembered until its delete commits,
+//! so a row for it meanwhile starts a new group instead of reading back the
+//! committed, older one.
+
+use std::collections::HashMap;
+
+use tidemark_types::Epoch;
+
+/// Bookkeeping of one resident group.
+struct Slot<G> {
+    group: G,
+    /// The epoch whose checkpoint last stored it (0: as read from the store).
+    saved: Epoch,
+    /// When it was last used, in chunks.
+    used: u64,
+    /// Its estimated bytes.
+    size: usize,
+}
+
+pub(crate) struct GroupCache<G> {
+    slots: HashMap<Vec<u8>, Slot<G>>,
+    /// The bytes the resident groups take, as last estimated.
+    resident: usize,
+    /// Past this many resident bytes, a checkpoint evicts.
+    budget: usize,
+    /// The chunk count: what "recently used" is measured in.
+    tick: u64,
+    /// Deleted groups whose delete was stored at this epoch, not yet committed.
+    gone: HashMap<Vec<u8>, Epoch>,
+}
+
+impl<G> GroupCache<G> {
+    /// A cache that evicts past `budget` bytes (`usize::MAX`: never).
+    pub fn new(budget: usize) -> Self {
+        Self {
+            slots: HashMap::new(),
+            resident: 0,
+            budget,
+            tick: 0,
+            gone: HashMap::new(),
+        }
+    }
+
+    pub fn set_budget(&mut self, budget: usize) {
+        self.budget = budget;
+    }
+
+    /// Starts the next chunk: what it touches is newer than all before.
+    pub fn next_tick(&mut self) {
+        self.tick += 1;
+    }
+
+    pub fn contains(&self, key: &[u8]) -> bool {
+        self.slots.contains_key(key)
+    }
+
+    /// Whether `key` was deleted by a checkpoint not yet committed: the store
+    /// still holds its older state, which must not be read back.
+    pub fn is_gone(&self, key: &[u8]) -> bool {
+        self.gone.contains_key(key)
+    }
+
+    pub fn get(&self, key: &[u8]) -> Option<&G> {
+        self.slots.get(key).map(|s| &s.group)
+    }
+
+    /// The group, marked as just used.
+    pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut G> {
+        let slot = self.slots.get_mut(key)?;
+        slot.used = self.tick;
+        Some(&mut slot.group)
+    }
+
+    /// Adds a group of `size` bytes; `saved`: the epoch the store holds it
+    /// as of (0 for one read back, or for a new one).
+    pub fn insert(&mut self, key: Vec<u8>, group: G, size: usize, saved: Epoch) {
+        self.resident += size;
+        let slot = Slot {
+            group,
+            saved,
+            used: self.tick,
+            size,
+        };
+        if let Some(old) = self.slots.insert(key, slot) {
+            self.resident -= old.size;
+        }
+    }
+
+    pub fn remove(&mut self, key: &[u8]) -> Option<G> {
+        let slot = self.slots.remove(key)?;
+        self.resident -= slot.size;
+        Some(slot.group)
+    }
+
+    /// Records that the checkpoint of `epoch` stored `key` as it is now,
+    /// `size` bytes, or its delete when it is not resident.
+    pub fn saved(&mut self, key: &[u8], epoch: Epoch, size: Option<usize>) {
+        match (self.slots.get_mut(key), size) {
+            (Some(slot), Some(size)) => {
+                slot.saved = epoch;
+                self.resident = self.resident - slot.size + size;
+                slot.size = size;
+            }
+            _ => {
+                self.gone.insert(key.to_vec(), epoch);
+            }
+        }
+    }
+
+    /// After a checkpoint: forgets the deletes that have committed, and when
+    /// over budget evicts the least recently used groups the store holds as
+    /// they are, down to three quarters of the budget (so eviction does not
+    /// run at every checkpoint). Returns how many left memory.
+    pub fn settle(&mut self, committed: Epoch) -> usize {
+        self.gone.retain(|_, epoch| *epoch > committed);
+        if self.resident <= self.budget {
+            return 0;
+        }
+        let target = self.budget / 4 * 3;
+        let mut candidates: Vec<(u64, &Vec<u8>)> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.saved <= committed)
+            .map(|(k, s)| (s.used, k))
+            .collect();
+        candidates.sort_unstable_by_key(|(used, _)| *used);
+        let mut doomed = Vec::new();
+        let mut resident = self.resident;
+        for (_, key) in candidates {
+            if resident <= target {
+                break;
+            }
+            resident -= self.slots[key].size;
+            doomed.push(key.clone());
+        }
+        for key in &doomed {
+            self.remove(key);
+        }
+        doomed.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn resident_bytes(&self) -> usize {
+        self.resident
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(i: u8) -> Vec<u8> {
+        vec![i]
+    }
+
+    #[test]
+    fn evicts_least_recently_used_groups_the_store_holds() {
+        let mut cache = GroupCache::new(400);
+        for i in 0..5 {
+            cache.next_tick();
+            cache.insert(key(i), i, 100, 0);
+        }
+        // group 0 used again: now the newest
+        cache.next_tick();
+        cache.get_mut(&key(0));
+        // group 1 changed and stored at epoch 7, not committed yet
+        cache.saved(&key(1), 7, Some(100));
+        assert_eq!(cache.settle(6), 2);
+        // 1 stays (uncommitted), 2 and 3 were oldest, 4 and 0 newest
+        assert!(cache.contains(&key(1)) && cache.contains(&key(0)) && cache.contains(&key(4)));
+        assert!(!cache.contains(&key(2)) && !cache.contains(&key(3)));
+        assert_eq!(cache.resident_bytes(), 300);
+        // within budget: nothing leaves
+        assert_eq!(cache.settle(7), 0);
+    }
+
+    #[test]
+    fn a_delete_is_remembered_until_it_commits() {
+        let mut cache = GroupCache::new(usize::MAX);
+        cache.insert(key(1), (), 10, 0);
+        cache.remove(&key(1));
+        cache.saved(&key(1), 3, None);
+        assert!(cache.is_gone(&key(1)));
+        cache.settle(2);
+        assert!(cache.is_gone(&key(1)));
+        cache.settle(3);
+        assert!(!cache.is_gone(&key(1)));
+        assert_eq!(cache.resident_bytes(), 0);
+    }
+}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Needs psql and bc; the bids file comes from `cargo run --release -p tidemark-bench`.
 # Recovery after kill -9 in the middle of the input: views over 10 M bids
-# (every row, a HOP aggregate, a GROUP BY per bidder) are killed once half the
+# (every row, a HOP aggregate, a GROUP BY per bidder, a GROUP BY per auction and
+# bidder with nearly one group per bid) are killed once half the
 # file is read; the restart is timed to listening (catalog, state and source
 # offsets restored) and to the end of the input, and the results are checked
 # against the full input.
@@ -19,6 +20,7 @@ q "CREATE SOURCE bids (auction BIGINT, bidder BIGINT, price BIGINT, ts TIMESTAMP
 q "CREATE MATERIALIZED VIEW all_bids AS SELECT * FROM bids"
 q "CREATE MATERIALIZED VIEW hop AS SELECT auction, window_start, window_end, count(*) AS n, max(price) AS top FROM HOP(bids, ts, INTERVAL '2' SECOND, INTERVAL '10' SECOND) GROUP BY auction, window_start, window_end EMIT ON WINDOW CLOSE"
 q "CREATE MATERIALIZED VIEW per_bidder AS SELECT bidder, count(*) AS n, sum(price) AS total, max(price) AS top FROM bids GROUP BY bidder"
+q "CREATE MATERIALIZED VIEW per_pair AS SELECT auction, bidder, count(*) AS n, max(price) AS top FROM bids GROUP BY auction, bidder"
 until [ "$(q "SELECT min(rows_in) FROM tidemark_catalog.streaming_jobs")" -ge 5000000 ]; do sleep 0.05; done
 q "SELECT name, rows_in FROM tidemark_catalog.streaming_jobs ORDER BY name"
 pkill -9 -f "data-dir $D"
@@ -33,7 +35,9 @@ q "SELECT name, rows_in FROM tidemark_catalog.streaming_jobs ORDER BY name"
 q "FLUSH"
 end=$(date +%s.%N)
 echo "restart to the end of the input: $(echo "$end - $start" | bc) s"
-q "SELECT (SELECT count(*) FROM all_bids) AS all_rows, (SELECT count(*) FROM hop) AS hop_rows, (SELECT sum(n) FROM per_bidder) AS bids_counted, (SELECT count(*) FROM per_bidder) AS bidders"
+# Before the SELECTs below, which decode whole views in memory.
+echo "peak RSS of the restarted server to the end of the input: $(grep VmHWM /proc/$(pgrep -f "data-dir $D")/status | tr -s ' \t' ' ')"
+q "SELECT (SELECT count(*) FROM all_bids) AS all_rows, (SELECT count(*) FROM hop) AS hop_rows, (SELECT sum(n) FROM per_bidder) AS bids_counted, (SELECT count(*) FROM per_bidder) AS bidders, (SELECT sum(n) FROM per_pair) AS pairs_counted, (SELECT count(*) FROM per_pair) AS pairs"
 grep -E "resumed|recomputing|restored" /tmp/rec2.log | sed 's/^.*INFO //'
 du -sh $D/state
 pkill -TERM -f "data-dir $D"

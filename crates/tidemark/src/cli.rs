@@ -162,6 +162,7 @@ mod tests {
         assert_eq!(config.checkpoint_interval, Duration::from_secs(1));
         assert_eq!(config.state_backend, StateBackend::RocksDb);
         assert_eq!(config.state_cache_bytes, 256 << 20);
+        assert_eq!(config.operator_cache_bytes, 64 << 20);
         assert!(config.parallelism >= 1);
     }
 
@@ -173,11 +174,15 @@ mod tests {
             "memory",
             "--state-cache-size",
             "1GiB",
+            "--operator-cache-size",
+            "0",
         ])
         .expect("parses");
         let config = cli.database_config().expect("valid");
         assert_eq!(config.state_backend, StateBackend::Memory);
         assert_eq!(config.state_cache_bytes, 1 << 30);
+        // 0 is allowed: groups leave memory as soon as they are committed.
+        assert_eq!(config.operator_cache_bytes, 0);
         assert_eq!(parse_bytes("64k"), Ok(64 << 10));
         assert!(parse_bytes("12 parsecs").is_err());
         let small = Cli::try_parse_from(["tidemark", "--state-cache-size", "10KiB"]).unwrap();

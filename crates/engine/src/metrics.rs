@@ -14,6 +14,12 @@ pub struct JobMetrics {
     unfinished_readers: AtomicUsize,
     /// The epoch of the first barrier after the last bounded reader finished.
     finished_epoch: AtomicU64,
+    /// `GROUP BY` groups in memory, and their estimated bytes, over all
+    /// instances, as of each one's last checkpoint.
+    cached_groups: AtomicI64,
+    cached_bytes: AtomicI64,
+    /// Groups read back from the store after they left memory.
+    groups_read_back: AtomicU64,
 }
 
 impl Default for JobMetrics {
@@ -25,6 +31,9 @@ impl Default for JobMetrics {
             watermark: AtomicI64::new(i64::MIN),
             unfinished_readers: AtomicUsize::new(0),
             finished_epoch: AtomicU64::new(0),
+            cached_groups: AtomicI64::new(0),
+            cached_bytes: AtomicI64::new(0),
+            groups_read_back: AtomicU64::new(0),
         }
     }
 }
@@ -38,6 +47,9 @@ pub struct JobStats {
     /// Microseconds since the Unix epoch; `None` before the first watermark,
     /// `Some(i64::MAX)` once every bounded input has ended.
     pub watermark: Option<i64>,
+    pub cached_groups: i64,
+    pub cached_bytes: i64,
+    pub groups_read_back: u64,
 }
 
 impl JobMetrics {
@@ -52,6 +64,16 @@ impl JobMetrics {
     pub fn set_malformed_rows(&self, previous: u64, now: u64) {
         self.malformed_rows
             .fetch_add(now.saturating_sub(previous), Ordering::Relaxed);
+    }
+
+    /// Changes the groups one instance holds in memory by these amounts.
+    pub fn add_cached(&self, groups: i64, bytes: i64) {
+        self.cached_groups.fetch_add(groups, Ordering::Relaxed);
+        self.cached_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn add_groups_read_back(&self, n: usize) {
+        self.groups_read_back.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     pub fn set_watermark(&self, micros: i64) {
@@ -82,6 +104,9 @@ impl JobMetrics {
             late_rows: self.late_rows.load(Ordering::Relaxed),
             malformed_rows: self.malformed_rows.load(Ordering::Relaxed),
             watermark: (wm != i64::MIN).then_some(wm),
+            cached_groups: self.cached_groups.load(Ordering::Relaxed),
+            cached_bytes: self.cached_bytes.load(Ordering::Relaxed),
+            groups_read_back: self.groups_read_back.load(Ordering::Relaxed),
         }
     }
 }

@@ -24,6 +24,9 @@ pub(crate) fn jobs_schema() -> SchemaRef {
             DataType::Timestamp(TimeUnit::Microsecond, None),
             true,
         ),
+        Field::new("cached_groups", DataType::Int64, false),
+        Field::new("cached_group_bytes", DataType::Int64, false),
+        Field::new("groups_read_back", DataType::Int64, false),
     ]))
 }
 
@@ -71,6 +74,9 @@ impl Database {
         let mut late = Vec::new();
         let mut malformed = Vec::new();
         let mut watermark = Vec::new();
+        let mut cached_groups = Vec::new();
+        let mut cached_bytes = Vec::new();
+        let mut read_back = Vec::new();
         for v in views {
             let stats = self.runtime.job_stats(v.id).unwrap_or_default();
             names.push(v.name.clone());
@@ -84,6 +90,9 @@ impl Database {
             // A bounded input that ended closes all time: shown as the
             // largest timestamp clients handle.
             watermark.push(stats.watermark.map(|w| w.min(MAX_TIMESTAMP_MICROS)));
+            cached_groups.push(stats.cached_groups);
+            cached_bytes.push(stats.cached_bytes);
+            read_back.push(stats.groups_read_back as i64);
         }
         let schema = jobs_schema();
         let columns: Vec<ArrayRef> = vec![
@@ -93,6 +102,9 @@ impl Database {
             Arc::new(Int64Array::from(late)),
             Arc::new(Int64Array::from(malformed)),
             Arc::new(TimestampMicrosecondArray::from(watermark)),
+            Arc::new(Int64Array::from(cached_groups)),
+            Arc::new(Int64Array::from(cached_bytes)),
+            Arc::new(Int64Array::from(read_back)),
         ];
         let batches = RecordBatch::try_new(Arc::clone(&schema), columns)
             .map(|b| vec![b])

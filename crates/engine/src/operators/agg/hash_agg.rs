@@ -85,6 +85,8 @@ pub struct HashAgg {
     /// keyed table may still hold a recomputed job's groups, whose delete
     /// commits with the job's first epoch.
     stored_elsewhere: bool,
+    /// The groups and bytes in memory last reported to the job's metrics.
+    reported: (i64, i64),
 }
 
 /// Why the accumulators of `aggs` cannot be restored, if they cannot. A
@@ -159,6 +161,7 @@ impl HashAgg {
             keyed: None,
             epoch: 0,
             stored_elsewhere: false,
+            reported: (0, 0),
         };
         if restorable(&agg.aggs, append_only).is_none() {
             let probe = agg.new_group(Vec::new())?;
@@ -216,6 +219,9 @@ impl HashAgg {
                 keys.push(key.clone());
                 values.push(value);
             }
+        }
+        if let Some(m) = &self.metrics {
+            m.add_groups_read_back(keys.len());
         }
         let values: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
         self.load_groups(keys, &values)
@@ -564,6 +570,14 @@ impl Operator for HashAgg {
         self.write_unsaved(keyed)?;
         let committed = self.keyed.as_ref().map_or(0, |k| k.committed_epoch());
         let evicted = self.groups.settle(committed);
+        let now = (
+            self.groups.len() as i64,
+            self.groups.resident_bytes() as i64,
+        );
+        if let Some(m) = &self.metrics {
+            m.add_cached(now.0 - self.reported.0, now.1 - self.reported.1);
+        }
+        self.reported = now;
         if evicted > 0 {
             self.stored_elsewhere = true;
             tracing::debug!(

@@ -10,7 +10,7 @@
 //! so a row for it meanwhile starts a new group instead of reading back the
 //! committed, older one.
 
-use std::collections::HashMap;
+use datafusion::common::HashMap;
 
 use tidemark_types::Epoch;
 
@@ -41,11 +41,11 @@ impl<G> GroupCache<G> {
     /// A cache that evicts past `budget` bytes (`usize::MAX`: never).
     pub fn new(budget: usize) -> Self {
         Self {
-            slots: HashMap::new(),
+            slots: HashMap::default(),
             resident: 0,
             budget,
             tick: 0,
-            gone: HashMap::new(),
+            gone: HashMap::default(),
         }
     }
 

@@ -1,11 +1,13 @@
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BooleanArray};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use datafusion::common::ScalarValue;
+// DataFusion's maps hash with foldhash: keyed by group, they are on the
+// hot path, where std's SipHash costs several percent.
+use datafusion::common::{HashMap, HashSet, ScalarValue};
 use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 use tidemark_plan::{AggCall, WindowKey};
@@ -155,7 +157,7 @@ impl HashAgg {
             watermark: None,
             by_window: BTreeMap::new(),
             late: 0,
-            unsaved: HashSet::new(),
+            unsaved: HashSet::default(),
             state_rows: None,
             append_only,
             keyed: None,
@@ -475,7 +477,7 @@ impl Operator for HashAgg {
 
         // Row indices per group, inserts and deletes apart, in first-seen order.
         let mut order: Vec<Vec<u8>> = Vec::new();
-        let mut by_group: HashMap<&[u8], (Vec<u32>, Vec<u32>)> = HashMap::new();
+        let mut by_group: HashMap<&[u8], (Vec<u32>, Vec<u32>)> = HashMap::default();
         for (row, key) in keys.iter().enumerate() {
             let entry = by_group.entry(key.as_slice()).or_insert_with(|| {
                 order.push(key.clone());

@@ -84,8 +84,13 @@ fn selected_args(
             .collect(),
         None => rows.to_vec(),
     };
-    if selected.is_empty() {
+    let Some(&first) = selected.first() else {
         return Ok(None);
+    };
+    // Consecutive rows in order (always so for one row): a zero-copy slice.
+    if selected.windows(2).all(|w| w[1] == w[0] + 1) {
+        let (offset, len) = (first as usize, selected.len());
+        return Ok(Some(args.iter().map(|c| c.slice(offset, len)).collect()));
     }
     let indices = UInt32Array::from(selected);
     Ok(Some(
@@ -118,4 +123,34 @@ fn evaluate_agg_inputs(
         .map(|a| a.filter.as_ref().map(|f| filter_mask(f, batch)).transpose())
         .collect::<Result<Vec<_>>>()?;
     Ok((values, filters))
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::Int64Array;
+
+    use super::*;
+
+    fn selected(rows: &[u32], filter: Option<&BooleanArray>) -> Option<Vec<i64>> {
+        let column: ArrayRef = Arc::new(Int64Array::from_iter_values(0..10i64));
+        let got = selected_args(&[column], filter, rows).unwrap()?;
+        Some(
+            got[0]
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .values()
+                .to_vec(),
+        )
+    }
+
+    #[test]
+    fn selected_rows_keep_their_order_and_set() {
+        assert_eq!(selected(&[2, 3, 4], None), Some(vec![2, 3, 4]));
+        assert_eq!(selected(&[7], None), Some(vec![7]));
+        // as many rows as the span from first to last, but not consecutive
+        assert_eq!(selected(&[5, 0, 9, 8], None), Some(vec![5, 0, 9, 8]));
+        assert_eq!(selected(&[4, 3], None), Some(vec![4, 3]));
+        let odd = BooleanArray::from_iter((0..10).map(|i| Some(i % 2 == 1)));
+        assert_eq!(selected(&[1, 2, 3], Some(&odd)), Some(vec![1, 3]));
+        assert_eq!(selected(&[2, 4], Some(&odd)), None);
+    }
 }

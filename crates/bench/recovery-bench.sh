@@ -11,6 +11,8 @@ B=${TIDEMARK_BIN:-./target/release/tidemark}
 D=/tmp/tidemark-recovery
 P=45801
 BIDS=${BIDS:-/tmp/tidemark-bench/bids-10000000.csv}
+# Rows every view has read when the server is killed.
+KILL_AT=${KILL_AT:-5000000}
 rm -rf $D
 q(){ psql -h 127.0.0.1 -p $P -U tidemark -d dev -Atc "$1"; }
 wait_listening(){ until grep -q "listening on" "$1"; do sleep 0.05; done; }
@@ -21,7 +23,7 @@ q "CREATE MATERIALIZED VIEW all_bids AS SELECT * FROM bids"
 q "CREATE MATERIALIZED VIEW hop AS SELECT auction, window_start, window_end, count(*) AS n, max(price) AS top FROM HOP(bids, ts, INTERVAL '2' SECOND, INTERVAL '10' SECOND) GROUP BY auction, window_start, window_end EMIT ON WINDOW CLOSE"
 q "CREATE MATERIALIZED VIEW per_bidder AS SELECT bidder, count(*) AS n, sum(price) AS total, max(price) AS top FROM bids GROUP BY bidder"
 q "CREATE MATERIALIZED VIEW per_pair AS SELECT auction, bidder, count(*) AS n, max(price) AS top FROM bids GROUP BY auction, bidder"
-until [ "$(q "SELECT min(rows_in) FROM tidemark_catalog.streaming_jobs")" -ge 5000000 ]; do sleep 0.05; done
+until [ "$(q "SELECT min(rows_in) FROM tidemark_catalog.streaming_jobs")" -ge "$KILL_AT" ]; do sleep 0.05; done
 q "SELECT name, rows_in FROM tidemark_catalog.streaming_jobs ORDER BY name"
 pkill -9 -f "data-dir $D"
 sleep 1

@@ -24,10 +24,10 @@ pub struct HopExpand {
     size: i64,
     offset: i64,
     schema: SchemaRef,
-    watermark: Option<i64>,
+    /// The watermark windows close by, and the late rows dropped,
+    /// restored ones included.
+    progress: Progress,
     metrics: Arc<JobMetrics>,
-    /// Late rows dropped, restored ones included.
-    late: u64,
 }
 
 impl HopExpand {
@@ -43,9 +43,8 @@ impl HopExpand {
             size,
             offset,
             schema,
-            watermark: None,
+            progress: Progress::default(),
             metrics,
-            late: 0,
         }
     }
 
@@ -65,20 +64,14 @@ impl Operator for HopExpand {
     }
 
     fn checkpoint_state(&mut self, state: &mut tidemark_state::WriteBatch) -> Result<()> {
-        Progress {
-            watermark: self.watermark,
-            late: self.late,
-        }
-        .put(state);
+        self.progress.put(state);
         Ok(())
     }
 
     fn restore(&mut self, entries: StateEntries) -> Result<()> {
         for (key, value) in entries {
             if key.is_empty() {
-                let progress = Progress::restore(&value, Some(&self.metrics))?;
-                self.watermark = progress.watermark;
-                self.late = progress.late;
+                self.progress = Progress::restore(&value, Some(&self.metrics))?;
             }
         }
         Ok(())
@@ -91,7 +84,11 @@ impl Operator for HopExpand {
         let mut rows = Vec::with_capacity(batch.num_rows() * copies);
         let mut starts = Vec::with_capacity(batch.num_rows() * copies);
         let mut ops = Vec::with_capacity(batch.num_rows() * copies);
-        let closed = |start: i64| self.watermark.is_some_and(|w| start + self.size <= w);
+        let closed = |start: i64| {
+            self.progress
+                .watermark
+                .is_some_and(|w| start + self.size <= w)
+        };
         let mut late = 0;
         for r in 0..batch.num_rows() {
             // A row without a time is in no window.
@@ -116,7 +113,7 @@ impl Operator for HopExpand {
         }
         if late > 0 {
             self.metrics.add_late_rows(late);
-            self.late += late as u64;
+            self.progress.late += late as u64;
         }
         if rows.is_empty() {
             return Ok(());
@@ -152,7 +149,11 @@ impl Operator for HopExpand {
         if wm.column != self.time {
             return Ok(vec![wm]);
         }
-        self.watermark = Some(self.watermark.map_or(wm.value, |w| w.max(wm.value)));
+        self.progress.watermark = Some(
+            self.progress
+                .watermark
+                .map_or(wm.value, |w| w.max(wm.value)),
+        );
         let n = self.schema.fields().len();
         let (start, end) = if wm.value == END_OF_TIME {
             (END_OF_TIME, END_OF_TIME)

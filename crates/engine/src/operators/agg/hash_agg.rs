@@ -65,12 +65,11 @@ pub struct HashAgg {
     /// (input column, output column): watermarks passed on.
     watermark_map: Vec<(usize, usize)>,
     metrics: Option<Arc<JobMetrics>>,
-    /// The watermark on the window's input column, µs: groups below it are closed.
-    watermark: Option<i64>,
+    /// The watermark on the window's input column (µs: groups below it are
+    /// closed) and the late rows dropped, restored ones included.
+    progress: Progress,
     /// Open groups by their window key's time, to find those a watermark closes.
     by_window: BTreeMap<i64, Vec<Vec<u8>>>,
-    /// Late rows dropped, restored ones included.
-    late: u64,
     /// Groups changed (or gone) since the last checkpoint.
     unsaved: HashSet<Vec<u8>>,
     /// How a group's row count and accumulator states are stored; `None`
@@ -154,9 +153,8 @@ impl HashAgg {
             window: None,
             watermark_map: Vec::new(),
             metrics: None,
-            watermark: None,
+            progress: Progress::default(),
             by_window: BTreeMap::new(),
-            late: 0,
             unsaved: HashSet::default(),
             state_rows: None,
             append_only,
@@ -320,7 +318,7 @@ impl HashAgg {
 
     /// Drops the rows whose window is already closed, counting them.
     fn drop_late(&mut self, chunk: StreamChunk, key_columns: &[ArrayRef]) -> Result<StreamChunk> {
-        let (Some(window), Some(watermark)) = (self.window, self.watermark) else {
+        let (Some(window), Some(watermark)) = (self.window, self.progress.watermark) else {
             return Ok(chunk);
         };
         let times = &key_columns[window.key];
@@ -334,7 +332,7 @@ impl HashAgg {
         if let Some(m) = &self.metrics {
             m.add_late_rows(late);
         }
-        self.late += late as u64;
+        self.progress.late += late as u64;
         let ops = chunk.ops().map(|ops| {
             ops.iter()
                 .zip(keep.iter())
@@ -531,9 +529,9 @@ impl Operator for HashAgg {
         out: &mut Vec<StreamChunk>,
     ) -> Result<Vec<Watermark>> {
         if self.window.is_some_and(|w| w.input_column == wm.column)
-            && self.watermark.is_none_or(|w| wm.value > w)
+            && self.progress.watermark.is_none_or(|w| wm.value > w)
         {
-            self.watermark = Some(wm.value);
+            self.progress.watermark = Some(wm.value);
             self.close_windows(wm.value, out)?;
         }
         Ok(forward_watermark(&self.watermark_map, wm))
@@ -550,11 +548,7 @@ impl Operator for HashAgg {
         if self.state_rows.is_none() {
             return Ok(());
         }
-        Progress {
-            watermark: self.watermark,
-            late: self.late,
-        }
-        .put(state);
+        self.progress.put(state);
         if self.keeps_groups_keyed() {
             return Ok(());
         }
@@ -599,9 +593,7 @@ impl Operator for HashAgg {
         for (key, value) in &entries {
             match key.split_first() {
                 None => {
-                    let progress = Progress::restore(value, self.metrics.as_deref())?;
-                    self.watermark = progress.watermark;
-                    self.late = progress.late;
+                    self.progress = Progress::restore(value, self.metrics.as_deref())?;
                 }
                 Some((1, group)) => {
                     keys.push(group.to_vec());

@@ -59,10 +59,10 @@ pub struct HopAgg {
     emitted: BTreeMap<i64, RecordBatch>,
     /// …and the windows changed since.
     dirty: BTreeSet<i64>,
-    watermark: Option<i64>,
+    /// The watermark windows close by, and the late rows dropped,
+    /// restored ones included.
+    progress: Progress,
     metrics: Arc<JobMetrics>,
-    /// Late rows dropped, restored ones included.
-    late: u64,
     /// Slices the store holds or the next checkpoint writes.
     stored: StoredWindows,
 }
@@ -90,9 +90,8 @@ impl HopAgg {
             slices: BTreeMap::new(),
             emitted: BTreeMap::new(),
             dirty: BTreeSet::new(),
-            watermark: None,
+            progress: Progress::default(),
             metrics,
-            late: 0,
             stored: StoredWindows::default(),
         })
     }
@@ -107,7 +106,8 @@ impl HopAgg {
     }
 
     fn is_final(&self, window_start: i64) -> bool {
-        self.watermark
+        self.progress
+            .watermark
             .is_some_and(|w| window_start.saturating_add(self.spec.size) <= w)
     }
 
@@ -177,7 +177,7 @@ impl HopAgg {
     /// Windows ending at or before `watermark` become final: emitted (on
     /// close) or flushed, then forgotten with the slices no open window covers.
     fn close(&mut self, watermark: i64, out: &mut Vec<StreamChunk>) -> Result<()> {
-        let previous = self.watermark.replace(watermark);
+        let previous = self.progress.watermark.replace(watermark);
         let size = self.spec.size;
         if self.spec.emit_on_close {
             let newly_final: BTreeSet<i64> = self
@@ -222,11 +222,7 @@ impl Operator for HopAgg {
     }
 
     fn checkpoint_state(&mut self, state: &mut WriteBatch) -> Result<()> {
-        Progress {
-            watermark: self.watermark,
-            late: self.late,
-        }
-        .put(state);
+        self.progress.put(state);
         let slices = &mut self.slices;
         self.stored.write(state, |start| {
             let Some(slice) = slices.get_mut(&start) else {
@@ -242,9 +238,7 @@ impl Operator for HopAgg {
     fn restore(&mut self, entries: StateEntries) -> Result<()> {
         for (key, value) in entries {
             if key.is_empty() {
-                let progress = Progress::restore(&value, Some(&self.metrics))?;
-                self.watermark = progress.watermark;
-                self.late = progress.late;
+                self.progress = Progress::restore(&value, Some(&self.metrics))?;
                 continue;
             }
             let start = window_of_key(&key)?;
@@ -293,12 +287,13 @@ impl Operator for HopAgg {
         let slices =
             arrow::array::Int64Array::from_iter(times.iter().map(|t| t.map(|t| self.slice_of(t))));
         let first_open = self
+            .progress
             .watermark
             .map(|w| w.saturating_sub(self.spec.size).saturating_add(1));
         let (parts, late) = split_by_window(&slices, first_open, false);
         if late > 0 {
             self.metrics.add_late_rows(late);
-            self.late += late as u64;
+            self.progress.late += late as u64;
         }
         if parts.is_empty() {
             return Ok(());
@@ -343,7 +338,7 @@ impl Operator for HopAgg {
         if wm.column != self.spec.time {
             return Ok(Vec::new());
         }
-        if self.watermark.is_none_or(|w| wm.value > w) {
+        if self.progress.watermark.is_none_or(|w| wm.value > w) {
             self.close(wm.value, out)?;
         }
         let start = if wm.value == END_OF_TIME {

@@ -59,10 +59,10 @@ pub struct SessionAgg {
     /// (end, partition, start) of sessions, to find those a watermark closes;
     /// entries of merged or extended sessions go stale and are skipped.
     by_end: BTreeMap<i64, Vec<(Vec<u8>, i64)>>,
-    watermark: Option<i64>,
+    /// The watermark windows close by, and the late rows dropped,
+    /// restored ones included.
+    progress: Progress,
     metrics: Arc<JobMetrics>,
-    /// Late rows dropped, restored ones included.
-    late: u64,
     /// Partitions changed since the last checkpoint.
     unsaved: HashSet<Vec<u8>>,
     /// How a session's accumulator states are stored.
@@ -96,9 +96,8 @@ impl SessionAgg {
             codec,
             partitions: HashMap::new(),
             by_end: BTreeMap::new(),
-            watermark: None,
+            progress: Progress::default(),
             metrics,
-            late: 0,
             unsaved: HashSet::new(),
             state_rows: ScalarRows::new(types)?,
         })
@@ -451,6 +450,7 @@ impl Operator for SessionAgg {
             }
             let t = times.value(r);
             if self
+                .progress
                 .watermark
                 .is_some_and(|w| t.saturating_add(self.spec.gap) < w)
             {
@@ -489,7 +489,7 @@ impl Operator for SessionAgg {
         }
         if late > 0 {
             self.metrics.add_late_rows(late);
-            self.late += late as u64;
+            self.progress.late += late as u64;
         }
         if self.spec.emit_on_close {
             return Ok(());
@@ -529,11 +529,7 @@ impl Operator for SessionAgg {
     }
 
     fn checkpoint_state(&mut self, state: &mut WriteBatch) -> Result<()> {
-        Progress {
-            watermark: self.watermark,
-            late: self.late,
-        }
-        .put(state);
+        self.progress.put(state);
         let keys: Vec<Vec<u8>> = std::mem::take(&mut self.unsaved).into_iter().collect();
         let values = self.encode_partitions(&keys)?;
         for (key, value) in keys.into_iter().zip(values) {
@@ -550,9 +546,7 @@ impl Operator for SessionAgg {
         for (key, value) in entries {
             match key.split_first() {
                 None => {
-                    let progress = Progress::restore(&value, Some(&self.metrics))?;
-                    self.watermark = progress.watermark;
-                    self.late = progress.late;
+                    self.progress = Progress::restore(&value, Some(&self.metrics))?;
                 }
                 Some((1, partition)) => self.restore_partition(partition, &value)?,
                 Some(_) => {
@@ -574,8 +568,8 @@ impl Operator for SessionAgg {
         if wm.column != self.spec.time {
             return Ok(Vec::new());
         }
-        if self.watermark.is_none_or(|w| wm.value > w) {
-            self.watermark = Some(wm.value);
+        if self.progress.watermark.is_none_or(|w| wm.value > w) {
+            self.progress.watermark = Some(wm.value);
             self.close(wm.value, out)?;
         }
         Ok(self

@@ -94,10 +94,10 @@ pub struct WindowAgg {
     /// (input column, output column): watermarks passed on.
     watermark_map: Vec<(usize, usize)>,
     metrics: Arc<JobMetrics>,
-    watermark: Option<i64>,
+    /// The watermark windows close by, and the late rows dropped,
+    /// restored ones included.
+    progress: Progress,
     windows: BTreeMap<i64, Window>,
-    /// Late rows dropped, restored ones included.
-    late: u64,
     stored: StoredWindows,
 }
 
@@ -120,9 +120,8 @@ impl WindowAgg {
             window,
             watermark_map,
             metrics,
-            watermark: None,
+            progress: Progress::default(),
             windows: BTreeMap::new(),
-            late: 0,
             stored: StoredWindows::default(),
         }
     }
@@ -172,11 +171,7 @@ impl Operator for WindowAgg {
     }
 
     fn checkpoint_state(&mut self, state: &mut WriteBatch) -> Result<()> {
-        Progress {
-            watermark: self.watermark,
-            late: self.late,
-        }
-        .put(state);
+        self.progress.put(state);
         let windows = &mut self.windows;
         self.stored
             .write(state, |start| match windows.get_mut(&start) {
@@ -188,9 +183,7 @@ impl Operator for WindowAgg {
     fn restore(&mut self, entries: StateEntries) -> Result<()> {
         for (key, value) in entries {
             if key.is_empty() {
-                let progress = Progress::restore(&value, Some(&self.metrics))?;
-                self.watermark = progress.watermark;
-                self.late = progress.late;
+                self.progress = Progress::restore(&value, Some(&self.metrics))?;
                 continue;
             }
             let start = window_of_key(&key)?;
@@ -232,10 +225,10 @@ impl Operator for WindowAgg {
             .collect::<datafusion::error::Result<Vec<_>>>()?;
         let times = micros_array(keys[self.window.key].as_ref())
             .ok_or_else(|| Error::Internal("a window key that is not a timestamp".into()))?;
-        let (parts, late) = split_by_window(&times, self.watermark, true);
+        let (parts, late) = split_by_window(&times, self.progress.watermark, true);
         if late > 0 {
             self.metrics.add_late_rows(late);
-            self.late += late as u64;
+            self.progress.late += late as u64;
         }
         if parts.is_empty() {
             return Ok(());
@@ -264,8 +257,10 @@ impl Operator for WindowAgg {
         wm: Watermark,
         out: &mut Vec<StreamChunk>,
     ) -> Result<Vec<Watermark>> {
-        if self.window.input_column == wm.column && self.watermark.is_none_or(|w| wm.value > w) {
-            self.watermark = Some(wm.value);
+        if self.window.input_column == wm.column
+            && self.progress.watermark.is_none_or(|w| wm.value > w)
+        {
+            self.progress.watermark = Some(wm.value);
             self.close_windows(wm.value, out)?;
         }
         Ok(forward_watermark(&self.watermark_map, wm))

@@ -25,6 +25,7 @@ q "CREATE MATERIALIZED VIEW per_bidder AS SELECT bidder, count(*) AS n, sum(pric
 q "CREATE MATERIALIZED VIEW per_pair AS SELECT auction, bidder, count(*) AS n, max(price) AS top FROM bids GROUP BY auction, bidder"
 until [ "$(q "SELECT min(rows_in) FROM tidemark_catalog.streaming_jobs")" -ge "$KILL_AT" ]; do sleep 0.05; done
 q "SELECT name, rows_in FROM tidemark_catalog.streaming_jobs ORDER BY name"
+echo "peak RSS of the first server: $(grep VmHWM /proc/$(pgrep -f "data-dir $D")/status | tr -s ' \t' ' ')"
 pkill -9 -f "data-dir $D"
 sleep 1
 du -sh $D/state

@@ -19,6 +19,10 @@ use crate::outputs::{ActorEvent, Shared};
 use crate::table_actor::TableMessage;
 use crate::{Error, Result};
 
+/// Periodic checkpoints wait while this many are injected and not yet
+/// committed: a slow job then makes epochs longer, not more numerous.
+const MAX_INFLIGHT: usize = 4;
+
 /// Where the coordinator puts barriers into the dataflow: the actors that
 /// own tables and the actors that read sources.
 #[derive(Clone)]
@@ -100,6 +104,9 @@ pub struct Coordinator {
     broken: Option<(Epoch, String)>,
     /// Job records of failed jobs, deleted with the next epoch injected.
     failed_records: Vec<Vec<u8>>,
+    /// A source reader waits for a checkpoint that could not be injected
+    /// yet (too many in flight): injected once one commits.
+    wanted: bool,
 }
 
 impl Coordinator {
@@ -122,6 +129,7 @@ impl Coordinator {
             inflight: BTreeMap::new(),
             broken: None,
             failed_records: Vec::new(),
+            wanted: false,
         }
     }
 
@@ -138,7 +146,7 @@ impl Coordinator {
         loop {
             tokio::select! {
                 _ = ticker.tick() => {
-                    if !self.sources.is_empty() && self.inflight.len() < 4 {
+                    if !self.sources.is_empty() && self.inflight.len() < MAX_INFLIGHT {
                         self.inject(JobChange::default(), None).await;
                     }
                 }
@@ -221,6 +229,17 @@ impl Coordinator {
                     }
                 }
                 self.try_commit();
+                if self.wanted && self.inflight.len() < MAX_INFLIGHT {
+                    self.wanted = false;
+                    self.inject(JobChange::default(), None).await;
+                }
+            }
+            ActorEvent::CheckpointWanted => {
+                if self.inflight.len() < MAX_INFLIGHT {
+                    self.inject(JobChange::default(), None).await;
+                } else {
+                    self.wanted = true;
+                }
             }
             ActorEvent::Failed { actor, error } => {
                 let Some(job) = self.live.get(&actor).copied() else {

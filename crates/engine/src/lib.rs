@@ -25,6 +25,7 @@ mod table;
 mod table_actor;
 #[cfg(test)]
 pub(crate) mod test_util;
+mod uncommitted;
 
 pub use checkpoints::{CheckpointStats, KEPT_CHECKPOINTS};
 pub use dispatch::{key_groups, owner_of, KEY_GROUPS};

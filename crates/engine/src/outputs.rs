@@ -28,6 +28,10 @@ pub enum ActorEvent {
     },
     /// The actor stopped on an error; its job has failed.
     Failed { actor: ActorId, error: Error },
+    /// A source reader has read as much as it may ahead of the last commit
+    /// and waits: a checkpoint now, rather than at the next interval, lets
+    /// what it read since the last barrier commit.
+    CheckpointWanted,
 }
 
 /// The text a panic was raised with.

@@ -17,7 +17,8 @@ use crate::chain::Chain;
 use crate::durable::{ActorRecord, SourceRecord, SplitRecord};
 use crate::event_time::{max_micros, END_OF_TIME};
 use crate::metrics::JobMetrics;
-use crate::outputs::{supervise, Outputs, Shared};
+use crate::outputs::{supervise, ActorEvent, Outputs, Shared};
+use crate::uncommitted::Uncommitted;
 use crate::{Error, Result};
 
 /// Rows asked of a split per read.
@@ -59,6 +60,10 @@ pub struct SourceActor {
     rows_in: u64,
     /// Malformed rows skipped before the splits were (re)opened.
     malformed_before: u64,
+    /// Input read that no committed checkpoint holds yet.
+    uncommitted: Uncommitted,
+    /// Asked the coordinator for a checkpoint since the last barrier.
+    asked_for_checkpoint: bool,
 }
 
 /// What a source actor is built from.
@@ -129,6 +134,8 @@ impl SourceActor {
             watermark: source.watermark,
             rows_in: record.rows_in,
             malformed_before: source.malformed,
+            uncommitted: Uncommitted::default(),
+            asked_for_checkpoint: false,
         }
     }
 
@@ -174,6 +181,25 @@ impl SourceActor {
                 }
                 continue;
             }
+            self.uncommitted
+                .committed(self.shared.store().committed_epoch());
+            if self.uncommitted.too_far_ahead() {
+                // Checkpoints lag: wait for commits, still passing barriers on.
+                if !self.asked_for_checkpoint {
+                    self.asked_for_checkpoint = true;
+                    self.shared.report(ActorEvent::CheckpointWanted);
+                }
+                let paused = Instant::now();
+                tokio::select! {
+                    b = self.barriers.recv() => match b {
+                        Some(b) => if self.on_barrier(b).await? { return Ok(()) },
+                        None => return Ok(()),
+                    },
+                    _ = tokio::time::sleep(POLL_INTERVAL) => {}
+                }
+                self.paused_for(paused.elapsed());
+                continue;
+            }
             if !self.read_one(&mut next).await? {
                 if !self.bounded {
                     self.caught_up = true;
@@ -187,6 +213,15 @@ impl SourceActor {
                     _ = tokio::time::sleep(POLL_INTERVAL) => {}
                 }
             }
+        }
+    }
+
+    /// A pause to let commits catch up is not idleness: splits count as
+    /// active as long after it as they were before.
+    fn paused_for(&mut self, pause: Duration) {
+        let now = Instant::now();
+        for s in &mut self.splits {
+            s.last_active = (s.last_active + pause).min(now);
         }
     }
 
@@ -218,6 +253,7 @@ impl SourceActor {
                     }
                     self.metrics.add_rows_in(batch.num_rows());
                     self.rows_in += batch.num_rows() as u64;
+                    self.uncommitted.read(batch.get_array_memory_size());
                     self.chain
                         .on_chunk(StreamChunk::inserts(batch), &self.outputs)
                         .await?;
@@ -289,6 +325,8 @@ impl SourceActor {
     /// Returns whether the actor stops at this barrier.
     async fn on_barrier(&mut self, barrier: Barrier) -> Result<bool> {
         let epoch = barrier.epoch;
+        self.uncommitted.barrier(epoch);
+        self.asked_for_checkpoint = false;
         let source = SourceRecord {
             watermark: self.watermark,
             malformed: self.malformed_before + self.splits.iter().map(|s| s.skipped).sum::<u64>(),

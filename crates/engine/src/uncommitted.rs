@@ -1,9 +1,10 @@
 //! What a source reader has read that no committed checkpoint holds yet.
 //! Everything downstream keeps that input's changes (view rows to count,
 //! groups it may not evict) until their epoch commits; epochs last as long
-//! as the slowest job takes to pass a barrier. So a reader that is too far
-//! ahead of the last commit stops reading until commits catch up, and
-//! memory stays bounded however slow a checkpoint is.
+//! as the slowest job takes to pass a barrier and the commit takes. So a
+//! reader that is too far ahead of the last commit stops reading until
+//! commits catch up: the input in flight per reader is bounded however slow
+//! checkpoints are (what it becomes downstream is several times its size).
 
 use std::collections::VecDeque;
 

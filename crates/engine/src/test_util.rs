@@ -338,6 +338,20 @@ fn run_steps(op: &mut Made, steps: &[Step], store: &mut TestStore) -> Vec<Stream
     out
 }
 
+/// [`assert_restores`] for windowed operators over random streams (see
+/// [`random_steps`]), cut every few steps, emitting on close and not:
+/// `make(emit_on_close, metrics)` builds the operator.
+pub fn restores_over_random_streams(make: impl Fn(bool, Arc<crate::metrics::JobMetrics>) -> Made) {
+    for seed in 0..12u64 {
+        for emit_on_close in [true, false] {
+            let steps = random_steps(seed, 60, 8, 4);
+            for cut in (0..steps.len()).step_by(5) {
+                assert_restores(|m| make(emit_on_close, m), &steps, cut);
+            }
+        }
+    }
+}
+
 /// Runs `steps` through an operator from `make` without a break, and again
 /// with a checkpoint at step `cut` after which the operator is dropped and a
 /// fresh one restored from the state it checkpointed (as after a crash):

@@ -97,6 +97,20 @@ impl Grouped {
         Ok(grouped)
     }
 
+    /// The grouped state a checkpoint stored as `bytes` (see
+    /// [`crate::durable::grouped_bytes`]), rebuilt by merging it into a new
+    /// one; returned with the decoded state.
+    pub fn restored(
+        key_schema: SchemaRef,
+        aggs: &[AggCall],
+        bytes: &[u8],
+    ) -> Result<(Self, GroupedState)> {
+        let state = crate::durable::grouped_bytes::decode(bytes, aggs.len())?;
+        let mut grouped = Self::new(key_schema, aggs)?;
+        grouped.merge(&state)?;
+        Ok((grouped, state))
+    }
+
     fn reset(&mut self) -> Result<()> {
         self.values = if self.key_schema.fields().is_empty() {
             None

@@ -242,9 +242,8 @@ impl Operator for HopAgg {
                 continue;
             }
             let start = window_of_key(&key)?;
-            let state = grouped_bytes::decode(&value, self.spec.aggs.len())?;
-            let mut grouped = Grouped::new(Arc::clone(&self.partition_schema), &self.spec.aggs)?;
-            grouped.merge(&state)?;
+            let (grouped, state) =
+                Grouped::restored(Arc::clone(&self.partition_schema), &self.spec.aggs, &value)?;
             self.slices.insert(
                 start,
                 Slice {
@@ -385,8 +384,8 @@ mod tests {
 
     use super::*;
     use crate::test_util::{
-        agg_call, applied_rows as emitted, assert_restores, key_value_time_chunk as chunk,
-        key_value_time_schema, random_steps, Lcg,
+        agg_call, applied_rows as emitted, key_value_time_chunk as chunk, key_value_time_schema,
+        restores_over_random_streams, Lcg,
     };
 
     const SLIDE: i64 = 2;
@@ -533,13 +532,6 @@ mod tests {
 
     #[test]
     fn a_restored_operator_continues_as_if_never_stopped() {
-        for seed in 0..12u64 {
-            for emit_on_close in [true, false] {
-                let steps = random_steps(seed, 60, 8, 4);
-                for cut in (0..steps.len()).step_by(5) {
-                    assert_restores(|m| Box::new(hop_agg_with(emit_on_close, m)), &steps, cut);
-                }
-            }
-        }
+        restores_over_random_streams(|emit_on_close, m| Box::new(hop_agg_with(emit_on_close, m)));
     }
 }

@@ -594,8 +594,8 @@ mod tests {
     use super::*;
     use crate::event_time::END_OF_TIME;
     use crate::test_util::{
-        agg_call, applied_rows as emitted, assert_restores, key_value_time_chunk as chunk,
-        key_value_time_schema, random_steps, Lcg,
+        agg_call, applied_rows as emitted, key_value_time_chunk as chunk, key_value_time_schema,
+        restores_over_random_streams, Lcg,
     };
 
     const GAP: i64 = 5;
@@ -730,17 +730,8 @@ mod tests {
 
     #[test]
     fn a_restored_operator_continues_as_if_never_stopped() {
-        for seed in 0..12u64 {
-            for emit_on_close in [true, false] {
-                let steps = random_steps(seed, 60, 8, 4);
-                for cut in (0..steps.len()).step_by(5) {
-                    assert_restores(
-                        |m| Box::new(session_agg_with(emit_on_close, m)),
-                        &steps,
-                        cut,
-                    );
-                }
-            }
-        }
+        restores_over_random_streams(|emit_on_close, m| {
+            Box::new(session_agg_with(emit_on_close, m))
+        });
     }
 }

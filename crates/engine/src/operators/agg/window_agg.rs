@@ -187,9 +187,8 @@ impl Operator for WindowAgg {
                 continue;
             }
             let start = window_of_key(&key)?;
-            let state = grouped_bytes::decode(&value, self.aggs.len())?;
-            let mut grouped = Grouped::new(Arc::clone(&self.key_schema), &self.aggs)?;
-            grouped.merge(&state)?;
+            let (grouped, state) =
+                Grouped::restored(Arc::clone(&self.key_schema), &self.aggs, &value)?;
             // What continuous emission last sent: every change was sent at
             // the checkpoint that stored this state.
             let emitted = if self.window.emit_on_close {
@@ -291,7 +290,7 @@ mod tests {
     use datafusion::physical_expr::expressions::Column;
 
     use super::*;
-    use crate::test_util::{agg_call, assert_restores, key_value_time_schema, random_steps};
+    use crate::test_util::{agg_call, key_value_time_schema, restores_over_random_streams};
 
     /// count and min per (k, ts): each distinct time is a window of its own.
     fn window_agg(emit_on_close: bool, metrics: Arc<JobMetrics>) -> WindowAgg {
@@ -324,13 +323,6 @@ mod tests {
 
     #[test]
     fn a_restored_operator_continues_as_if_never_stopped() {
-        for seed in 0..12u64 {
-            for emit_on_close in [true, false] {
-                let steps = random_steps(seed, 60, 8, 4);
-                for cut in (0..steps.len()).step_by(5) {
-                    assert_restores(|m| Box::new(window_agg(emit_on_close, m)), &steps, cut);
-                }
-            }
-        }
+        restores_over_random_streams(|emit_on_close, m| Box::new(window_agg(emit_on_close, m)));
     }
 }

@@ -152,6 +152,12 @@ impl Chain {
             }
             batch.put(place.prefix(ACTOR_RECORD), record(outputs).encode());
         }
+        // In key order RocksDB inserts each write next to the one before,
+        // instead of searching its memtable afresh (a fifth of the time of a
+        // view's commit, unsorted). Sorted here, in parallel across actors;
+        // the commit then inserts one sorted run per actor. Stable: writes to
+        // one key keep their order.
+        batch.writes.sort_by(|a, b| a.0.cmp(&b.0));
         // Computed here, not inside `pass_barrier`: operators need not be
         // `Sync`, so `self` cannot be borrowed across its awaits.
         let snapshot = if outputs.snapshots_for(&barrier) {

@@ -5,15 +5,15 @@ use std::sync::RwLock;
 use tidemark_types::Epoch;
 
 use crate::relation::{decode_count, encode_count};
-use crate::store::{table_of, Entries, Write};
+use crate::store::{merge_counted, table_of, Entries, Write};
 use crate::{Error, Result, StateStore, WriteBatch};
 
 /// An in-memory store for tests and ephemeral servers. Commits take a write lock,
 /// so a scan under the read lock always sees whole epochs.
 ///
-/// A count that does not decode (a bug: only [`Write::AddCount`] writes counted
-/// keys) fails the commit midway; the store then refuses all further use rather
-/// than serve a half-applied epoch.
+/// Like RocksDB, keeps counted keys apart from put ones, so a writer that
+/// mixes them fails here too. A commit that fails midway leaves the store
+/// refusing all further use rather than serving a half-applied epoch.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     inner: RwLock<Inner>,
@@ -23,6 +23,8 @@ pub struct MemoryStore {
 struct Inner {
     committed: Epoch,
     data: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Keys written with [`Write::AddCount`], with their (non-zero) counts.
+    counts: BTreeMap<Vec<u8>, Vec<u8>>,
     broken: Option<String>,
 }
 
@@ -40,11 +42,12 @@ impl Inner {
     fn apply(&mut self, mut batch: WriteBatch) -> Result<()> {
         use std::collections::btree_map::Entry;
         for prefix in &batch.delete_prefixes {
-            let doomed: Vec<Vec<u8>> = prefix_range(&self.data, prefix)
-                .map(|(k, _)| k.clone())
-                .collect();
-            for key in doomed {
-                self.data.remove(&key);
+            for map in [&mut self.data, &mut self.counts] {
+                let doomed: Vec<Vec<u8>> =
+                    prefix_range(map, prefix).map(|(k, _)| k.clone()).collect();
+                for key in doomed {
+                    map.remove(&key);
+                }
             }
         }
         // In key order, the tree nodes one write touches are still in cache for
@@ -58,7 +61,7 @@ impl Inner {
                 Write::Delete => {
                     self.data.remove(&key);
                 }
-                Write::AddCount(delta) => match self.data.entry(key) {
+                Write::AddCount(delta) => match self.counts.entry(key) {
                     Entry::Occupied(mut e) => {
                         let table = table_of(e.key());
                         let count = decode_count(table, e.get())? + delta;
@@ -125,11 +128,14 @@ impl StateStore for MemoryStore {
         let out = prefixes
             .iter()
             .map(|p| {
-                prefix_range(&inner.data, p)
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect()
+                let read = |map| {
+                    prefix_range(map, p)
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect()
+                };
+                merge_counted(read(&inner.data), read(&inner.counts))
             })
-            .collect();
+            .collect::<Result<_>>()?;
         Ok((inner.committed, out))
     }
 
@@ -195,16 +201,17 @@ mod tests {
     }
 
     #[test]
-    fn a_count_that_does_not_decode_stops_the_store() {
+    fn a_key_both_put_and_counted_reads_as_corrupt() {
         let store = MemoryStore::new();
         let mut b = WriteBatch::default();
         b.put(b"r".to_vec(), b"xyz".to_vec());
-        store.commit(1, b).unwrap();
-        let mut b = WriteBatch::default();
         b.add_count(b"r".to_vec(), 1);
-        assert!(store.commit(2, b).is_err());
-        assert!(store.scan_prefixes(&[Vec::new()]).is_err());
-        assert!(store.commit(3, WriteBatch::default()).is_err());
-        assert_eq!(store.committed_epoch(), 1);
+        store.commit(1, b).unwrap();
+        let scanned = store.scan_prefixes(&[Vec::new()]);
+        assert!(matches!(scanned, Err(Error::Corrupt { .. })), "{scanned:?}");
+        assert_eq!(
+            store.get_many(&[b"r".to_vec()]).unwrap(),
+            vec![Some(b"xyz".to_vec())]
+        );
     }
 }

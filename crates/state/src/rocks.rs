@@ -2,6 +2,11 @@
 //! write batch holding the epoch's changes and the new committed epoch, written
 //! with a synced WAL, so after a crash the store is exactly at some committed
 //! epoch. Readers scan from one RocksDB snapshot, which sees whole epochs.
+//!
+//! Counted keys (view rows) live in their own column family, whose merge
+//! operator adds the deltas up: a commit writes a count change without
+//! reading the count, and a count at 0 is skipped by scans and dropped by
+//! compaction.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,18 +18,19 @@ use rocksdb::{
 };
 use tidemark_types::Epoch;
 
-use crate::relation::decode_count;
-use crate::store::{coalesce, count_value, table_of, Effect, Entries};
+use crate::store::{merge_counted, Entries, Write};
 use crate::{Error, Result, StateStore, WriteBatch};
 
 /// Column family of the store's own records (epoch, format).
 const META_CF: &str = "tidemark_meta";
+/// Column family of the counted keys ([`Write::AddCount`]).
+const COUNTS_CF: &str = "tidemark_counts";
 const COMMITTED_KEY: &[u8] = b"committed_epoch";
 const FORMAT_KEY: &[u8] = b"format";
 
 /// The on-disk format this build reads and writes. A store written by a build
 /// with another format is refused at open rather than misread.
-pub const STORE_FORMAT: u32 = 2;
+pub const STORE_FORMAT: u32 = 3;
 
 /// How the RocksDB store is tuned.
 #[derive(Debug, Clone)]
@@ -46,7 +52,7 @@ pub struct RocksDbStore {
     db: DB,
     path: PathBuf,
     committed: AtomicU64,
-    /// Commits one at a time: a commit reads the counts it adds to.
+    /// Commits one at a time, in epoch order.
     commit_lock: Mutex<()>,
     /// Why the store stopped accepting commits (a write failed midway).
     broken: Mutex<Option<String>>,
@@ -95,10 +101,34 @@ impl RocksDbStore {
         table.set_block_cache(&Cache::new_lru_cache(options.cache_bytes));
         table.set_bloom_filter(10.0, false);
         db_options.set_block_based_table_factory(&table);
-        let families = [
-            ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, db_options.clone()),
-            ColumnFamilyDescriptor::new(META_CF, Options::default()),
+        let mut counts_options = db_options.clone();
+        counts_options.set_merge_operator_associative("tidemark_add_count", add_counts);
+        counts_options.set_compaction_filter("tidemark_drop_zero_counts", drop_zero_counts);
+        let known = [
+            (rocksdb::DEFAULT_COLUMN_FAMILY_NAME, db_options.clone()),
+            (META_CF, Options::default()),
+            (COUNTS_CF, counts_options),
         ];
+        // A store of an older format may lack a family this one has: open
+        // what it has, so the format check below names the mismatch.
+        let present = if exists {
+            DB::list_cf(&db_options, path).map_err(|e| open_error(path, e))?
+        } else {
+            known.iter().map(|(name, _)| name.to_string()).collect()
+        };
+        let mut families = Vec::with_capacity(present.len());
+        for name in &present {
+            match known.iter().find(|(known, _)| known == name) {
+                Some((name, options)) => {
+                    families.push(ColumnFamilyDescriptor::new(*name, options.clone()))
+                }
+                None => {
+                    return Err(Error::NotAStore {
+                        path: path.to_path_buf(),
+                    })
+                }
+            }
+        }
         let db = DB::open_cf_descriptors(&db_options, path, families)
             .map_err(|e| open_error(path, e))?;
         let store = Self {
@@ -109,6 +139,7 @@ impl RocksDbStore {
             broken: Mutex::new(None),
         };
         store.check_format(exists)?;
+        store.counts()?;
         let committed = store.read_committed()?;
         store.committed.store(committed, Ordering::SeqCst);
         tracing::info!(path = %path.display(), committed, "state store open");
@@ -128,6 +159,14 @@ impl RocksDbStore {
             .ok_or_else(|| Error::NotAStore {
                 path: self.path.clone(),
             })
+    }
+
+    /// The column family of the counted keys.
+    fn counts(&self) -> Result<&rocksdb::ColumnFamily> {
+        self.db.cf_handle(COUNTS_CF).ok_or_else(|| Error::Corrupt {
+            table: 0,
+            reason: format!("{}: no {COUNTS_CF} column family", self.path.display()),
+        })
     }
 
     fn check_format(&self, existed: bool) -> Result<()> {
@@ -199,63 +238,87 @@ impl RocksDbStore {
         Ok(self.committed.load(Ordering::SeqCst))
     }
 
+    /// The RocksDB batch of one commit. Writes apply in order; nothing is
+    /// read, since counts are merged by RocksDB.
     fn build_batch(&self, epoch: Epoch, batch: WriteBatch) -> Result<rocksdb::WriteBatch> {
         let mut out = rocksdb::WriteBatch::default();
         let data = self.data()?;
+        let counts = self.counts()?;
         for prefix in &batch.delete_prefixes {
-            match prefix_end(prefix) {
-                Some(end) => out.delete_range_cf(data, prefix.as_slice(), end.as_slice()),
-                None => {
-                    for item in self.db.prefix_iterator_cf(data, prefix) {
-                        let (key, _) = item.map_err(|e| storage(&self.path, "scanning", e))?;
-                        if !key.starts_with(prefix) {
-                            break;
+            for family in [data, counts] {
+                match prefix_end(prefix) {
+                    Some(end) => out.delete_range_cf(family, prefix.as_slice(), end.as_slice()),
+                    None => {
+                        for item in self.db.prefix_iterator_cf(family, prefix) {
+                            let (key, _) = item.map_err(|e| storage(&self.path, "scanning", e))?;
+                            if !key.starts_with(prefix) {
+                                break;
+                            }
+                            out.delete_cf(family, key);
                         }
-                        out.delete_cf(data, key);
                     }
                 }
             }
         }
-        let effects = coalesce(batch.writes)?;
-        // The committed counts the additions start from, read in one pass; a
-        // key under a prefix this commit deletes starts from nothing.
-        let deleted = |k: &[u8]| batch.delete_prefixes.iter().any(|p| k.starts_with(p));
-        let looked_up = |(k, e): &&(Vec<u8>, Effect)| matches!(e, Effect::Add(_)) && !deleted(k);
-        let bases: Vec<i64> = {
-            let keys: Vec<&[u8]> = effects
-                .iter()
-                .filter(looked_up)
-                .map(|(k, _)| k.as_slice())
-                .collect();
-            let got = self.db.batched_multi_get_cf(data, keys.iter(), true);
-            keys.iter()
-                .zip(got)
-                .map(|(k, got)| match got {
-                    Ok(Some(v)) => decode_count(table_of(k), &v),
-                    Ok(None) => Ok(0),
-                    Err(e) => Err(storage(&self.path, "reading a count", e)),
-                })
-                .collect::<Result<_>>()?
-        };
-        let mut bases = bases.into_iter();
-        for entry in &effects {
-            let base = if looked_up(&entry) {
-                bases.next().unwrap_or(0)
-            } else {
-                0
-            };
-            let (key, effect) = entry;
-            let value = match effect {
-                Effect::Set(value) => value.clone(),
-                Effect::Add(delta) => count_value(base + delta),
-            };
-            match value {
-                Some(v) => out.put_cf(data, key, v),
-                None => out.delete_cf(data, key),
+        for (key, write) in batch.writes {
+            match write {
+                Write::Put(value) => out.put_cf(data, key, value),
+                Write::Delete => out.delete_cf(data, key),
+                Write::AddCount(delta) => out.merge_cf(counts, key, delta.to_be_bytes()),
             }
         }
         out.put_cf(self.meta()?, COMMITTED_KEY, epoch.to_be_bytes());
         Ok(out)
+    }
+
+    /// The entries under `prefix` in `family`, read from `snapshot`.
+    fn scan_family(
+        &self,
+        snapshot: &rocksdb::Snapshot<'_>,
+        family: &rocksdb::ColumnFamily,
+        prefix: &[u8],
+    ) -> Result<Entries> {
+        let mut read = ReadOptions::default();
+        read.set_iterate_range(PrefixRange(prefix.to_vec()));
+        let mut entries = Vec::new();
+        for item in snapshot.iterator_cf_opt(family, read, rocksdb::IteratorMode::Start) {
+            let (k, v) = item.map_err(|e| storage(&self.path, "scanning", e))?;
+            entries.push((k.into_vec(), v.into_vec()));
+        }
+        Ok(entries)
+    }
+}
+
+/// The merge operator of the counts family: the stored count (absent: 0) plus
+/// every delta, all i64 big-endian. A value of another size fails the read
+/// (RocksDB reports it as corruption) rather than be misread.
+fn add_counts(
+    _key: &[u8],
+    existing: Option<&[u8]>,
+    deltas: &rocksdb::MergeOperands,
+) -> Option<Vec<u8>> {
+    let decode = |bytes: &[u8]| <[u8; 8]>::try_from(bytes).ok().map(i64::from_be_bytes);
+    let mut sum = match existing {
+        Some(bytes) => decode(bytes)?,
+        None => 0,
+    };
+    for delta in deltas.iter() {
+        sum = sum.checked_add(decode(delta)?)?;
+    }
+    Some(sum.to_be_bytes().to_vec())
+}
+
+/// Drops counts that came to 0 (they read as absent). RocksDB turns a removed
+/// value into a deletion, so an older count below cannot resurface.
+fn drop_zero_counts(
+    _level: u32,
+    _key: &[u8],
+    value: &[u8],
+) -> rocksdb::compaction_filter::Decision {
+    if value == [0u8; 8] {
+        rocksdb::compaction_filter::Decision::Remove
+    } else {
+        rocksdb::compaction_filter::Decision::Keep
     }
 }
 
@@ -355,16 +418,12 @@ impl StateStore for RocksDbStore {
             .map_err(|e| storage(&self.path, "reading the committed epoch", e))?;
         let committed = decode_epoch(committed.as_deref())?;
         let data = self.data()?;
+        let counts = self.counts()?;
         let mut out = Vec::with_capacity(prefixes.len());
         for prefix in prefixes {
-            let mut read = ReadOptions::default();
-            read.set_iterate_range(PrefixRange(prefix.clone()));
-            let mut entries = Vec::new();
-            for item in snapshot.iterator_cf_opt(data, read, rocksdb::IteratorMode::Start) {
-                let (k, v) = item.map_err(|e| storage(&self.path, "scanning", e))?;
-                entries.push((k.into_vec(), v.into_vec()));
-            }
-            out.push(entries);
+            let puts = self.scan_family(&snapshot, data, prefix)?;
+            let counted = self.scan_family(&snapshot, counts, prefix)?;
+            out.push(merge_counted(puts, counted)?);
         }
         Ok((committed, out))
     }
@@ -502,6 +561,79 @@ mod tests {
         assert_eq!(
             scan(&restored, b"k"),
             (4, vec![(b"k".to_vec(), b"v".to_vec())])
+        );
+    }
+
+    #[test]
+    fn counts_merge_without_reads_and_zeros_leave_at_compaction() {
+        let dir = tempdir("counts");
+        {
+            let store = open(&dir);
+            let mut b = WriteBatch::default();
+            b.add_count(b"v1".to_vec(), 1);
+            b.add_count(b"v1".to_vec(), 1);
+            b.add_count(b"v2".to_vec(), 1);
+            b.put(b"v3".to_vec(), b"row".to_vec());
+            store.commit(1, b).unwrap();
+            let mut b = WriteBatch::default();
+            b.add_count(b"v2".to_vec(), -1);
+            b.add_count(b"v4".to_vec(), -2);
+            store.commit(2, b).unwrap();
+            assert_eq!(
+                scan(&store, b"v").1,
+                vec![
+                    (b"v1".to_vec(), encode_count(2)),
+                    (b"v3".to_vec(), b"row".to_vec()),
+                    (b"v4".to_vec(), encode_count(-2)),
+                ]
+            );
+            // A prefix deleted and counted again in one commit starts from 0.
+            let mut b = WriteBatch::default();
+            b.delete_prefixes.push(b"v1".to_vec());
+            b.add_count(b"v1".to_vec(), 5);
+            b.add_count(b"v4".to_vec(), 2);
+            store.commit(3, b).unwrap();
+        }
+        let store = open(&dir);
+        let expected = vec![
+            (b"v1".to_vec(), encode_count(5)),
+            (b"v3".to_vec(), b"row".to_vec()),
+        ];
+        assert_eq!(scan(&store, b"v"), (3, expected.clone()));
+        let counts = store.counts().unwrap();
+        store.db.flush_cf(counts).unwrap();
+        store
+            .db
+            .compact_range_cf(counts, None::<&[u8]>, None::<&[u8]>);
+        // Twice: the first compaction merges v2's and v4's operands to 0, the
+        // second meets those zeros as values and drops them.
+        store
+            .db
+            .compact_range_cf(counts, None::<&[u8]>, None::<&[u8]>);
+        let raw: Vec<Vec<u8>> = store
+            .db
+            .iterator_cf(counts, rocksdb::IteratorMode::Start)
+            .map(|item| item.unwrap().0.into_vec())
+            .collect();
+        assert_eq!(raw, vec![b"v1".to_vec()]);
+        assert_eq!(scan(&store, b"v"), (3, expected));
+    }
+
+    #[test]
+    fn a_store_of_the_previous_format_is_refused_by_name() {
+        let dir = tempdir("format2");
+        {
+            let store = open(&dir);
+            let mut batch = rocksdb::WriteBatch::default();
+            batch.put_cf(store.meta().unwrap(), FORMAT_KEY, 2u32.to_be_bytes());
+            store.db.write(batch).unwrap();
+            let mut store = store;
+            store.db.drop_cf(COUNTS_CF).unwrap();
+        }
+        let opened = RocksDbStore::open(&dir, &RocksDbOptions::default());
+        assert!(
+            matches!(opened, Err(Error::Incompatible { found: 2, .. })),
+            "{opened:?}"
         );
     }
 

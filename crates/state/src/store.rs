@@ -7,9 +7,14 @@ use crate::Result;
 pub enum Write {
     Put(Vec<u8>),
     Delete,
-    /// Adds to a multiplicity (i64 big-endian, absent = 0); a sum of 0 removes
-    /// the key. Lets writers change a count without reading it first, so a
-    /// view's rows need not be kept in memory to be counted.
+    /// Adds to a multiplicity (i64 big-endian, absent = 0); a key whose sum is
+    /// 0 reads as absent. Lets writers change a count without reading it, and
+    /// lets the store add it up without reading it either (RocksDB merges
+    /// them), so a view's rows need not be kept in memory to be counted.
+    ///
+    /// A key is counted or put, never both: the counts live apart (in RocksDB,
+    /// their own column family), and a scan that meets one key both ways
+    /// fails as corrupt.
     AddCount(i64),
 }
 
@@ -59,11 +64,13 @@ pub trait StateStore: Send + Sync + 'static {
     fn committed_epoch(&self) -> Epoch;
 
     /// The committed entries under each prefix, in key order, all read from the
-    /// same committed epoch (returned alongside).
+    /// same committed epoch (returned alongside). Counted keys come with their
+    /// count, those at 0 not at all.
     fn scan_prefixes(&self, prefixes: &[Vec<u8>]) -> Result<(Epoch, Vec<Entries>)>;
 
-    /// The committed values of `keys` (`None`: absent), in order. A commit
-    /// running meanwhile is seen whole or not at all for each key.
+    /// The committed values of put `keys` (`None`: absent), in order; counted
+    /// keys are read by scans only. A commit running meanwhile is seen whole
+    /// or not at all for each key.
     fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>>;
 
     /// Writes a consistent copy of the last committed epoch to `dir` (which
@@ -75,49 +82,6 @@ pub trait StateStore: Send + Sync + 'static {
     }
 }
 
-/// What a commit's writes to one key come to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Effect {
-    /// The key ends with this value (`None`: absent), whatever it held before.
-    Set(Option<Vec<u8>>),
-    /// The key's committed count changes by this much.
-    Add(i64),
-}
-
-/// Folds a commit's writes into one effect per key, in key order, so a store
-/// reads each counted key at most once. Writes to one key apply in order.
-pub(crate) fn coalesce(mut writes: Vec<(Vec<u8>, Write)>) -> Result<Vec<(Vec<u8>, Effect)>> {
-    writes.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut out: Vec<(Vec<u8>, Effect)> = Vec::with_capacity(writes.len());
-    for (key, write) in writes {
-        let prior = match out.last_mut() {
-            Some((k, effect)) if *k == key => Some(effect),
-            _ => None,
-        };
-        let next = match (prior.as_deref(), write) {
-            (_, Write::Put(v)) => Effect::Set(Some(v)),
-            (_, Write::Delete) => Effect::Set(None),
-            (None, Write::AddCount(d)) => Effect::Add(d),
-            (Some(Effect::Add(n)), Write::AddCount(d)) => Effect::Add(n + d),
-            (Some(Effect::Set(None)), Write::AddCount(d)) => Effect::Set(count_value(d)),
-            (Some(Effect::Set(Some(v))), Write::AddCount(d)) => {
-                let n = crate::relation::decode_count(table_of(&key), v)?;
-                Effect::Set(count_value(n + d))
-            }
-        };
-        match prior {
-            Some(effect) => *effect = next,
-            None => out.push((key, next)),
-        }
-    }
-    Ok(out)
-}
-
-/// The stored value of a count (`None`: the key goes).
-pub(crate) fn count_value(count: i64) -> Option<Vec<u8>> {
-    (count != 0).then(|| crate::relation::encode_count(count))
-}
-
 /// The table a full store key belongs to, for error messages.
 pub(crate) fn table_of(key: &[u8]) -> u32 {
     key.get(..4)
@@ -126,30 +90,81 @@ pub(crate) fn table_of(key: &[u8]) -> u32 {
         .unwrap_or(0)
 }
 
+/// One prefix's entries from both kinds of keys, in key order: the put
+/// entries and the counted ones (both in key order), without counts of 0.
+pub(crate) fn merge_counted(puts: Entries, counts: Entries) -> Result<Entries> {
+    let mut counted = Vec::with_capacity(counts.len());
+    for (key, value) in counts {
+        if crate::relation::decode_count(table_of(&key), &value)? != 0 {
+            counted.push((key, value));
+        }
+    }
+    if counted.is_empty() {
+        return Ok(puts);
+    }
+    if puts.is_empty() {
+        return Ok(counted);
+    }
+    let mut out = Vec::with_capacity(puts.len() + counted.len());
+    let mut puts = puts.into_iter().peekable();
+    let mut counted = counted.into_iter().peekable();
+    loop {
+        let take_put = match (puts.peek(), counted.peek()) {
+            (Some(p), Some(c)) if p.0 == c.0 => {
+                return Err(crate::Error::Corrupt {
+                    table: table_of(&p.0),
+                    reason: "a key holds both a row and a count".into(),
+                })
+            }
+            (Some(p), Some(c)) => p.0 < c.0,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => return Ok(out),
+        };
+        let next = if take_put {
+            puts.next()
+        } else {
+            counted.next()
+        };
+        out.extend(next);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::relation::encode_count;
+
+    fn entry(key: &str, value: Vec<u8>) -> (Vec<u8>, Vec<u8>) {
+        (key.as_bytes().to_vec(), value)
+    }
 
     #[test]
-    fn writes_to_one_key_fold_in_order() {
-        let writes = vec![
-            (b"b".to_vec(), Write::AddCount(2)),
-            (b"a".to_vec(), Write::Put(b"x".to_vec())),
-            (b"b".to_vec(), Write::AddCount(-1)),
-            (b"a".to_vec(), Write::Delete),
-            (b"c".to_vec(), Write::Delete),
-            (b"c".to_vec(), Write::AddCount(3)),
-            (b"d".to_vec(), Write::Put(crate::relation::encode_count(1))),
-            (b"d".to_vec(), Write::AddCount(-1)),
+    fn puts_and_counts_merge_in_key_order_without_zeros() {
+        let puts = vec![entry("a", b"x".to_vec()), entry("d", b"y".to_vec())];
+        let counts = vec![
+            entry("b", encode_count(2)),
+            entry("c", encode_count(0)),
+            entry("e", encode_count(-1)),
         ];
         assert_eq!(
-            coalesce(writes).unwrap(),
+            merge_counted(puts, counts).unwrap(),
             vec![
-                (b"a".to_vec(), Effect::Set(None)),
-                (b"b".to_vec(), Effect::Add(1)),
-                (b"c".to_vec(), Effect::Set(count_value(3))),
-                (b"d".to_vec(), Effect::Set(None)),
+                entry("a", b"x".to_vec()),
+                entry("b", encode_count(2)),
+                entry("d", b"y".to_vec()),
+                entry("e", encode_count(-1)),
             ]
         );
+        let both = merge_counted(
+            vec![entry("a", b"x".to_vec())],
+            vec![entry("a", encode_count(1))],
+        );
+        assert!(
+            matches!(both, Err(crate::Error::Corrupt { .. })),
+            "{both:?}"
+        );
+        let bad = merge_counted(Vec::new(), vec![entry("a", b"xyz".to_vec())]);
+        assert!(matches!(bad, Err(crate::Error::Corrupt { .. })), "{bad:?}");
     }
 }

@@ -1,6 +1,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use datafusion::common::hash_map::Entry;
+use datafusion::common::HashMap;
+
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use tidemark_state::{decode_count, view_partition_prefix, RowCodec, TableId, Write, WriteBatch};
@@ -18,6 +21,8 @@ pub(crate) const SNAPSHOT_CHUNK_ROWS: usize = 4096;
 ///
 /// Keeps no copy of the rows: each change becomes a count delta the store adds
 /// up at commit, so a view costs memory only for its current epoch's changes.
+/// Those are summed per row as they come, so a row inserted and deleted in one
+/// epoch (a group updated twice) costs the commit nothing.
 /// Each parallel instance writes under its own partition, which is what it
 /// reads back for a new downstream's snapshot.
 pub struct Materialize {
@@ -25,7 +30,8 @@ pub struct Materialize {
     prefix: Vec<u8>,
     codec: RowCodec,
     schema: SchemaRef,
-    pending: Vec<(Vec<u8>, Write)>,
+    /// This epoch's count change per encoded row; none is 0.
+    pending: HashMap<Vec<u8>, i64>,
 }
 
 impl Materialize {
@@ -36,7 +42,7 @@ impl Materialize {
             prefix: view_partition_prefix(table, partition),
             codec: RowCodec::for_schema(&schema)?,
             schema,
-            pending: Vec::new(),
+            pending: HashMap::default(),
         })
     }
 }
@@ -55,13 +61,22 @@ impl Operator for Materialize {
         let keys = self
             .codec
             .encode_with_prefix(&self.prefix, chunk.batch().columns())?;
-        self.pending.reserve(keys.len());
         for (i, key) in keys.into_iter().enumerate() {
             let delta = match chunk.op(i) {
                 Op::Insert => 1,
                 Op::Delete => -1,
             };
-            self.pending.push((key, Write::AddCount(delta)));
+            match self.pending.entry(key) {
+                Entry::Occupied(mut sum) => {
+                    *sum.get_mut() += delta;
+                    if *sum.get() == 0 {
+                        sum.remove();
+                    }
+                }
+                Entry::Vacant(sum) => {
+                    sum.insert(delta);
+                }
+            }
         }
         out.push(chunk);
         Ok(())
@@ -73,7 +88,12 @@ impl Operator for Materialize {
         batch: &mut WriteBatch,
         _out: &mut Vec<StreamChunk>,
     ) -> Result<()> {
-        batch.writes.append(&mut self.pending);
+        batch.writes.reserve(self.pending.len());
+        batch.writes.extend(
+            self.pending
+                .drain()
+                .map(|(key, delta)| (key, Write::AddCount(delta))),
+        );
         Ok(())
     }
 
@@ -169,5 +189,32 @@ mod tests {
         let view = decode_view(9, &schema, &entries[0]).unwrap();
         let rows = pretty(&[StreamChunk::inserts(view)]);
         assert_eq!(rows, vec!["+ 1", "+ 1", "+ 3", "+ 4"]);
+    }
+
+    #[test]
+    fn changes_that_cancel_within_an_epoch_are_not_written() {
+        let mut m = Materialize::new(9, 0, schema_of("I")).unwrap();
+        let mut batch = WriteBatch::default();
+        // A group updated twice: its first row comes and goes in this epoch.
+        feed(&mut m, "I\n+ 1\n- 1\n+ 2\n+ 2\n- 5", &mut batch);
+        let mut writes: Vec<(Vec<u8>, Write)> = batch.writes;
+        writes.sort_by(|a, b| a.0.cmp(&b.0));
+        let codec = RowCodec::for_schema(&schema_of("I")).unwrap();
+        let key = |v: i64| {
+            let column: arrow::array::ArrayRef = Arc::new(arrow::array::Int64Array::from(vec![v]));
+            let prefix = view_partition_prefix(9, 0);
+            codec
+                .encode_with_prefix(&prefix, &[column])
+                .unwrap()
+                .remove(0)
+        };
+        assert_eq!(
+            writes,
+            vec![(key(2), Write::AddCount(2)), (key(5), Write::AddCount(-1))]
+        );
+        // Nothing is carried into the next epoch.
+        let mut next = WriteBatch::default();
+        m.on_checkpoint(0, &mut next, &mut Vec::new()).unwrap();
+        assert!(next.is_empty());
     }
 }

@@ -17,6 +17,11 @@ pub struct CheckpointStats {
     pub committed_at: SystemTime,
     /// From the barrier's injection to the end of its commit.
     pub duration: Duration,
+    /// From the barrier's injection until every actor had acknowledged it
+    /// (what a slow or backed-up view adds).
+    pub aligned: Duration,
+    /// Writing the epoch to the store.
+    pub write: Duration,
     /// Keys written, counts added or deleted.
     pub writes: u64,
     /// Bytes of keys and values written.
@@ -75,6 +80,8 @@ mod tests {
                 epoch,
                 committed_at: SystemTime::UNIX_EPOCH,
                 duration: Duration::ZERO,
+                aligned: Duration::ZERO,
+                write: Duration::ZERO,
                 writes: 0,
                 bytes: 0,
                 ok: true,

@@ -81,6 +81,8 @@ struct Job {
 
 struct Inflight {
     injected: Instant,
+    /// From injection to the last acknowledgement.
+    aligned: Option<Duration>,
     pending: HashSet<ActorId>,
     batch: WriteBatch,
     waiters: Vec<oneshot::Sender<Result<Epoch>>>,
@@ -194,6 +196,7 @@ impl Coordinator {
             epoch,
             Inflight {
                 injected: Instant::now(),
+                aligned: None,
                 pending,
                 batch,
                 waiters: reply.into_iter().collect(),
@@ -225,7 +228,17 @@ impl Coordinator {
             } => {
                 if let Some(inflight) = self.inflight.get_mut(&epoch) {
                     if inflight.pending.remove(&actor) {
+                        tracing::trace!(
+                            epoch,
+                            actor,
+                            job = self.live.get(&actor).copied().unwrap_or_default(),
+                            after_ms = inflight.injected.elapsed().as_millis() as u64,
+                            "barrier acknowledged"
+                        );
                         inflight.batch.append(batch);
+                        if inflight.pending.is_empty() {
+                            inflight.aligned = Some(inflight.injected.elapsed());
+                        }
                     }
                 }
                 self.try_commit();
@@ -306,6 +319,10 @@ impl Coordinator {
             let epoch = *entry.key();
             let inflight = entry.remove();
             let (writes, bytes) = batch_size(&inflight.batch);
+            let aligned = inflight
+                .aligned
+                .unwrap_or_else(|| inflight.injected.elapsed());
+            let started = Instant::now();
             if self.broken.is_none() {
                 if let Err(e) = self.store.commit(epoch, inflight.batch) {
                     tracing::error!(epoch, error = %e, "checkpoint commit failed; no later checkpoint will commit");
@@ -317,6 +334,8 @@ impl Coordinator {
                 epoch,
                 committed_at: SystemTime::now(),
                 duration: inflight.injected.elapsed(),
+                aligned,
+                write: started.elapsed(),
                 writes,
                 bytes,
                 ok: self.broken.is_none(),

@@ -26,6 +26,7 @@ mod table_actor;
 #[cfg(test)]
 pub(crate) mod test_util;
 mod uncommitted;
+mod write_order;
 
 pub use checkpoints::{CheckpointStats, KEPT_CHECKPOINTS};
 pub use dispatch::{key_groups, owner_of, KEY_GROUPS};

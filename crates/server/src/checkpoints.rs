@@ -22,6 +22,8 @@ impl Database {
                 false,
             ),
             Field::new("duration_ms", DataType::Float64, false),
+            Field::new("aligned_ms", DataType::Float64, false),
+            Field::new("write_ms", DataType::Float64, false),
             Field::new("writes", DataType::Int64, false),
             Field::new("bytes", DataType::Int64, false),
         ]));
@@ -42,6 +44,12 @@ impl Database {
             )),
             Arc::new(Float64Array::from_iter_values(
                 recent.iter().map(|c| c.duration.as_secs_f64() * 1000.0),
+            )),
+            Arc::new(Float64Array::from_iter_values(
+                recent.iter().map(|c| c.aligned.as_secs_f64() * 1000.0),
+            )),
+            Arc::new(Float64Array::from_iter_values(
+                recent.iter().map(|c| c.write.as_secs_f64() * 1000.0),
             )),
             Arc::new(Int64Array::from_iter_values(
                 recent.iter().map(|c| c.writes as i64),

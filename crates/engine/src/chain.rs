@@ -150,14 +150,10 @@ impl Chain {
             for (i, op) in self.operators.iter_mut().enumerate() {
                 let mut state = WriteBatch::default();
                 op.checkpoint_state(&mut state)?;
-                let start = batch.writes.len();
                 prefix_writes(&place.prefix(i as u16), state, &mut batch);
-                sort_tail(&mut batch.writes, start);
                 let mut keyed = WriteBatch::default();
                 op.checkpoint_keyed(&mut keyed)?;
-                let start = batch.writes.len();
                 prefix_writes(&place.keyed_prefix(i as u16), keyed, &mut batch);
-                sort_tail(&mut batch.writes, start);
             }
             batch.put(place.prefix(ACTOR_RECORD), record(outputs).encode());
         }
@@ -193,8 +189,9 @@ impl Chain {
     }
 }
 
-/// Moves `state`'s writes (keys relative to `prefix`) into `batch`.
+/// Moves `state`'s writes (keys relative to `prefix`) into `batch`, sorted.
 fn prefix_writes(prefix: &[u8], state: WriteBatch, batch: &mut WriteBatch) {
+    let start = batch.writes.len();
     let full = |key: Vec<u8>| {
         let mut k = Vec::with_capacity(prefix.len() + key.len());
         k.extend_from_slice(prefix);
@@ -207,4 +204,5 @@ fn prefix_writes(prefix: &[u8], state: WriteBatch, batch: &mut WriteBatch) {
     for (key, write) in state.writes {
         batch.writes.push((full(key), write));
     }
+    sort_tail(&mut batch.writes, start);
 }

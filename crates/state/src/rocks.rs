@@ -18,7 +18,8 @@ use rocksdb::{
 };
 use tidemark_types::Epoch;
 
-use crate::store::{merge_counted, Entries, Write};
+use crate::relation::{decode_count, encode_count};
+use crate::store::{merge_counted, table_of, Entries, Write};
 use crate::{Error, Result, StateStore, WriteBatch};
 
 /// Column family of the store's own records (epoch, format).
@@ -293,11 +294,11 @@ impl RocksDbStore {
 /// every delta, all i64 big-endian. A value of another size fails the read
 /// (RocksDB reports it as corruption) rather than be misread.
 fn add_counts(
-    _key: &[u8],
+    key: &[u8],
     existing: Option<&[u8]>,
     deltas: &rocksdb::MergeOperands,
 ) -> Option<Vec<u8>> {
-    let decode = |bytes: &[u8]| <[u8; 8]>::try_from(bytes).ok().map(i64::from_be_bytes);
+    let decode = |bytes: &[u8]| decode_count(table_of(key), bytes).ok();
     let mut sum = match existing {
         Some(bytes) => decode(bytes)?,
         None => 0,
@@ -305,7 +306,7 @@ fn add_counts(
     for delta in deltas.iter() {
         sum = sum.checked_add(decode(delta)?)?;
     }
-    Some(sum.to_be_bytes().to_vec())
+    Some(encode_count(sum))
 }
 
 /// Drops counts that came to 0 (they read as absent). RocksDB turns a removed

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use tidemark_plan::RelationId;
 use tidemark_state::{relation_prefixes, StateStore, WriteBatch};
@@ -13,7 +13,8 @@ use tidemark_types::{ActorId, Barrier, Epoch, Mutation};
 use tokio::sync::mpsc::{Sender, UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
 
-use crate::checkpoints::{batch_size, CheckpointLog, CheckpointStats};
+use crate::checkpoints::CheckpointLog;
+use crate::committer::{self, Committed, Ready};
 use crate::durable::job_record_key;
 use crate::outputs::{ActorEvent, Shared};
 use crate::table_actor::TableMessage;
@@ -92,17 +93,19 @@ struct Inflight {
 pub type Failures = Arc<RwLock<HashMap<RelationId, Arc<Error>>>>;
 
 pub struct Coordinator {
-    store: Arc<dyn StateStore>,
-    shared: Arc<Shared>,
-    log: CheckpointLog,
     failures: Failures,
     next_epoch: Epoch,
     jobs: HashMap<RelationId, Job>,
     live: HashMap<ActorId, RelationId>,
     sources: HashMap<RelationId, Vec<Injector>>,
     inflight: BTreeMap<Epoch, Inflight>,
-    /// The first commit the store refused, with its reason. No later epoch
-    /// commits after it: it would lack that epoch's changes.
+    /// Acknowledged epochs go here, in order, to be written.
+    commits: std::sync::mpsc::Sender<Ready>,
+    /// Epochs handed to the committer and not yet written.
+    writing: usize,
+    /// What the committer reports back, taken by `run`.
+    committed: Option<UnboundedReceiver<Committed>>,
+    /// The first commit the store refused, once the committer reports it.
     broken: Option<(Epoch, String)>,
     /// Job records of failed jobs, deleted with the next epoch injected.
     failed_records: Vec<Vec<u8>>,
@@ -112,27 +115,37 @@ pub struct Coordinator {
 }
 
 impl Coordinator {
+    /// Starts the committer thread too.
     pub fn new(
         store: Arc<dyn StateStore>,
         shared: Arc<Shared>,
         log: CheckpointLog,
         failures: Failures,
-    ) -> Self {
+    ) -> Result<Self> {
         let next_epoch = store.committed_epoch() + 1;
-        Self {
-            store,
-            shared,
-            log,
+        let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel();
+        let commits = committer::start(store, shared, log, done_tx)
+            .map_err(|e| Error::Internal(format!("cannot start the committer: {e}")))?;
+        Ok(Self {
             failures,
             next_epoch,
             jobs: HashMap::new(),
             live: HashMap::new(),
             sources: HashMap::new(),
             inflight: BTreeMap::new(),
+            commits,
+            writing: 0,
+            committed: Some(done_rx),
             broken: None,
             failed_records: Vec::new(),
             wanted: false,
-        }
+        })
+    }
+
+    /// Whether another periodic checkpoint may be injected: epochs being
+    /// written count, so a slow store slows checkpoints down too.
+    fn has_room(&self) -> bool {
+        self.inflight.len() + self.writing < MAX_INFLIGHT
     }
 
     pub async fn run(
@@ -141,6 +154,9 @@ impl Coordinator {
         mut commands: UnboundedReceiver<Command>,
         mut events: UnboundedReceiver<ActorEvent>,
     ) {
+        let Some(mut committed) = self.committed.take() else {
+            return;
+        };
         // The first tick after one interval, not at once: a barrier racing
         // the first job's start would only shift epochs.
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
@@ -148,7 +164,7 @@ impl Coordinator {
         loop {
             tokio::select! {
                 _ = ticker.tick() => {
-                    if !self.sources.is_empty() && self.inflight.len() < MAX_INFLIGHT {
+                    if !self.sources.is_empty() && self.has_room() {
                         self.inject(JobChange::default(), None).await;
                     }
                 }
@@ -157,6 +173,7 @@ impl Coordinator {
                     Some(Command::Barrier { change, reply }) => self.inject(change, reply).await,
                 },
                 Some(event) = events.recv() => self.on_event(event).await,
+                Some(done) = committed.recv() => self.on_committed(done).await,
             }
         }
     }
@@ -242,13 +259,9 @@ impl Coordinator {
                     }
                 }
                 self.try_commit();
-                if self.wanted && self.inflight.len() < MAX_INFLIGHT {
-                    self.wanted = false;
-                    self.inject(JobChange::default(), None).await;
-                }
             }
             ActorEvent::CheckpointWanted => {
-                if self.inflight.len() < MAX_INFLIGHT {
+                if self.has_room() {
                     self.inject(JobChange::default(), None).await;
                 } else {
                     self.wanted = true;
@@ -311,6 +324,10 @@ impl Coordinator {
         stopped
     }
 
+    /// Hands the acknowledged epochs at the head of the queue to the
+    /// committer. From then on they count as committed here: a job failing
+    /// later keeps its record in them, as it would in an epoch already
+    /// written, and its state there matches its inputs'.
     fn try_commit(&mut self) {
         while let Some(entry) = self.inflight.first_entry() {
             if !entry.get().pending.is_empty() {
@@ -318,35 +335,42 @@ impl Coordinator {
             }
             let epoch = *entry.key();
             let inflight = entry.remove();
-            let (writes, bytes) = batch_size(&inflight.batch);
-            let aligned = inflight
-                .aligned
-                .unwrap_or_else(|| inflight.injected.elapsed());
-            let started = Instant::now();
-            if self.broken.is_none() {
-                if let Err(e) = self.store.commit(epoch, inflight.batch) {
-                    tracing::error!(epoch, error = %e, "checkpoint commit failed; no later checkpoint will commit");
-                    self.broken = Some((epoch, e.to_string()));
-                    self.fail_all();
-                }
-            }
-            self.log.record(CheckpointStats {
+            let ready = Ready {
                 epoch,
-                committed_at: SystemTime::now(),
-                duration: inflight.injected.elapsed(),
-                aligned,
-                write: started.elapsed(),
-                writes,
-                bytes,
-                ok: self.broken.is_none(),
-            });
-            self.shared.settle(epoch);
-            for w in inflight.waiters {
-                let _ = w.send(match self.commit_failure() {
-                    None => Ok(epoch),
-                    Some(e) => Err(e),
-                });
+                aligned: inflight
+                    .aligned
+                    .unwrap_or_else(|| inflight.injected.elapsed()),
+                injected: inflight.injected,
+                batch: inflight.batch,
+                waiters: inflight.waiters,
+            };
+            if self.commits.send(ready).is_err() {
+                // Its waiters are dropped with it, and hear of a shutdown.
+                tracing::error!(
+                    epoch,
+                    "the committer has stopped; no later checkpoint will commit"
+                );
+                self.broken
+                    .get_or_insert((epoch, "the committer has stopped".into()));
+                self.fail_all();
+                continue;
             }
+            self.writing += 1;
+        }
+    }
+
+    async fn on_committed(&mut self, done: Committed) {
+        tracing::trace!(epoch = done.epoch, "checkpoint written");
+        self.writing = self.writing.saturating_sub(1);
+        if let Some(failure) = done.failure {
+            if self.broken.is_none() {
+                self.broken = Some(failure);
+                self.fail_all();
+            }
+        }
+        if self.wanted && self.has_room() {
+            self.wanted = false;
+            self.inject(JobChange::default(), None).await;
         }
     }
 
@@ -431,7 +455,8 @@ mod tests {
                 checkpoint_interval: Duration::from_secs(3600),
                 operator_cache_bytes: usize::MAX,
             },
-        );
+        )
+        .unwrap();
         let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]));
         runtime
             .create_table(

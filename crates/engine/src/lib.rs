@@ -6,9 +6,11 @@
 //! know how they are scheduled: they meet at the [`Operator`] trait.
 
 mod actor;
+mod actor_threads;
 mod builder;
 mod chain;
 mod checkpoints;
+mod committer;
 mod coordinator;
 mod dispatch;
 mod durable;

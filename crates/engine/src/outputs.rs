@@ -43,7 +43,7 @@ pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic".to_string())
 }
 
-/// Runs an actor's loop as a task. When it ends with an error, or panics (a
+/// Runs an actor's loop as a task on the actor threads. When it ends with an error, or panics (a
 /// bug), the coordinator hears of it, so the job fails visibly instead of
 /// stalling every later checkpoint.
 pub fn supervise(
@@ -52,6 +52,7 @@ pub fn supervise(
     span: tracing::Span,
     work: impl Future<Output = Result<()>> + Send + 'static,
 ) {
+    let threads = shared.actor_threads.clone();
     let task = async move {
         let error = match AssertUnwindSafe(work).catch_unwind().await {
             Ok(Ok(())) => return,
@@ -64,7 +65,7 @@ pub fn supervise(
         tracing::warn!(%error, "actor failed");
         shared.report(ActorEvent::Failed { actor, error });
     };
-    tokio::spawn(task.instrument(span));
+    threads.spawn(task.instrument(span));
 }
 
 /// State shared by the runtime and its actors.
@@ -76,16 +77,23 @@ pub struct Shared {
     store: Arc<dyn StateStore>,
     /// The last epoch whose commit was attempted (committed, or failed).
     settled: watch::Sender<Epoch>,
+    /// Where actors run (see `actor_threads`).
+    actor_threads: tokio::runtime::Handle,
 }
 
 impl Shared {
-    pub fn new(events: UnboundedSender<ActorEvent>, store: Arc<dyn StateStore>) -> Self {
+    pub fn new(
+        events: UnboundedSender<ActorEvent>,
+        store: Arc<dyn StateStore>,
+        actor_threads: tokio::runtime::Handle,
+    ) -> Self {
         let (settled, _) = watch::channel(store.committed_epoch());
         Self {
             pending_outputs: Mutex::new(HashMap::new()),
             events,
             store,
             settled,
+            actor_threads,
         }
     }
 

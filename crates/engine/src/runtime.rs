@@ -12,6 +12,7 @@ use tidemark_types::{ActorId, Epoch, Mutation};
 use tokio::sync::mpsc::{self, UnboundedSender};
 use tokio::sync::oneshot;
 
+use crate::actor_threads::ActorThreads;
 use crate::builder::{build_job, recompute_reason, RestoredState};
 use crate::checkpoints::{CheckpointLog, CheckpointStats};
 use crate::coordinator::{Command, Coordinator, Failures, Injector, JobChange};
@@ -65,6 +66,9 @@ struct Inner {
     /// Views restored at start by recomputing them: they send their whole
     /// contents again, so no view built on one can resume from its checkpoint.
     recomputed: Mutex<std::collections::HashSet<RelationId>>,
+    /// Dropped last (fields drop in order): stops the actors once nothing
+    /// else of the runtime is left.
+    _threads: ActorThreads,
 }
 
 /// How a view's job started.
@@ -80,21 +84,27 @@ pub enum ViewStart {
 }
 
 impl Runtime {
-    /// Starts the coordinator; must be called inside a tokio runtime.
-    pub fn start(store: Arc<dyn StateStore>, config: RuntimeConfig) -> Self {
+    /// Starts the actor threads and the coordinator; must be called inside
+    /// a tokio runtime, where the coordinator runs.
+    pub fn start(store: Arc<dyn StateStore>, config: RuntimeConfig) -> Result<Self> {
+        let threads = ActorThreads::start()?;
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let failures: Failures = Arc::default();
-        let shared = Arc::new(Shared::new(events_tx, Arc::clone(&store)));
+        let shared = Arc::new(Shared::new(
+            events_tx,
+            Arc::clone(&store),
+            threads.handle().clone(),
+        ));
         let checkpoints = CheckpointLog::default();
         let coordinator = Coordinator::new(
             store,
             Arc::clone(&shared),
             checkpoints.clone(),
             Arc::clone(&failures),
-        );
+        )?;
         tokio::spawn(coordinator.run(config.checkpoint_interval, commands_rx, events_rx));
-        Self {
+        Ok(Self {
             inner: Arc::new(Inner {
                 config,
                 shared,
@@ -106,8 +116,9 @@ impl Runtime {
                 next_actor: AtomicU32::new(1),
                 ddl: tokio::sync::Mutex::new(()),
                 recomputed: Mutex::default(),
+                _threads: threads,
             }),
-        }
+        })
     }
 
     pub fn parallelism(&self) -> usize {

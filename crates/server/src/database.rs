@@ -135,7 +135,8 @@ impl Database {
                 checkpoint_interval: config.checkpoint_interval,
                 operator_cache_bytes: config.operator_cache_bytes,
             },
-        );
+        )
+        .map_err(|e| PgError::new("58000", e.to_string()))?;
         let retained = (config.state_backend == StateBackend::RocksDb && config.retain.keep > 0)
             .then(|| crate::retained::retained_dir(&config.data_dir));
         let db = Self {

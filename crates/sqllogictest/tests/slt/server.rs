@@ -1,7 +1,8 @@
 //! A Tidemark server for one test file: its own database, data directory and
 //! ephemeral port. Its tasks live on the runtime that started it; dropping
-//! that runtime stops it, and [`TestServer::start`] on the same directory
-//! starts it again from what it stored.
+//! that runtime stops it (its actors a moment later), and
+//! [`TestServer::start`] on the same directory starts it again from what it
+//! stored.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -51,7 +52,7 @@ impl TestServer {
         parallelism: usize,
         state_backend: StateBackend,
     ) -> anyhow::Result<Self> {
-        let db = Database::start(DatabaseConfig {
+        let config = DatabaseConfig {
             data_dir: data_dir.to_path_buf(),
             parallelism,
             checkpoint_interval: Duration::from_secs(1),
@@ -65,9 +66,21 @@ impl TestServer {
             },
             restore_from: None,
             retain: tidemark_server::RetainPolicy::default(),
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot start the database: {}", e.message))?;
+        };
+        // The previous server's actors run on threads of their own, which
+        // stop in the background once its runtime is dropped: the store is
+        // closed (and its lock let go) a moment later, not at once.
+        let mut attempts = 0;
+        let db = loop {
+            match Database::start(config.clone()).await {
+                Ok(db) => break db,
+                Err(e) if e.message.contains("in use by another process") && attempts < 100 => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => anyhow::bail!("cannot start the database: {}", e.message),
+            }
+        };
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         tokio::spawn(tidemark_server::pgwire::serve(listener, Arc::new(db)));

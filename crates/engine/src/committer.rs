@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 
 use crate::checkpoints::{batch_size, CheckpointLog, CheckpointStats};
 use crate::outputs::Shared;
-use crate::{Error, Result};
+use crate::Result;
 
 /// An epoch every actor has acknowledged, with everything it writes.
 pub(crate) struct Ready {
@@ -24,11 +24,14 @@ pub(crate) struct Ready {
     pub waiters: Vec<oneshot::Sender<Result<Epoch>>>,
 }
 
-/// The outcome of one commit, back to the coordinator.
+/// The outcome of one commit, back to the coordinator, which answers the
+/// waiters: after a refused commit it marks every job failed first, so a
+/// `FLUSH` that fails is never followed by a read that does not.
 pub(crate) struct Committed {
     pub epoch: Epoch,
     /// The first commit the store refused: this one or an earlier one.
     pub failure: Option<(Epoch, String)>,
+    pub waiters: Vec<oneshot::Sender<Result<Epoch>>>,
 }
 
 /// Starts the committer; it ends once the returned sender is dropped and
@@ -67,18 +70,10 @@ pub(crate) fn start(
                     ok: broken.is_none(),
                 });
                 shared.settle(epoch);
-                for w in ready.waiters {
-                    let _ = w.send(match &broken {
-                        None => Ok(epoch),
-                        Some((epoch, reason)) => Err(Error::CommitFailed {
-                            epoch: *epoch,
-                            reason: reason.clone(),
-                        }),
-                    });
-                }
                 let _ = done.send(Committed {
                     epoch,
                     failure: broken.clone(),
+                    waiters: ready.waiters,
                 });
             }
         })?;

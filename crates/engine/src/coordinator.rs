@@ -368,6 +368,12 @@ impl Coordinator {
                 self.fail_all();
             }
         }
+        for w in done.waiters {
+            let _ = w.send(match self.commit_failure() {
+                None => Ok(done.epoch),
+                Some(e) => Err(e),
+            });
+        }
         if self.wanted && self.has_room() {
             self.wanted = false;
             self.inject(JobChange::default(), None).await;
@@ -489,6 +495,11 @@ mod tests {
         runtime.dml(5, rows(2)).await.unwrap();
         let failed = runtime.checkpoint().await.unwrap_err();
         assert!(matches!(failed, Error::CommitFailed { epoch, .. } if epoch == good + 1));
+        // The table is failed by the time its checkpoint's error is known.
+        assert!(matches!(
+            runtime.failure(5).as_deref(),
+            Some(Error::CommitFailed { .. })
+        ));
 
         // The store would take this one, but it lacks the failed epoch's row.
         store.failing.store(false, Ordering::SeqCst);

@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use tidemark_state::{Write, WriteBatch};
+use tidemark_state::WriteBatch;
 use tidemark_types::Epoch;
 
 /// How many recent checkpoints are kept.
@@ -35,14 +35,7 @@ pub fn batch_size(batch: &WriteBatch) -> (u64, u64) {
     let bytes: usize = batch
         .writes
         .iter()
-        .map(|(k, w)| {
-            k.len()
-                + match w {
-                    Write::Put(v) => v.len(),
-                    Write::Delete => 0,
-                    Write::AddCount(_) => 8,
-                }
-        })
+        .map(|(k, w)| k.len() + w.value_len())
         .sum();
     (batch.writes.len() as u64, bytes as u64)
 }

@@ -43,9 +43,9 @@ pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic".to_string())
 }
 
-/// Runs an actor's loop as a task on the actor threads. When it ends with an error, or panics (a
-/// bug), the coordinator hears of it, so the job fails visibly instead of
-/// stalling every later checkpoint.
+/// Runs an actor's loop as a task on the actor threads. When it ends with an
+/// error, or panics (a bug), the coordinator hears of it, so the job fails
+/// visibly instead of stalling every later checkpoint.
 pub fn supervise(
     actor: ActorId,
     shared: Arc<Shared>,

@@ -27,7 +27,7 @@ use crate::{Error, Result};
 /// makes a slow operator slow down its sources. Small, because a barrier
 /// waits behind every chunk queued before it: at 64 (up to half a million
 /// source rows per edge) a slow view took 10-27 s to align each checkpoint
-/// under load, at 4 it takes 3-6 s, at the same throughput.
+/// under load, at 4 it takes 2-6 s, at the same throughput.
 pub const CHANNEL_CAPACITY: usize = 4;
 
 #[derive(Debug, Clone)]

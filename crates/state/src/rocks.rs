@@ -251,15 +251,7 @@ impl RocksDbStore {
         let reserve: usize = batch
             .writes
             .iter()
-            .map(|(k, w)| {
-                RECORD_OVERHEAD
-                    + k.len()
-                    + match w {
-                        Write::Put(v) => v.len(),
-                        Write::Delete => 0,
-                        Write::AddCount(_) => 8,
-                    }
-            })
+            .map(|(k, w)| RECORD_OVERHEAD + k.len() + w.value_len())
             .sum();
         let mut out = rocksdb::WriteBatch::with_capacity_bytes(reserve + 64);
         let data = self.data()?;

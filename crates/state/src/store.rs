@@ -18,6 +18,17 @@ pub enum Write {
     AddCount(i64),
 }
 
+impl Write {
+    /// Bytes of the value it writes (a count is 8).
+    pub fn value_len(&self) -> usize {
+        match self {
+            Write::Put(v) => v.len(),
+            Write::Delete => 0,
+            Write::AddCount(_) => 8,
+        }
+    }
+}
+
 /// The changes of one epoch, applied all at once or not at all.
 #[derive(Debug, Default)]
 pub struct WriteBatch {

@@ -176,7 +176,10 @@ impl Chain {
             Vec::new()
         };
         outputs
-            .pass_barrier(barrier, batch, shared, || Ok(snapshot))
+            .pass_barrier(barrier, batch, shared, {
+                let mut snapshot = Some(snapshot);
+                move || Ok(snapshot.take())
+            })
             .await
     }
 

@@ -449,6 +449,15 @@ mod tests {
         fn get_many(&self, keys: &[Vec<u8>]) -> tidemark_state::Result<Vec<Option<Vec<u8>>>> {
             self.inner.get_many(keys)
         }
+
+        fn scan_page(
+            &self,
+            prefix: &[u8],
+            after: Option<&[u8]>,
+            limit: usize,
+        ) -> tidemark_state::Result<Entries> {
+            self.inner.scan_page(prefix, after, limit)
+        }
     }
 
     #[tokio::test]

@@ -198,31 +198,32 @@ impl Outputs {
     }
 
     /// The barrier protocol, after the actor has collected its state changes:
-    /// attach new downstreams (sending them `snapshot` first, when the barrier
-    /// asks for one, then the current watermarks), drop stopped ones,
-    /// acknowledge the epoch, and pass the barrier on. Returns whether the
-    /// actor itself stops here.
+    /// attach new downstreams (sending them the pages `snapshot` gives until
+    /// `None`, when the barrier asks for one, then the current watermarks),
+    /// drop stopped ones, acknowledge the epoch, and pass the barrier on.
+    /// Returns whether the actor itself stops here.
     pub async fn pass_barrier(
         &mut self,
         barrier: Barrier,
         batch: WriteBatch,
         shared: &Shared,
-        snapshot: impl FnOnce() -> Result<Vec<Message>>,
+        mut snapshot: impl FnMut() -> Result<Option<Vec<Message>>>,
     ) -> Result<bool> {
         if barrier.adds_outputs_to(self.actor) {
             let added = shared.take_outputs(self.actor);
-            let messages = if barrier.snapshots_for(self.actor) {
-                snapshot()?
-            } else {
-                Vec::new()
-            };
-            for d in &added {
-                for message in &messages {
-                    match message {
-                        Message::Chunk(chunk) => d.send_chunk(chunk.clone()).await?,
-                        other => d.broadcast(other).await,
+            if barrier.snapshots_for(self.actor) {
+                while let Some(messages) = snapshot()? {
+                    for d in &added {
+                        for message in &messages {
+                            match message {
+                                Message::Chunk(chunk) => d.send_chunk(chunk.clone()).await?,
+                                other => d.broadcast(other).await,
+                            }
+                        }
                     }
                 }
+            }
+            for d in &added {
                 for (&column, &value) in &self.watermarks {
                     d.broadcast(&Message::Watermark(Watermark { column, value }))
                         .await;

@@ -231,8 +231,8 @@ impl Runtime {
         let name = spec.name.clone();
         let actor = self.next_actor_id();
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-        let state = TableState::restore(spec, self.inner.shared.store())?;
-        let watermark = state.stored_watermark()?;
+        let state = TableState::restore(spec, self.inner.shared.store_handle())?;
+        let watermark = state.stored_watermark();
         let mut outputs = Outputs::new(actor, Vec::new());
         if let Some(wm) = watermark {
             outputs.reached(wm);

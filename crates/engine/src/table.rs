@@ -1,7 +1,7 @@
 //! A table's rows as its writer owns them: DML is checked and applied here, in
 //! one place, in the order statements arrive, and turned into a changelog.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, UInt32Array};
@@ -58,9 +58,14 @@ pub struct TableState {
     state: StateTable,
     /// The next statement's arrival number (`RelationLayout::Sequenced`).
     next_statement: u64,
+    /// The watermark the stored rows imply, at restore.
+    stored_watermark: Option<Watermark>,
     row_codec: RowCodec,
     key_codec: Option<RowCodec>,
 }
+
+/// Entries a statement's scan or a snapshot reads from the store at a time.
+const SCAN_PAGE_ENTRIES: usize = 4096;
 
 fn constraint(code: &'static str, message: String, detail: Option<String>) -> Error {
     Error::Constraint {
@@ -70,6 +75,20 @@ fn constraint(code: &'static str, message: String, detail: Option<String>) -> Er
     }
 }
 
+/// Where a snapshot of a table has got to: it is sent page by page, so a
+/// view attached to a large table never needs the table in memory at once.
+#[derive(Debug, Default)]
+pub struct TableSnapshot {
+    /// The last key sent.
+    after: Option<Vec<u8>>,
+    done: bool,
+    /// Arrival order (`Sequenced` with event time): the statement being sent,
+    /// the latest event time of its rows so far, and the last watermark sent.
+    statement: Option<Vec<u8>>,
+    statement_latest: Option<i64>,
+    watermark: Option<i64>,
+}
+
 impl TableState {
     pub fn event_time(&self) -> Option<tidemark_plan::EventTime> {
         self.spec.event_time
@@ -77,37 +96,61 @@ impl TableState {
 
     #[cfg(test)]
     pub fn new(spec: TableSpec) -> Result<Self> {
-        let state = StateTable::new(spec.id);
-        Self::with_state(spec, state)
+        Self::restore(spec, Arc::new(tidemark_state::MemoryStore::new()))
     }
 
-    /// The table with the rows the store committed for it (none for a new one).
-    pub fn restore(spec: TableSpec, store: &dyn StateStore) -> Result<Self> {
-        let state = StateTable::restore(spec.id, store)?;
-        Self::with_state(spec, state)
-    }
-
-    fn with_state(spec: TableSpec, state: StateTable) -> Result<Self> {
-        let next_statement = match spec.layout() {
-            RelationLayout::Sequenced => state
-                .iter()
-                .filter_map(|(k, _)| k.get(..8)?.try_into().ok().map(u64::from_be_bytes))
-                .max()
-                .map_or(0, |n| n + 1),
-            _ => 0,
-        };
+    /// The table over the rows the store committed for it (none for a new
+    /// one). Reads nothing but, with arrival order, where the rows end.
+    pub fn restore(spec: TableSpec, store: Arc<dyn StateStore>) -> Result<Self> {
         let key_codec = spec
             .primary_key
             .as_ref()
             .map(|pk| RowCodec::new(pk.iter().map(|&i| spec.schema.field(i).data_type().clone())))
             .transpose()?;
-        Ok(Self {
-            state,
-            next_statement,
+        let mut table = Self {
+            state: StateTable::new(spec.id, store),
+            next_statement: 0,
+            stored_watermark: None,
             row_codec: RowCodec::for_schema(&spec.schema)?,
             key_codec,
             spec,
-        })
+        };
+        if table.spec.layout() == RelationLayout::Sequenced {
+            table.resume_arrivals()?;
+        }
+        Ok(table)
+    }
+
+    /// Reads a restored `Sequenced` table through once, page by page: the
+    /// next arrival number follows the last stored, and the watermark resumes
+    /// where its rows' latest event time puts it (rows only advance it, and
+    /// such a table only takes inserts).
+    fn resume_arrivals(&mut self) -> Result<()> {
+        let mut after: Option<Vec<u8>> = None;
+        let mut latest: Option<i64> = None;
+        loop {
+            let entries = self.state.scan_page(after.as_deref(), SCAN_PAGE_ENTRIES)?;
+            let Some((last, _)) = entries.last() else {
+                break;
+            };
+            if let Some(statement) = last.get(..8).and_then(|b| b.try_into().ok()) {
+                self.next_statement = u64::from_be_bytes(statement) + 1;
+            }
+            after = Some(last.clone());
+            if let Some(t) = self.spec.event_time {
+                let (rows, _) = self.decode_page(entries)?;
+                if let Some(l) = crate::event_time::max_micros(rows.column(t.column)) {
+                    latest = Some(latest.map_or(l, |m| m.max(l)));
+                }
+            }
+        }
+        if let (Some(t), Some(latest)) = (self.spec.event_time, latest) {
+            self.stored_watermark = Some(Watermark {
+                column: t.column,
+                value: latest.saturating_sub(t.delay_us),
+            });
+        }
+        Ok(())
     }
 
     /// Applies one statement; returns the number of rows it affected and the
@@ -137,7 +180,7 @@ impl TableState {
                 self.check_not_null(&new)?;
                 let new_keys = self.keys_of(&new)?;
                 if self.key_codec.is_some() {
-                    let leaving: HashSet<&Vec<u8>> = keys.iter().collect();
+                    let leaving: HashSet<Vec<u8>> = keys.iter().cloned().collect();
                     self.check_unique(&new, &new_keys, |k| leaving.contains(k))?;
                 }
                 self.remove_rows(&keys)?;
@@ -216,15 +259,19 @@ impl TableState {
         })
     }
 
+    /// Fails on the first row whose key is taken (by a stored row that is not
+    /// `vacated`, or by an earlier row of the statement); one read of the
+    /// store for the whole statement.
     fn check_unique(
-        &self,
+        &mut self,
         batch: &RecordBatch,
         keys: &[Vec<u8>],
         vacated: impl Fn(&Vec<u8>) -> bool,
     ) -> Result<()> {
+        let stored = self.state.get_many(keys)?;
         let mut seen = HashSet::with_capacity(keys.len());
-        for (row, key) in keys.iter().enumerate() {
-            let taken = self.state.get(key).is_some() && !vacated(key);
+        for (row, (key, stored)) in keys.iter().zip(stored).enumerate() {
+            let taken = stored.is_some() && !vacated(key);
             if taken || !seen.insert(key) {
                 return Err(self.duplicate_key(batch, row));
             }
@@ -264,50 +311,53 @@ impl TableState {
                     self.state.insert(key, row);
                 }
             }
-            RelationLayout::Multiset => {
-                for key in keys {
-                    let count = self.count(&key)?;
-                    self.state.insert(key, encode_count(count + 1));
-                }
-            }
+            RelationLayout::Multiset => self.add_counts(keys, 1)?,
         }
         Ok(())
     }
 
     fn remove_rows(&mut self, keys: &[Vec<u8>]) -> Result<()> {
+        match self.spec.layout() {
+            RelationLayout::Keyed | RelationLayout::Sequenced => {
+                for key in keys {
+                    self.state.remove(key.clone());
+                }
+            }
+            RelationLayout::Multiset => self.add_counts(keys.to_vec(), -1)?,
+        }
+        Ok(())
+    }
+
+    /// Adds `delta` to the multiplicity of each of `keys` (a key may come
+    /// several times), reading the current ones in one go.
+    fn add_counts(&mut self, keys: Vec<Vec<u8>>, delta: i64) -> Result<()> {
+        let mut counts: HashMap<Vec<u8>, i64> = HashMap::with_capacity(keys.len());
         for key in keys {
-            match self.spec.layout() {
-                RelationLayout::Keyed | RelationLayout::Sequenced => {
-                    self.state.remove(key);
-                }
-                RelationLayout::Multiset => {
-                    let count = self.count(key)? - 1;
-                    if count <= 0 {
-                        self.state.remove(key);
-                    } else {
-                        self.state.insert(key.clone(), encode_count(count));
-                    }
-                }
+            *counts.entry(key).or_default() += delta;
+        }
+        let (keys, deltas): (Vec<Vec<u8>>, Vec<i64>) = counts.into_iter().unzip();
+        let stored = self.state.get_many(&keys)?;
+        for ((key, delta), stored) in keys.into_iter().zip(deltas).zip(stored) {
+            let current = match stored {
+                Some(v) => decode_count(self.spec.id, &v)?,
+                None => 0,
+            };
+            let count = current + delta;
+            if count <= 0 {
+                self.state.remove(key);
+            } else {
+                self.state.insert(key, encode_count(count));
             }
         }
         Ok(())
     }
 
-    fn count(&self, key: &[u8]) -> Result<i64> {
-        Ok(match self.state.get(key) {
-            Some(v) => decode_count(self.spec.id, v)?,
-            None => 0,
-        })
-    }
-
-    /// Every current row, with its state key, in key order (so a statement's
-    /// changes come out in the same order every time).
-    fn all_rows(&self) -> Result<(RecordBatch, Vec<Vec<u8>>)> {
-        let mut rows: Vec<&[u8]> = Vec::with_capacity(self.state.len());
-        let mut keys = Vec::with_capacity(self.state.len());
-        let mut entries: Vec<(&Vec<u8>, &Vec<u8>)> = self.state.iter().collect();
-        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        for (key, value) in entries {
+    /// One page of entries as rows, with each row's state key (a multiset
+    /// row once per copy).
+    fn decode_page(&self, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(RecordBatch, Vec<Vec<u8>>)> {
+        let mut rows: Vec<&[u8]> = Vec::with_capacity(entries.len());
+        let mut keys = Vec::with_capacity(entries.len());
+        for (key, value) in &entries {
             match self.spec.layout() {
                 RelationLayout::Keyed | RelationLayout::Sequenced => {
                     rows.push(value);
@@ -331,92 +381,125 @@ impl TableState {
         ))
     }
 
-    /// The rows matching `filter`, with their state keys.
+    /// The rows matching `filter`, with their state keys, in key order (so a
+    /// statement's changes come out in the same order every time). Reads the
+    /// table a page at a time: memory holds the matching rows, not the table.
     fn select(
-        &self,
+        &mut self,
         filter: Option<&Arc<dyn PhysicalExpr>>,
     ) -> Result<(RecordBatch, Vec<Vec<u8>>)> {
-        let (all, keys) = self.all_rows()?;
-        let Some(filter) = filter else {
-            return Ok((all, keys));
-        };
-        if all.num_rows() == 0 {
-            return Ok((all, keys));
+        let mut batches = Vec::new();
+        let mut keys = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let entries = self.state.scan_page(after.as_deref(), SCAN_PAGE_ENTRIES)?;
+            let Some((last, _)) = entries.last() else {
+                break;
+            };
+            after = Some(last.clone());
+            let (page, page_keys) = self.decode_page(entries)?;
+            let Some(filter) = filter else {
+                batches.push(page);
+                keys.extend(page_keys);
+                continue;
+            };
+            if page.num_rows() == 0 {
+                continue;
+            }
+            let mask = filter.evaluate(&page)?.into_array(page.num_rows())?;
+            let mut mask = mask.as_boolean().clone();
+            if mask.null_count() > 0 {
+                mask = prep_null_mask_filter(&mask);
+            }
+            let indices: Vec<u32> = (0..page.num_rows())
+                .filter(|&i| mask.value(i))
+                .map(|i| i as u32)
+                .collect();
+            if indices.is_empty() {
+                continue;
+            }
+            keys.extend(indices.iter().map(|&i| page_keys[i as usize].clone()));
+            batches.push(take_record_batch(&page, &UInt32Array::from(indices))?);
         }
-        let mask = filter.evaluate(&all)?.into_array(all.num_rows())?;
-        let mut mask = mask.as_boolean().clone();
-        if mask.null_count() > 0 {
-            mask = prep_null_mask_filter(&mask);
-        }
-        let indices: Vec<u32> = (0..all.num_rows())
-            .filter(|&i| mask.value(i))
-            .map(|i| i as u32)
-            .collect();
-        let selected_keys = indices.iter().map(|&i| keys[i as usize].clone()).collect();
-        let selected = take_record_batch(&all, &UInt32Array::from(indices))?;
-        Ok((selected, selected_keys))
+        Ok((concat_batches(&self.spec.schema, &batches)?, keys))
     }
 
-    /// The watermark the stored rows imply (the latest event time minus the
-    /// delay): where a restored table's watermark resumes. Rows only advance
-    /// it, and a table with `WATERMARK FOR` only takes inserts.
-    pub fn stored_watermark(&self) -> Result<Option<tidemark_types::Watermark>> {
-        let Some(t) = self.spec.event_time else {
-            return Ok(None);
-        };
-        if self.state.is_empty() {
-            return Ok(None);
-        }
-        let (all, _) = self.all_rows()?;
-        Ok(
-            crate::event_time::max_micros(all.column(t.column)).map(|latest| {
-                tidemark_types::Watermark {
-                    column: t.column,
-                    value: latest.saturating_sub(t.delay_us),
-                }
-            }),
-        )
+    /// Where a restored table's watermark resumes (see `resume_arrivals`).
+    pub fn stored_watermark(&self) -> Option<Watermark> {
+        self.stored_watermark
     }
 
-    /// The whole table as a view attached to it starts from: inserts, and
-    /// for a table with event time, its rows statement by statement in
-    /// arrival order, each followed by the watermark it moved to, so rows
-    /// that were late when they arrived are late for the new view too.
-    pub fn snapshot(&self) -> Result<Vec<Message>> {
-        let (all, keys) = self.all_rows()?;
+    /// A snapshot of the whole table, to send with [`Self::snapshot_page`].
+    pub fn start_snapshot(&self) -> TableSnapshot {
+        TableSnapshot::default()
+    }
+
+    /// The next part of the table as a view attached to it starts from
+    /// (`None` once all is sent): inserts, and for a table with event time,
+    /// its rows statement by statement in arrival order, each followed by the
+    /// watermark it moved to, so rows that were late when they arrived are
+    /// late for the new view too.
+    pub fn snapshot_page(&mut self, snap: &mut TableSnapshot) -> Result<Option<Vec<Message>>> {
+        if snap.done {
+            return Ok(None);
+        }
+        let entries = self
+            .state
+            .scan_page(snap.after.as_deref(), SCAN_PAGE_ENTRIES)?;
         let mut out = Vec::new();
+        let Some((last, _)) = entries.last() else {
+            snap.done = true;
+            if let Some(t) = self.spec.event_time {
+                finish_statement(snap, t, &mut out);
+            }
+            return Ok((!out.is_empty()).then_some(out));
+        };
+        snap.after = Some(last.clone());
+        let (rows, keys) = self.decode_page(entries)?;
         match (self.spec.layout(), self.spec.event_time) {
             (RelationLayout::Sequenced, Some(t)) => {
-                let mut watermark: Option<i64> = None;
                 let mut start = 0;
-                while start < all.num_rows() {
+                while start < rows.num_rows() {
                     let statement = &keys[start][..8];
                     let mut end = start + 1;
-                    while end < all.num_rows() && &keys[end][..8] == statement {
+                    while end < rows.num_rows() && &keys[end][..8] == statement {
                         end += 1;
                     }
-                    let rows = all.slice(start, end - start);
-                    let latest = crate::event_time::max_micros(rows.column(t.column));
-                    push_chunks(&mut out, &rows);
-                    if let Some(value) = latest.map(|l| l.saturating_sub(t.delay_us)) {
-                        if watermark.is_none_or(|w| value > w) {
-                            watermark = Some(value);
-                            out.push(Message::Watermark(Watermark {
-                                column: t.column,
-                                value,
-                            }));
-                        }
+                    if snap.statement.as_deref() != Some(statement) {
+                        finish_statement(snap, t, &mut out);
+                        snap.statement = Some(statement.to_vec());
                     }
+                    let part = rows.slice(start, end - start);
+                    if let Some(l) = crate::event_time::max_micros(part.column(t.column)) {
+                        snap.statement_latest = Some(snap.statement_latest.map_or(l, |m| m.max(l)));
+                    }
+                    push_chunks(&mut out, &part);
                     start = end;
                 }
             }
-            _ => push_chunks(&mut out, &all),
+            _ => push_chunks(&mut out, &rows),
         }
-        Ok(out)
+        Ok(Some(out))
     }
 
-    pub fn take_delta(&mut self, batch: &mut WriteBatch) {
-        self.state.take_delta(batch);
+    pub fn take_delta(&mut self, epoch: tidemark_types::Epoch, batch: &mut WriteBatch) {
+        self.state.take_delta(epoch, batch);
+    }
+}
+
+/// The watermark after the statement a snapshot has sent all rows of, if it
+/// moved the table's.
+fn finish_statement(snap: &mut TableSnapshot, t: tidemark_plan::EventTime, out: &mut Vec<Message>) {
+    let Some(latest) = snap.statement_latest.take() else {
+        return;
+    };
+    let value = latest.saturating_sub(t.delay_us);
+    if snap.watermark.is_none_or(|w| value > w) {
+        snap.watermark = Some(value);
+        out.push(Message::Watermark(Watermark {
+            column: t.column,
+            value,
+        }));
     }
 }
 
@@ -490,7 +573,7 @@ mod tests {
             .apply(DmlRequest::Insert(rows(&t, vec![5, 3], vec![0, 0])))
             .unwrap_err();
         assert!(matches!(err, Error::Constraint { code: "23505", .. }));
-        assert_eq!(t.all_rows().unwrap().0.num_rows(), 2);
+        assert_eq!(t.select(None).unwrap().0.num_rows(), 2);
     }
 
     #[test]
@@ -508,6 +591,6 @@ mod tests {
         );
         assert_eq!(n, 2);
         assert_eq!(out, vec!["- 1 7", "- 1 7"]);
-        assert_eq!(t.all_rows().unwrap().0.num_rows(), 1);
+        assert_eq!(t.select(None).unwrap().0.num_rows(), 1);
     }
 }

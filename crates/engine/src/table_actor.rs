@@ -71,11 +71,14 @@ impl TableActor {
                 },
                 TableMessage::Barrier(barrier) => {
                     let mut batch = WriteBatch::default();
-                    self.state.take_delta(&mut batch);
-                    let state = &self.state;
+                    self.state.take_delta(barrier.epoch, &mut batch);
+                    let state = &mut self.state;
+                    let mut snapshot = state.start_snapshot();
                     let stop = self
                         .outputs
-                        .pass_barrier(barrier, batch, &self.shared, || state.snapshot())
+                        .pass_barrier(barrier, batch, &self.shared, || {
+                            state.snapshot_page(&mut snapshot)
+                        })
                         .await?;
                     if stop {
                         return Ok(());

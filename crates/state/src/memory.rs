@@ -144,6 +144,22 @@ impl StateStore for MemoryStore {
         inner.check()?;
         Ok(keys.iter().map(|k| inner.data.get(k).cloned()).collect())
     }
+
+    fn scan_page(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Entries> {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        inner.check()?;
+        let start = match after {
+            Some(after) => Bound::Excluded(after),
+            None => Bound::Included(prefix),
+        };
+        Ok(inner
+            .data
+            .range::<[u8], _>((start, Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
 }
 
 #[cfg(test)]

@@ -452,6 +452,26 @@ impl StateStore for RocksDbStore {
             })
             .collect()
     }
+
+    fn scan_page(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Entries> {
+        self.check()?;
+        let mut read = ReadOptions::default();
+        read.set_iterate_range(PrefixRange(prefix.to_vec()));
+        let from = after.unwrap_or(prefix);
+        let mode = rocksdb::IteratorMode::From(from, rocksdb::Direction::Forward);
+        let mut entries = Vec::with_capacity(limit.min(4096));
+        for item in self.db.iterator_cf_opt(self.data()?, read, mode) {
+            let (k, v) = item.map_err(|e| storage(&self.path, "scanning", e))?;
+            if after.is_some_and(|a| *k == *a) {
+                continue;
+            }
+            if entries.len() == limit {
+                break;
+            }
+            entries.push((k.into_vec(), v.into_vec()));
+        }
+        Ok(entries)
+    }
 }
 
 #[cfg(test)]
@@ -501,6 +521,52 @@ mod tests {
         b.add_count(b"c1".to_vec(), -3);
         store.commit(3, b).unwrap();
         assert_eq!(scan(&store, b"c"), (3, Vec::new()));
+    }
+
+    #[test]
+    fn pages_read_put_keys_of_one_prefix_after_a_key() {
+        let dir = tempdir("pages");
+        let store = open(&dir);
+        let mut b = WriteBatch::default();
+        for k in ["a0", "b1", "b2", "b3", "b4", "c0"] {
+            b.put(k.as_bytes().to_vec(), k.as_bytes().to_vec());
+        }
+        b.add_count(b"b25".to_vec(), 1);
+        store.commit(1, b).unwrap();
+        let keys = |entries: Entries| -> Vec<String> {
+            entries
+                .into_iter()
+                .map(|(k, _)| String::from_utf8(k).unwrap())
+                .collect()
+        };
+        assert_eq!(
+            keys(store.scan_page(b"b", None, 3).unwrap()),
+            ["b1", "b2", "b3"]
+        );
+        assert_eq!(
+            keys(store.scan_page(b"b", Some(b"b2"), 3).unwrap()),
+            ["b3", "b4"]
+        );
+        assert_eq!(
+            keys(store.scan_page(b"b", Some(b"b4"), 3).unwrap()),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            keys(store.scan_page(b"b", Some(b"b25"), 1).unwrap()),
+            ["b3"]
+        );
+        let memory = crate::MemoryStore::new();
+        let mut b = WriteBatch::default();
+        for k in ["a0", "b1", "b2", "b3", "c0"] {
+            b.put(k.as_bytes().to_vec(), k.as_bytes().to_vec());
+        }
+        memory.commit(1, b).unwrap();
+        assert_eq!(
+            keys(memory.scan_page(b"b", Some(b"b1"), 5).unwrap()),
+            ["b2", "b3"]
+        );
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -94,11 +94,6 @@ impl TableState {
         self.spec.event_time
     }
 
-    #[cfg(test)]
-    pub fn new(spec: TableSpec) -> Result<Self> {
-        Self::restore(spec, Arc::new(tidemark_state::MemoryStore::new()))
-    }
-
     /// The table over the rows the store committed for it (none for a new
     /// one). Reads nothing but, with arrival order, where the rows end.
     pub fn restore(spec: TableSpec, store: Arc<dyn StateStore>) -> Result<Self> {
@@ -526,18 +521,25 @@ mod tests {
     use crate::test_util::pretty;
 
     fn table(primary_key: Option<Vec<usize>>) -> TableState {
+        table_on(primary_key, Arc::new(tidemark_state::MemoryStore::new()))
+    }
+
+    fn table_on(primary_key: Option<Vec<usize>>, store: Arc<dyn StateStore>) -> TableState {
         let schema = Arc::new(Schema::new(vec![
             Field::new("k", DataType::Int64, primary_key.is_none()),
             Field::new("v", DataType::Int64, true),
         ]));
-        TableState::new(TableSpec {
-            id: 9,
-            name: "t".into(),
-            schema,
-            primary_key,
-            append_only: false,
-            event_time: None,
-        })
+        TableState::restore(
+            TableSpec {
+                id: 9,
+                name: "t".into(),
+                schema,
+                primary_key,
+                append_only: false,
+                event_time: None,
+            },
+            store,
+        )
         .unwrap()
     }
 
@@ -592,5 +594,123 @@ mod tests {
         assert_eq!(n, 2);
         assert_eq!(out, vec!["- 1 7", "- 1 7"]);
         assert_eq!(t.select(None).unwrap().0.num_rows(), 1);
+    }
+
+    /// What a snapshot sends, in order: rows per statement (counted), and
+    /// watermarks.
+    fn sent(t: &mut TableState) -> Vec<String> {
+        let mut snap = t.start_snapshot();
+        let mut out: Vec<String> = Vec::new();
+        let mut rows = 0;
+        while let Some(page) = t.snapshot_page(&mut snap).unwrap() {
+            for message in page {
+                match message {
+                    Message::Chunk(c) => rows += c.num_rows(),
+                    Message::Watermark(w) => {
+                        out.push(format!("{rows} rows"));
+                        rows = 0;
+                        out.push(format!("watermark {}", w.value));
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+        if rows > 0 {
+            out.push(format!("{rows} rows"));
+        }
+        out
+    }
+
+    /// Statements larger than a page, committed or not, come out whole and
+    /// in arrival order, each followed by the watermark it moved the table
+    /// to; a restart resumes the arrival numbers and the watermark.
+    #[test]
+    fn arrival_order_survives_pages_and_restarts() {
+        use arrow::array::TimestampMicrosecondArray;
+        use tidemark_state::MemoryStore;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(
+                "ts",
+                DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None),
+                false,
+            ),
+            Field::new("v", DataType::Int64, true),
+        ]));
+        let spec = TableSpec {
+            id: 4,
+            name: "events".into(),
+            schema: Arc::clone(&schema),
+            primary_key: None,
+            append_only: true,
+            event_time: Some(tidemark_plan::EventTime {
+                column: 0,
+                delay_us: 10,
+            }),
+        };
+        let batch = |times: std::ops::Range<i64>| {
+            let n = times.end - times.start;
+            RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![
+                    Arc::new(TimestampMicrosecondArray::from_iter_values(times)),
+                    Arc::new(Int64Array::from_iter_values(0..n)),
+                ],
+            )
+            .unwrap()
+        };
+        let store = Arc::new(MemoryStore::new());
+        let mut t = TableState::restore(spec.clone(), Arc::clone(&store) as _).unwrap();
+        t.apply(DmlRequest::Insert(batch(0..5000))).unwrap();
+        t.apply(DmlRequest::Insert(batch(100..3100))).unwrap();
+        let mut b = WriteBatch::default();
+        t.take_delta(1, &mut b);
+        store.commit(1, b).unwrap();
+        t.apply(DmlRequest::Insert(batch(9000..9010))).unwrap();
+        let want = ["5000 rows", "watermark 4989", "3010 rows", "watermark 8999"];
+        assert_eq!(sent(&mut t), want);
+        let mut b = WriteBatch::default();
+        t.take_delta(2, &mut b);
+        store.commit(2, b).unwrap();
+        assert_eq!(sent(&mut t), want);
+
+        let mut restored = TableState::restore(spec, Arc::clone(&store) as _).unwrap();
+        assert_eq!(restored.stored_watermark().map(|w| w.value), Some(8999));
+        assert_eq!(sent(&mut restored), want);
+        restored
+            .apply(DmlRequest::Insert(batch(20000..20001)))
+            .unwrap();
+        let mut b = WriteBatch::default();
+        restored.take_delta(3, &mut b);
+        let arrival = b.writes[0].0[4..12].to_vec();
+        assert_eq!(arrival, 3u64.to_be_bytes(), "the fourth statement");
+    }
+
+    /// A table without a key spread over several pages: a DELETE reads every
+    /// page, committed and not, and removes each copy once.
+    #[test]
+    fn deletes_find_rows_on_every_page() {
+        let store = Arc::new(tidemark_state::MemoryStore::new());
+        let mut t = table_on(None, Arc::clone(&store) as _);
+        let n = 10_000;
+        let keys: Vec<i64> = (0..n).map(|i| i % 5000).collect();
+        t.apply(DmlRequest::Insert(rows(&t, keys, vec![1; n as usize])))
+            .unwrap();
+        let mut b = WriteBatch::default();
+        t.take_delta(1, &mut b);
+        assert_eq!(b.writes.len(), 5000, "one multiplicity per distinct row");
+        store.commit(1, b).unwrap();
+        t.apply(DmlRequest::Insert(rows(&t, vec![4999, 7000], vec![1, 1])))
+            .unwrap();
+        let schema = Arc::clone(&t.spec.schema);
+        let big = binary(
+            col("k", &schema).unwrap(),
+            BinOp::GtEq,
+            lit(4990i64),
+            &schema,
+        )
+        .unwrap();
+        let (n, _) = t.apply(DmlRequest::Delete { filter: Some(big) }).unwrap();
+        assert_eq!(n, 10 * 2 + 2);
+        assert_eq!(t.select(None).unwrap().0.num_rows(), 4990 * 2);
     }
 }

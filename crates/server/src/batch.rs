@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::datatypes::{Field, Schema};
+use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::catalog::TableProvider;
 use datafusion::datasource::MemTable;
@@ -80,21 +80,21 @@ impl Database {
                 _ => decode_view(r.id, &r.schema, &entries),
             };
             let batch = decoded.map_err(|e| PgError::new("XX000", e.to_string()))?;
-            // Constraints are the table actor's to enforce: DataFusion sees
-            // every column as nullable, so INSERT reaches our own checks.
-            let fields: Vec<Field> = r
-                .schema
-                .fields()
-                .iter()
-                .map(|f| f.as_ref().clone().with_nullable(true))
-                .collect();
-            let schema = Arc::new(Schema::new(fields));
-            let batch = RecordBatch::try_new(Arc::clone(&schema), batch.columns().to_vec())
-                .map_err(|e| req.df(e.into()))?;
-            let table = MemTable::try_new(schema, vec![vec![batch]]).map_err(|e| req.df(e))?;
+            let table = unconstrained(&r.schema, Some(batch)).map_err(|e| req.df(e))?;
             providers.push((r.name.clone(), Arc::new(table)));
         }
         Ok(providers)
+    }
+
+    /// The table an INSERT writes, known to DataFusion by its schema alone
+    /// when the statement does not read it: nothing of it is scanned.
+    pub(crate) fn insert_target(
+        &self,
+        req: &Request<'_>,
+        info: &RelationInfo,
+    ) -> PgResult<(String, Arc<dyn TableProvider>)> {
+        let table = unconstrained(&info.schema, None).map_err(|e| req.df(e))?;
+        Ok((info.name.clone(), Arc::new(table)))
     }
 
     /// The statement's logical plan with the request's parameters bound.
@@ -163,4 +163,27 @@ fn rename(
         .map(|b| RecordBatch::try_new(Arc::clone(&schema), b.columns().to_vec()))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(StatementResult::Rows { schema, batches })
+}
+
+/// A relation's rows for DataFusion. Constraints are the table actor's to
+/// enforce: DataFusion sees every column as nullable, so INSERT reaches our
+/// own checks (with Postgres' messages).
+fn unconstrained(
+    schema: &SchemaRef,
+    rows: Option<RecordBatch>,
+) -> datafusion::error::Result<MemTable> {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_nullable(true))
+        .collect();
+    let schema = Arc::new(Schema::new(fields));
+    let partition = match rows {
+        Some(rows) => vec![RecordBatch::try_new(
+            Arc::clone(&schema),
+            rows.columns().to_vec(),
+        )?],
+        None => Vec::new(),
+    };
+    MemTable::try_new(schema, vec![partition])
 }

@@ -167,6 +167,11 @@ impl Database {
         }
     }
 
+    /// Stops the store's background work; the last thing a clean stop does.
+    pub fn close_store(&self) {
+        self.store.close();
+    }
+
     /// The id of the relation a statement creates: the stored one when it is
     /// being restored, else a new one.
     pub(crate) fn relation_id(&self, req: &Request<'_>) -> tidemark_plan::RelationId {

@@ -73,9 +73,14 @@ impl Database {
             }
         };
         let info = target_table(self.catalog().get(&name), &name, "insert into")?;
-        let relations = self.referenced(req, stmt)?;
+        // Only what the rows are computed from is read: the target alone is
+        // known by its schema, not scanned (it may be larger than memory).
+        let read = match &insert.source {
+            Some(query) => self.referenced(req, &ast::Statement::Query(query.clone()))?,
+            None => Vec::new(),
+        };
         // INSERT … SELECT reads what earlier statements wrote.
-        if relations.iter().any(|r| r.id != info.id)
+        if !read.is_empty()
             || insert
                 .source
                 .as_ref()
@@ -83,7 +88,10 @@ impl Database {
         {
             self.runtime.flush().await.map_err(|e| req.engine(e))?;
         }
-        let providers = self.snapshot(req, &relations)?;
+        let mut providers = self.snapshot(req, &read)?;
+        if !read.iter().any(|r| r.id == info.id) {
+            providers.push(self.insert_target(req, &info)?);
+        }
         let ctx = tidemark_sql::session(providers).map_err(|e| req.df(e))?;
         let dml = self.plan_dml(req, &ctx, stmt).await?;
         let df = ctx

@@ -453,6 +453,10 @@ impl StateStore for RocksDbStore {
             .collect()
     }
 
+    fn close(&self) {
+        self.db.cancel_all_background_work(true);
+    }
+
     fn scan_page(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Entries> {
         self.check()?;
         let mut read = ReadOptions::default();

@@ -90,6 +90,11 @@ pub trait StateStore: Send + Sync + 'static {
     /// is read from one committed epoch; successive pages may see later ones.
     fn scan_page(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Entries>;
 
+    /// Stops the store's background work (RocksDB's flushes and
+    /// compactions), waiting for what runs, before the process exits: exiting
+    /// while it runs can crash the process. Committed data is in the log.
+    fn close(&self) {}
+
     /// Writes a consistent copy of the last committed epoch to `dir` (which
     /// must not exist yet), from which a server can start; returns its epoch.
     fn savepoint(&self, _dir: &std::path::Path) -> Result<Epoch> {

@@ -21,6 +21,7 @@ mod metrics;
 mod operator;
 pub mod operators;
 mod outputs;
+mod pinned_keys;
 mod runtime;
 mod source_actor;
 mod table;

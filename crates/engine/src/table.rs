@@ -9,6 +9,7 @@ use arrow::compute::{concat_batches, prep_null_mask_filter, take_record_batch};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use arrow::util::display::array_value_to_string;
+use datafusion::common::ScalarValue;
 use datafusion::physical_expr::PhysicalExpr;
 use tidemark_plan::RelationId;
 use tidemark_state::{
@@ -385,6 +386,11 @@ impl TableState {
     ) -> Result<(RecordBatch, Vec<Vec<u8>>)> {
         let mut batches = Vec::new();
         let mut keys = Vec::new();
+        if let Some(entries) = self.pinned_rows(filter)? {
+            let (rows, row_keys) = self.decode_page(entries)?;
+            self.keep_matching(filter, rows, row_keys, &mut batches, &mut keys)?;
+            return Ok((concat_batches(&self.spec.schema, &batches)?, keys));
+        }
         let mut after: Option<Vec<u8>> = None;
         loop {
             let entries = self.state.scan_page(after.as_deref(), SCAN_PAGE_ENTRIES)?;
@@ -393,13 +399,63 @@ impl TableState {
             };
             after = Some(last.clone());
             let (page, page_keys) = self.decode_page(entries)?;
+            self.keep_matching(filter, page, page_keys, &mut batches, &mut keys)?;
+        }
+        Ok((concat_batches(&self.spec.schema, &batches)?, keys))
+    }
+
+    /// The stored entries of the primary keys `filter` pins down, in key
+    /// order, when it pins them (`pinned_keys`): a statement on a few keys
+    /// reads those, not the table.
+    fn pinned_rows(
+        &mut self,
+        filter: Option<&Arc<dyn PhysicalExpr>>,
+    ) -> Result<Option<tidemark_state::Entries>> {
+        let (Some(filter), Some(pk), Some(codec)) =
+            (filter, &self.spec.primary_key, &self.key_codec)
+        else {
+            return Ok(None);
+        };
+        let Some(values) = crate::pinned_keys::pinned_keys(filter, pk, &self.spec.schema) else {
+            return Ok(None);
+        };
+        if values.first().is_none_or(|v| v.is_empty()) {
+            return Ok(Some(Vec::new()));
+        }
+        let columns = values
+            .into_iter()
+            .map(ScalarValue::iter_to_array)
+            .collect::<datafusion::error::Result<Vec<ArrayRef>>>()?;
+        let mut keys = codec.encode(&columns)?;
+        keys.sort_unstable();
+        keys.dedup();
+        let values = self.state.get_many(&keys)?;
+        Ok(Some(
+            keys.into_iter()
+                .zip(values)
+                .filter_map(|(k, v)| Some((k, v?)))
+                .collect(),
+        ))
+    }
+
+    /// Appends the rows of `page` that `filter` is true for (all without
+    /// one), with their keys.
+    fn keep_matching(
+        &self,
+        filter: Option<&Arc<dyn PhysicalExpr>>,
+        page: RecordBatch,
+        page_keys: Vec<Vec<u8>>,
+        batches: &mut Vec<RecordBatch>,
+        keys: &mut Vec<Vec<u8>>,
+    ) -> Result<()> {
+        {
             let Some(filter) = filter else {
                 batches.push(page);
                 keys.extend(page_keys);
-                continue;
+                return Ok(());
             };
             if page.num_rows() == 0 {
-                continue;
+                return Ok(());
             }
             let mask = filter.evaluate(&page)?.into_array(page.num_rows())?;
             let mut mask = mask.as_boolean().clone();
@@ -411,12 +467,12 @@ impl TableState {
                 .map(|i| i as u32)
                 .collect();
             if indices.is_empty() {
-                continue;
+                return Ok(());
             }
             keys.extend(indices.iter().map(|&i| page_keys[i as usize].clone()));
             batches.push(take_record_batch(&page, &UInt32Array::from(indices))?);
         }
-        Ok((concat_batches(&self.spec.schema, &batches)?, keys))
+        Ok(())
     }
 
     /// Where a restored table's watermark resumes (see `resume_arrivals`).
@@ -515,7 +571,7 @@ mod tests {
     use arrow::array::Int64Array;
     use arrow::datatypes::{DataType, Field, Schema};
     use datafusion::logical_expr::Operator as BinOp;
-    use datafusion::physical_expr::expressions::{binary, col, lit};
+    use datafusion::physical_expr::expressions::{binary, col, in_list, lit};
 
     use super::*;
     use crate::test_util::pretty;
@@ -712,5 +768,74 @@ mod tests {
         let (n, _) = t.apply(DmlRequest::Delete { filter: Some(big) }).unwrap();
         assert_eq!(n, 10 * 2 + 2);
         assert_eq!(t.select(None).unwrap().0.num_rows(), 4990 * 2);
+    }
+
+    /// Statements whose filters pin primary keys read those rows by key; the
+    /// same statements with filters that pin nothing (`… OR false`) scan the
+    /// table. Both must change the same rows the same way.
+    #[test]
+    fn key_lookups_change_what_scans_change() {
+        use crate::test_util::Lcg;
+        for seed in 0..20 {
+            let mut rng = Lcg::new(seed);
+            let mut by_key = table(Some(vec![0]));
+            let mut by_scan = table(Some(vec![0]));
+            let schema = Arc::clone(&by_key.spec.schema);
+            let k = || col("k", &schema).unwrap();
+            let v = || col("v", &schema).unwrap();
+            let keys: Vec<i64> = (0..40).collect();
+            let values: Vec<i64> = keys.iter().map(|k| k % 7).collect();
+            for t in [&mut by_key, &mut by_scan] {
+                t.apply(DmlRequest::Insert(rows(t, keys.clone(), values.clone())))
+                    .unwrap();
+            }
+            for step in 0..60 {
+                let c = rng.next(45) as i64;
+                let filter = match rng.next(4) {
+                    0 => binary(k(), BinOp::Eq, lit(c), &schema).unwrap(),
+                    1 => binary(lit(c), BinOp::Eq, k(), &schema).unwrap(),
+                    2 => in_list(k(), vec![lit(c), lit(c + 3), lit(c)], &false, &schema).unwrap(),
+                    _ => binary(
+                        binary(k(), BinOp::Eq, lit(c), &schema).unwrap(),
+                        BinOp::And,
+                        binary(v(), BinOp::Lt, lit(4i64), &schema).unwrap(),
+                        &schema,
+                    )
+                    .unwrap(),
+                };
+                let unpinned = binary(Arc::clone(&filter), BinOp::Or, lit(false), &schema).unwrap();
+                assert!(by_key.pinned_rows(Some(&filter)).unwrap().is_some());
+                assert!(by_scan.pinned_rows(Some(&unpinned)).unwrap().is_none());
+                let kind = rng.next(3);
+                let a = by_key.apply(request(kind, &schema, filter));
+                let b = by_scan.apply(request(kind, &schema, unpinned));
+                match (a, b) {
+                    (Ok(a), Ok(b)) => assert_eq!(changes(a), changes(b), "seed {seed} step {step}"),
+                    (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+                    (a, b) => panic!("seed {seed} step {step}: {a:?} against {b:?}"),
+                }
+            }
+            let all =
+                |t: &mut TableState| pretty(&[StreamChunk::inserts(t.select(None).unwrap().0)]);
+            assert_eq!(all(&mut by_key), all(&mut by_scan));
+        }
+    }
+
+    /// A DELETE (`kind` 0) or an UPDATE that moves the key by `kind * 50`.
+    fn request(kind: u64, schema: &SchemaRef, filter: Arc<dyn PhysicalExpr>) -> DmlRequest {
+        let k = col("k", schema).unwrap();
+        let v = col("v", schema).unwrap();
+        match kind {
+            0 => DmlRequest::Delete {
+                filter: Some(filter),
+            },
+            n => DmlRequest::Update {
+                filter: Some(filter),
+                columns: vec![
+                    binary(k, BinOp::Plus, lit(n as i64 * 50), schema).unwrap(),
+                    binary(v, BinOp::Plus, lit(1i64), schema).unwrap(),
+                ],
+            },
+        }
     }
 }

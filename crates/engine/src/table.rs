@@ -351,22 +351,24 @@ impl TableState {
     /// One page of entries as rows, with each row's state key (a multiset
     /// row once per copy).
     fn decode_page(&self, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(RecordBatch, Vec<Vec<u8>>)> {
-        let mut rows: Vec<&[u8]> = Vec::with_capacity(entries.len());
-        let mut keys = Vec::with_capacity(entries.len());
-        for (key, value) in &entries {
-            match self.spec.layout() {
-                RelationLayout::Keyed | RelationLayout::Sequenced => {
-                    rows.push(value);
-                    keys.push(key.clone());
-                }
-                RelationLayout::Multiset => {
+        let (stored_keys, values): (Vec<Vec<u8>>, Vec<Vec<u8>>) = entries.into_iter().unzip();
+        let mut rows: Vec<&[u8]> = Vec::with_capacity(values.len());
+        let keys = match self.spec.layout() {
+            RelationLayout::Keyed | RelationLayout::Sequenced => {
+                rows.extend(values.iter().map(Vec::as_slice));
+                stored_keys
+            }
+            RelationLayout::Multiset => {
+                let mut keys = Vec::with_capacity(stored_keys.len());
+                for (key, value) in stored_keys.iter().zip(&values) {
                     for _ in 0..decode_count(self.spec.id, value)?.max(0) {
                         rows.push(key);
                         keys.push(key.clone());
                     }
                 }
+                keys
             }
-        }
+        };
         if rows.is_empty() {
             return Ok((RecordBatch::new_empty(Arc::clone(&self.spec.schema)), keys));
         }

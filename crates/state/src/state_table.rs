@@ -154,20 +154,23 @@ impl StateTable {
                 .store
                 .scan_page(&self.prefix, full_cursor.as_deref(), limit)?;
             let exhausted = stored.len() < limit;
-            let stored: Vec<(Vec<u8>, Vec<u8>)> = stored
-                .into_iter()
-                .map(|(mut k, v)| (k.split_off(self.prefix.len()), v))
-                .collect();
+            let prefix_len = self.prefix.len();
+            let stored = stored.into_iter().map(|(mut k, v)| {
+                k.drain(..prefix_len);
+                (k, v)
+            });
+            let stored: Vec<(Vec<u8>, Vec<u8>)> = stored.collect();
+            let last_stored = stored.last().map(|(k, _)| k.clone());
             let lower = match &cursor {
                 Some(c) => Bound::Excluded(c.as_slice()),
                 None => Bound::Unbounded,
             };
-            let upper = match stored.last() {
-                Some((k, _)) if !exhausted => Bound::Included(k.as_slice()),
+            let upper = match &last_stored {
+                Some(k) if !exhausted => Bound::Included(k.as_slice()),
                 _ => Bound::Unbounded,
             };
             let mut changed = self.pending.range::<[u8], _>((lower, upper)).peekable();
-            let mut stored_iter = stored.iter().peekable();
+            let mut stored_iter = stored.into_iter().peekable();
             loop {
                 let take_stored = match (stored_iter.peek(), changed.peek()) {
                     (Some(s), Some(c)) => s.0 < *c.0,
@@ -176,8 +179,7 @@ impl StateTable {
                     (None, None) => break,
                 };
                 if take_stored {
-                    let (k, v) = stored_iter.next().expect("peeked");
-                    out.push((k.clone(), v.clone()));
+                    out.push(stored_iter.next().expect("peeked"));
                 } else {
                     let (k, p) = changed.next().expect("peeked");
                     if stored_iter.peek().is_some_and(|s| s.0 == *k) {
@@ -191,7 +193,7 @@ impl StateTable {
             if exhausted || out.len() >= limit {
                 return Ok(out);
             }
-            cursor = stored.last().map(|(k, _)| k.clone());
+            cursor = last_stored;
         }
     }
 

@@ -4,12 +4,15 @@
 //! kept a `SELECT 1` waiting for seconds and delayed barrier
 //! acknowledgements, which made checkpoints look slower than they were.
 
+use std::sync::Mutex;
+use std::time::Duration;
+
 use tokio::runtime::{Builder, Handle, Runtime};
 
 use crate::{Error, Result};
 
 pub(crate) struct ActorThreads {
-    runtime: Option<Runtime>,
+    runtime: Mutex<Option<Runtime>>,
     handle: Handle,
 }
 
@@ -26,7 +29,7 @@ impl ActorThreads {
             .map_err(|e| Error::Internal(format!("cannot start the actor threads: {e}")))?;
         let handle = runtime.handle().clone();
         Ok(Self {
-            runtime: Some(runtime),
+            runtime: Mutex::new(Some(runtime)),
             handle,
         })
     }
@@ -34,13 +37,33 @@ impl ActorThreads {
     pub fn handle(&self) -> &Handle {
         &self.handle
     }
+
+    /// Stops the actors and waits (up to `patience`) for their threads to
+    /// end. A process must not exit while threads that used RocksDB are
+    /// still ending: their thread-local cleanup would meet RocksDB's
+    /// statics already destroyed, and abort.
+    pub async fn stop(&self, patience: Duration) {
+        let runtime = self
+            .runtime
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(runtime) = runtime {
+            let _ = tokio::task::spawn_blocking(move || runtime.shutdown_timeout(patience)).await;
+        }
+    }
 }
 
 impl Drop for ActorThreads {
     /// Stops the actors without waiting for them: dropping a runtime blocks,
     /// which is not allowed inside the async code that drops the last handle.
     fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
+        let runtime = self
+            .runtime
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(runtime) = runtime {
             runtime.shutdown_background();
         }
     }

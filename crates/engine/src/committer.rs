@@ -41,9 +41,9 @@ pub(crate) fn start(
     shared: Arc<Shared>,
     log: CheckpointLog,
     done: UnboundedSender<Committed>,
-) -> std::io::Result<mpsc::Sender<Ready>> {
+) -> std::io::Result<(mpsc::Sender<Ready>, std::thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel::<Ready>();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("tidemark-commit".into())
         .spawn(move || {
             // The first commit the store refused. No later epoch commits
@@ -77,5 +77,5 @@ pub(crate) fn start(
                 });
             }
         })?;
-    Ok(tx)
+    Ok((tx, thread))
 }

@@ -73,6 +73,9 @@ pub enum Command {
         change: JobChange,
         reply: Option<oneshot::Sender<Result<Epoch>>>,
     },
+    /// Stop: write the epochs handed to the committer, end its thread, and
+    /// reply. Nothing is checkpointed after it.
+    Stop { reply: oneshot::Sender<()> },
 }
 
 struct Job {
@@ -101,6 +104,8 @@ pub struct Coordinator {
     inflight: BTreeMap<Epoch, Inflight>,
     /// Acknowledged epochs go here, in order, to be written.
     commits: std::sync::mpsc::Sender<Ready>,
+    /// The committer's thread, joined at `Command::Stop`.
+    committer: Option<std::thread::JoinHandle<()>>,
     /// Epochs handed to the committer and not yet written.
     writing: usize,
     /// What the committer reports back, taken by `run`.
@@ -124,7 +129,7 @@ impl Coordinator {
     ) -> Result<Self> {
         let next_epoch = store.committed_epoch() + 1;
         let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel();
-        let commits = committer::start(store, shared, log, done_tx)
+        let (commits, committer) = committer::start(store, shared, log, done_tx)
             .map_err(|e| Error::Internal(format!("cannot start the committer: {e}")))?;
         Ok(Self {
             failures,
@@ -134,6 +139,7 @@ impl Coordinator {
             sources: HashMap::new(),
             inflight: BTreeMap::new(),
             commits,
+            committer: Some(committer),
             writing: 0,
             committed: Some(done_rx),
             broken: None,
@@ -171,6 +177,17 @@ impl Coordinator {
                 cmd = commands.recv() => match cmd {
                     None => return,
                     Some(Command::Barrier { change, reply }) => self.inject(change, reply).await,
+                    Some(Command::Stop { reply }) => {
+                        let committer = self.committer.take();
+                        // Its sender goes with it: the committer writes what
+                        // it was handed, then its thread ends.
+                        drop(self);
+                        if let Some(thread) = committer {
+                            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+                        }
+                        let _ = reply.send(());
+                        return;
+                    }
                 },
                 Some(event) = events.recv() => self.on_event(event).await,
                 Some(done) = committed.recv() => self.on_committed(done).await,

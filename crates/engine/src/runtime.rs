@@ -71,8 +71,11 @@ struct Inner {
     recomputed: Mutex<std::collections::HashSet<RelationId>>,
     /// Dropped last (fields drop in order): stops the actors once nothing
     /// else of the runtime is left.
-    _threads: ActorThreads,
+    threads: ActorThreads,
 }
+
+/// How long a clean stop waits for the actor threads to end.
+const STOP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How a view's job started.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,7 +122,7 @@ impl Runtime {
                 next_actor: AtomicU32::new(1),
                 ddl: tokio::sync::Mutex::new(()),
                 recomputed: Mutex::default(),
-                _threads: threads,
+                threads,
             }),
         })
     }
@@ -170,6 +173,18 @@ impl Runtime {
     /// Takes a checkpoint now; returns its epoch once it is committed.
     pub async fn checkpoint(&self) -> Result<Epoch> {
         self.barrier(JobChange::default()).await
+    }
+
+    /// The end of a clean stop, after its final checkpoint: the committer
+    /// writes what it was handed and its thread ends, then the actors stop
+    /// and their threads end, so the process exits with no thread of ours
+    /// still using the store. No checkpoint is taken after it.
+    pub async fn stop(&self) {
+        let (reply, done) = oneshot::channel();
+        if self.inner.commands.send(Command::Stop { reply }).is_ok() {
+            let _ = done.await;
+        }
+        self.inner.threads.stop(STOP_PATIENCE).await;
     }
 
     /// Returns once a checkpoint covering everything sent before the call is

@@ -167,8 +167,10 @@ impl Database {
         }
     }
 
-    /// Stops the store's background work; the last thing a clean stop does.
-    pub fn close_store(&self) {
+    /// The last thing a clean stop does, after its final checkpoint: stops
+    /// the streaming runtime's threads, then the store's background work.
+    pub async fn shutdown(&self) {
+        self.runtime.stop().await;
         self.store.close();
     }
 

@@ -38,6 +38,33 @@ fn target_table(
     }
 }
 
+/// Whether a `VALUES` list holds a subquery, which DataFusion cannot run
+/// there (it fails with an internal error instead).
+fn values_with_subquery(plan: &LogicalPlan) -> bool {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::Expr;
+    let mut found = false;
+    let _ = plan.apply(|node| {
+        if let LogicalPlan::Values(v) = node {
+            found = v.values.iter().flatten().any(|e| {
+                e.exists(|e| {
+                    Ok(matches!(
+                        e,
+                        Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_)
+                    ))
+                })
+                .unwrap_or(false)
+            });
+        }
+        Ok(if found {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    found
+}
+
 impl Database {
     async fn plan_dml(
         &self,
@@ -94,6 +121,13 @@ impl Database {
         }
         let ctx = tidemark_sql::session(providers).map_err(|e| req.df(e))?;
         let dml = self.plan_dml(req, &ctx, stmt).await?;
+        if values_with_subquery(&dml.input) {
+            return Err(
+                PgError::new("0A000", "subqueries in INSERT … VALUES are not supported").with_hint(
+                    "Write the rows as INSERT INTO … SELECT …, which may use subqueries.",
+                ),
+            );
+        }
         let df = ctx
             .execute_logical_plan(dml.input.as_ref().clone())
             .await

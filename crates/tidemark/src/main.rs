@@ -68,7 +68,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
                 Ok(epoch) => info!(epoch, "final checkpoint committed"),
                 Err(e) => warn!(error = %e.message, "stopping without a final checkpoint"),
             }
-            db.close_store();
+            db.shutdown().await;
         }
     }
     Ok(())

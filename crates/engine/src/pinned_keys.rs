@@ -74,9 +74,9 @@ fn equality(expr: &Arc<dyn PhysicalExpr>, schema: &Schema) -> Option<(usize, Vec
         if *b.op() != Operator::Eq {
             return None;
         }
-        let (column, constant) = match column_of(b.left()) {
+        let (column, constant) = match column_of(b.left(), schema) {
             Some(c) => (c, b.right()),
-            None => (column_of(b.right())?, b.left()),
+            None => (column_of(b.right(), schema)?, b.left()),
         };
         let value = constant_value(constant)?;
         return Some((column, in_column_type(&value, schema, column)?));
@@ -85,7 +85,7 @@ fn equality(expr: &Arc<dyn PhysicalExpr>, schema: &Schema) -> Option<(usize, Vec
         if list.negated() {
             return None;
         }
-        let column = column_of(list.expr())?;
+        let column = column_of(list.expr(), schema)?;
         let mut values = Vec::new();
         for item in list.list() {
             values.extend(in_column_type(&constant_value(item)?, schema, column)?);
@@ -95,20 +95,53 @@ fn equality(expr: &Arc<dyn PhysicalExpr>, schema: &Schema) -> Option<(usize, Vec
     None
 }
 
-/// The table column `expr` reads, bare or cast (`CAST(id AS BIGINT)`).
-fn column_of(expr: &Arc<dyn PhysicalExpr>) -> Option<usize> {
+/// The table column `expr` reads, bare or through a cast that keeps values
+/// apart (`CAST(id AS BIGINT)` of an INT column). A cast that merges values
+/// (a timestamp to its date, BIGINT to DOUBLE) is not a column here: one
+/// value of it stands for many keys.
+fn column_of(expr: &Arc<dyn PhysicalExpr>, schema: &Schema) -> Option<usize> {
     if let Some(c) = expr.downcast_ref::<Column>() {
         return Some(c.index());
     }
-    let inner = match (
+    let (inner, to) = match (
         expr.downcast_ref::<CastExpr>(),
         expr.downcast_ref::<TryCastExpr>(),
     ) {
-        (Some(c), _) => c.expr(),
-        (_, Some(c)) => c.expr(),
+        (Some(c), _) => (c.expr(), c.cast_type()),
+        (_, Some(c)) => (c.expr(), c.cast_type()),
         _ => return None,
     };
-    inner.downcast_ref::<Column>().map(|c| c.index())
+    let index = inner.downcast_ref::<Column>()?.index();
+    let from = schema.fields().get(index)?.data_type();
+    keeps_values_apart(from, to).then_some(index)
+}
+
+/// Whether casting `from` to `to` maps different values to different ones.
+fn keeps_values_apart(from: &DataType, to: &DataType) -> bool {
+    use DataType::*;
+    let int = |t: &DataType| match t {
+        Int8 => Some((true, 8)),
+        Int16 => Some((true, 16)),
+        Int32 => Some((true, 32)),
+        Int64 => Some((true, 64)),
+        UInt8 => Some((false, 8)),
+        UInt16 => Some((false, 16)),
+        UInt32 => Some((false, 32)),
+        UInt64 => Some((false, 64)),
+        _ => None,
+    };
+    if from == to {
+        return true;
+    }
+    match (int(from), int(to)) {
+        (Some((signed, width)), Some((to_signed, to_width))) => {
+            (signed == to_signed && to_width >= width) || (!signed && to_signed && to_width > width)
+        }
+        _ => matches!(
+            (from, to),
+            (Utf8, LargeUtf8) | (Utf8, Utf8View) | (LargeUtf8, Utf8View)
+        ),
+    }
 }
 
 /// The value of an expression that reads no column.
@@ -237,5 +270,22 @@ mod tests {
         assert_eq!(pinned_keys(&wide, &[0], &s), None);
         let not_in = in_list(id(), vec![lit(1i32)], &true, &s).unwrap();
         assert_eq!(pinned_keys(&not_in, &[0], &s), None);
+        // A cast that merges keys: many ids are one DOUBLE, many times one date.
+        let as_double = cast(id(), &s, DataType::Float64).unwrap();
+        assert_eq!(pinned_keys(&eq(as_double, lit(1.0f64)), &[0], &s), None);
+        let times = Schema::new(vec![Field::new(
+            "ts",
+            DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None),
+            false,
+        )]);
+        let day = cast(col("ts", &times).unwrap(), &times, DataType::Date32).unwrap();
+        let on_day = binary(
+            day,
+            Operator::Eq,
+            lit(ScalarValue::Date32(Some(19000))),
+            &times,
+        )
+        .unwrap();
+        assert_eq!(pinned_keys(&on_day, &[0], &times), None);
     }
 }

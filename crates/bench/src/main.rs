@@ -179,6 +179,7 @@ async fn main() -> anyhow::Result<()> {
         streaming_rss.map_or("?".to_string(), |m| m.to_string()),
         peak_rss_mib().map_or("?".to_string(), |m| m.to_string()),
     );
+    db.shutdown().await;
     Ok(())
 }
 

@@ -166,7 +166,9 @@ fn run_file(file: &Path, mode: Mode) -> Result<(), String> {
                 .await
                 .map_err(|e| format!("cannot start the server: {e:#}"))?;
             target.set(server.addr);
-            run_records(&mut runner, stretch).await
+            let outcome = run_records(&mut runner, stretch).await;
+            server.stop().await;
+            outcome
         });
         runtime.shutdown_timeout(Duration::from_secs(10));
     }

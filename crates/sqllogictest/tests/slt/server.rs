@@ -1,6 +1,6 @@
 //! A Tidemark server for one test file: its own database, data directory and
-//! ephemeral port. Its tasks live on the runtime that started it; dropping
-//! that runtime stops it (its actors a moment later), and
+//! ephemeral port. Its tasks live on the runtime that started it; stopping it
+//! and dropping that runtime ends it, and
 //! [`TestServer::start`] on the same directory starts it again from what it
 //! stored.
 
@@ -42,6 +42,7 @@ impl Drop for DataDir {
 /// A running server.
 pub struct TestServer {
     pub addr: SocketAddr,
+    db: Arc<Database>,
 }
 
 impl TestServer {
@@ -83,7 +84,15 @@ impl TestServer {
         };
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        tokio::spawn(tidemark_server::pgwire::serve(listener, Arc::new(db)));
-        Ok(Self { addr })
+        let db = Arc::new(db);
+        tokio::spawn(tidemark_server::pgwire::serve(listener, Arc::clone(&db)));
+        Ok(Self { addr, db })
+    }
+
+    /// Stops the server's threads, without a final checkpoint (what was not
+    /// committed is lost, as in a crash). The test process must not exit
+    /// while threads that used RocksDB are still ending.
+    pub async fn stop(&self) {
+        self.db.shutdown().await;
     }
 }

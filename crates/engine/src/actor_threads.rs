@@ -38,17 +38,20 @@ impl ActorThreads {
         &self.handle
     }
 
+    /// The runtime, unless it was already stopped.
+    fn take_runtime(&self) -> Option<Runtime> {
+        self.runtime
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
     /// Stops the actors and waits (up to `patience`) for their threads to
     /// end. A process must not exit while threads that used RocksDB are
     /// still ending: their thread-local cleanup would meet RocksDB's
     /// statics already destroyed, and abort.
     pub async fn stop(&self, patience: Duration) {
-        let runtime = self
-            .runtime
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(runtime) = runtime {
+        if let Some(runtime) = self.take_runtime() {
             let _ = tokio::task::spawn_blocking(move || runtime.shutdown_timeout(patience)).await;
         }
     }
@@ -58,12 +61,7 @@ impl Drop for ActorThreads {
     /// Stops the actors without waiting for them: dropping a runtime blocks,
     /// which is not allowed inside the async code that drops the last handle.
     fn drop(&mut self) {
-        let runtime = self
-            .runtime
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(runtime) = runtime {
+        if let Some(runtime) = self.take_runtime() {
             runtime.shutdown_background();
         }
     }

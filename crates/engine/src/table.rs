@@ -122,17 +122,13 @@ impl TableState {
     /// where its rows' latest event time puts it (rows only advance it, and
     /// such a table only takes inserts).
     fn resume_arrivals(&mut self) -> Result<()> {
-        let mut after: Option<Vec<u8>> = None;
+        let mut cursor = None;
         let mut latest: Option<i64> = None;
-        loop {
-            let entries = self.state.scan_page(after.as_deref(), SCAN_PAGE_ENTRIES)?;
-            let Some((last, _)) = entries.last() else {
-                break;
-            };
-            if let Some(statement) = last.get(..8).and_then(|b| b.try_into().ok()) {
+        while let Some(entries) = self.state.next_page(&mut cursor, SCAN_PAGE_ENTRIES)? {
+            let last = cursor.as_deref().and_then(|k| k.get(..8));
+            if let Some(statement) = last.and_then(|b| b.try_into().ok()) {
                 self.next_statement = u64::from_be_bytes(statement) + 1;
             }
-            after = Some(last.clone());
             if let Some(t) = self.spec.event_time {
                 let (rows, _) = self.decode_page(entries)?;
                 if let Some(l) = crate::event_time::max_micros(rows.column(t.column)) {
@@ -176,7 +172,7 @@ impl TableState {
                 self.check_not_null(&new)?;
                 let new_keys = self.keys_of(&new)?;
                 if self.key_codec.is_some() {
-                    let leaving: HashSet<Vec<u8>> = keys.iter().cloned().collect();
+                    let leaving: HashSet<&Vec<u8>> = keys.iter().collect();
                     self.check_unique(&new, &new_keys, |k| leaving.contains(k))?;
                 }
                 self.remove_rows(&keys)?;
@@ -390,18 +386,13 @@ impl TableState {
         let mut keys = Vec::new();
         if let Some(entries) = self.pinned_rows(filter)? {
             let (rows, row_keys) = self.decode_page(entries)?;
-            self.keep_matching(filter, rows, row_keys, &mut batches, &mut keys)?;
+            keep_matching(filter, rows, row_keys, &mut batches, &mut keys)?;
             return Ok((concat_batches(&self.spec.schema, &batches)?, keys));
         }
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let entries = self.state.scan_page(after.as_deref(), SCAN_PAGE_ENTRIES)?;
-            let Some((last, _)) = entries.last() else {
-                break;
-            };
-            after = Some(last.clone());
+        let mut cursor = None;
+        while let Some(entries) = self.state.next_page(&mut cursor, SCAN_PAGE_ENTRIES)? {
             let (page, page_keys) = self.decode_page(entries)?;
-            self.keep_matching(filter, page, page_keys, &mut batches, &mut keys)?;
+            keep_matching(filter, page, page_keys, &mut batches, &mut keys)?;
         }
         Ok((concat_batches(&self.spec.schema, &batches)?, keys))
     }
@@ -440,43 +431,6 @@ impl TableState {
         ))
     }
 
-    /// Appends the rows of `page` that `filter` is true for (all without
-    /// one), with their keys.
-    fn keep_matching(
-        &self,
-        filter: Option<&Arc<dyn PhysicalExpr>>,
-        page: RecordBatch,
-        page_keys: Vec<Vec<u8>>,
-        batches: &mut Vec<RecordBatch>,
-        keys: &mut Vec<Vec<u8>>,
-    ) -> Result<()> {
-        {
-            let Some(filter) = filter else {
-                batches.push(page);
-                keys.extend(page_keys);
-                return Ok(());
-            };
-            if page.num_rows() == 0 {
-                return Ok(());
-            }
-            let mask = filter.evaluate(&page)?.into_array(page.num_rows())?;
-            let mut mask = mask.as_boolean().clone();
-            if mask.null_count() > 0 {
-                mask = prep_null_mask_filter(&mask);
-            }
-            let indices: Vec<u32> = (0..page.num_rows())
-                .filter(|&i| mask.value(i))
-                .map(|i| i as u32)
-                .collect();
-            if indices.is_empty() {
-                return Ok(());
-            }
-            keys.extend(indices.iter().map(|&i| page_keys[i as usize].clone()));
-            batches.push(take_record_batch(&page, &UInt32Array::from(indices))?);
-        }
-        Ok(())
-    }
-
     /// Where a restored table's watermark resumes (see `resume_arrivals`).
     pub fn stored_watermark(&self) -> Option<Watermark> {
         self.stored_watermark
@@ -496,18 +450,14 @@ impl TableState {
         if snap.done {
             return Ok(None);
         }
-        let entries = self
-            .state
-            .scan_page(snap.after.as_deref(), SCAN_PAGE_ENTRIES)?;
         let mut out = Vec::new();
-        let Some((last, _)) = entries.last() else {
+        let Some(entries) = self.state.next_page(&mut snap.after, SCAN_PAGE_ENTRIES)? else {
             snap.done = true;
             if let Some(t) = self.spec.event_time {
                 finish_statement(snap, t, &mut out);
             }
             return Ok((!out.is_empty()).then_some(out));
         };
-        snap.after = Some(last.clone());
         let (rows, keys) = self.decode_page(entries)?;
         match (self.spec.layout(), self.spec.event_time) {
             (RelationLayout::Sequenced, Some(t)) => {
@@ -538,6 +488,40 @@ impl TableState {
     pub fn take_delta(&mut self, epoch: tidemark_types::Epoch, batch: &mut WriteBatch) {
         self.state.take_delta(epoch, batch);
     }
+}
+
+/// Appends the rows of `page` that `filter` is true for (all without one),
+/// with their keys.
+fn keep_matching(
+    filter: Option<&Arc<dyn PhysicalExpr>>,
+    page: RecordBatch,
+    page_keys: Vec<Vec<u8>>,
+    batches: &mut Vec<RecordBatch>,
+    keys: &mut Vec<Vec<u8>>,
+) -> Result<()> {
+    let Some(filter) = filter else {
+        batches.push(page);
+        keys.extend(page_keys);
+        return Ok(());
+    };
+    if page.num_rows() == 0 {
+        return Ok(());
+    }
+    let mask = filter.evaluate(&page)?.into_array(page.num_rows())?;
+    let mut mask = mask.as_boolean().clone();
+    if mask.null_count() > 0 {
+        mask = prep_null_mask_filter(&mask);
+    }
+    let indices: Vec<u32> = (0..page.num_rows())
+        .filter(|&i| mask.value(i))
+        .map(|i| i as u32)
+        .collect();
+    if indices.is_empty() {
+        return Ok(());
+    }
+    keys.extend(indices.iter().map(|&i| page_keys[i as usize].clone()));
+    batches.push(take_record_batch(&page, &UInt32Array::from(indices))?);
+    Ok(())
 }
 
 /// The watermark after the statement a snapshot has sent all rows of, if it

@@ -197,6 +197,21 @@ impl StateTable {
         }
     }
 
+    /// The next page of a read through the whole table (`None` at its
+    /// end): `cursor` starts at `None` and is moved past each page returned.
+    pub fn next_page(
+        &mut self,
+        cursor: &mut Option<Vec<u8>>,
+        limit: usize,
+    ) -> Result<Option<Entries>> {
+        let entries = self.scan_page(cursor.as_deref(), limit)?;
+        let Some((last, _)) = entries.last() else {
+            return Ok(None);
+        };
+        *cursor = Some(last.clone());
+        Ok(Some(entries))
+    }
+
     /// Moves the changes since the last call into `batch`, which epoch
     /// `epoch` commits.
     pub fn take_delta(&mut self, epoch: Epoch, batch: &mut WriteBatch) {
@@ -235,17 +250,13 @@ mod tests {
 
     fn all(t: &mut StateTable, page: usize) -> Vec<(String, String)> {
         let mut out = Vec::new();
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let entries = t.scan_page(after.as_deref(), page).unwrap();
-            let Some((last, _)) = entries.last() else {
-                return out;
-            };
-            after = Some(last.clone());
+        let mut cursor = None;
+        while let Some(entries) = t.next_page(&mut cursor, page).unwrap() {
             for (k, v) in entries {
                 out.push((String::from_utf8(k).unwrap(), String::from_utf8(v).unwrap()));
             }
         }
+        out
     }
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {

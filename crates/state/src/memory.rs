@@ -93,7 +93,20 @@ fn prefix_range<'a>(
     data: &'a BTreeMap<Vec<u8>, Vec<u8>>,
     prefix: &'a [u8],
 ) -> impl Iterator<Item = (&'a Vec<u8>, &'a Vec<u8>)> + 'a {
-    data.range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
+    prefix_range_after(data, prefix, None)
+}
+
+/// The entries under `prefix` with keys after `after` (all, when `None`).
+fn prefix_range_after<'a>(
+    data: &'a BTreeMap<Vec<u8>, Vec<u8>>,
+    prefix: &'a [u8],
+    after: Option<&'a [u8]>,
+) -> impl Iterator<Item = (&'a Vec<u8>, &'a Vec<u8>)> + 'a {
+    let start = match after {
+        Some(after) => Bound::Excluded(after),
+        None => Bound::Included(prefix),
+    };
+    data.range::<[u8], _>((start, Bound::Unbounded))
         .take_while(move |(k, _)| k.starts_with(prefix))
 }
 
@@ -148,14 +161,7 @@ impl StateStore for MemoryStore {
     fn scan_page(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Entries> {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
         inner.check()?;
-        let start = match after {
-            Some(after) => Bound::Excluded(after),
-            None => Bound::Included(prefix),
-        };
-        Ok(inner
-            .data
-            .range::<[u8], _>((start, Bound::Unbounded))
-            .take_while(|(k, _)| k.starts_with(prefix))
+        Ok(prefix_range_after(&inner.data, prefix, after)
             .take(limit)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect())

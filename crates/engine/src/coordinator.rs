@@ -475,6 +475,13 @@ mod tests {
         ) -> tidemark_state::Result<Entries> {
             self.inner.scan_page(prefix, after, limit)
         }
+
+        fn snapshot(
+            self: Arc<Self>,
+            prefixes: Vec<Vec<u8>>,
+        ) -> tidemark_state::Result<tidemark_state::Snapshot> {
+            self.inner.read_snapshot(prefixes)
+        }
     }
 
     #[tokio::test]

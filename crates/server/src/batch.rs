@@ -5,11 +5,16 @@ use std::sync::Arc;
 
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
+use datafusion::catalog::streaming::StreamingTable;
 use datafusion::catalog::TableProvider;
 use datafusion::datasource::MemTable;
+use datafusion::error::DataFusionError;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::sql::sqlparser::ast;
 use tidemark_sql::{RelationInfo, RelationKind};
-use tidemark_state::{decode_relation, decode_view, table_prefix, RelationLayout};
+use tidemark_state::{table_prefix, RelationLayout, RelationReader, RelationShape, Snapshot};
 
 use crate::classify::engine_error;
 use crate::database::{Database, Request};
@@ -37,8 +42,9 @@ impl Database {
         Ok(found.into_values().collect())
     }
 
-    /// In-memory tables holding the last committed contents of `relations`,
-    /// all read from the same epoch.
+    /// The last committed contents of `relations`, all read from the same
+    /// epoch (one store snapshot, held while the query runs) and streamed
+    /// page by page: a query holds pages, not relations.
     pub(crate) fn snapshot(
         &self,
         req: &Request<'_>,
@@ -65,22 +71,27 @@ impl Database {
             }
         }
         let prefixes: Vec<Vec<u8>> = relations.iter().map(|r| table_prefix(r.id)).collect();
-        let (_epoch, entries) = self
-            .store
-            .scan_prefixes(&prefixes)
-            .map_err(|e| PgError::new("XX000", e.to_string()))?;
+        let snapshot = Arc::new(
+            Arc::clone(&self.store)
+                .snapshot(prefixes)
+                .map_err(|e| PgError::new("XX000", e.to_string()))?,
+        );
         let mut providers: Providers = Vec::with_capacity(relations.len());
-        for (r, entries) in relations.iter().zip(entries) {
-            let decoded = match &r.kind {
-                RelationKind::Table { primary_key, .. } => {
-                    let layout =
-                        RelationLayout::of_table(primary_key.is_some(), r.event_time.is_some());
-                    decode_relation(r.id, layout, &r.schema, &entries)
-                }
-                _ => decode_view(r.id, &r.schema, &entries),
+        for r in relations {
+            let shape = match &r.kind {
+                RelationKind::Table { primary_key, .. } => RelationShape::Table(
+                    RelationLayout::of_table(primary_key.is_some(), r.event_time.is_some()),
+                ),
+                _ => RelationShape::View,
             };
-            let batch = decoded.map_err(|e| PgError::new("XX000", e.to_string()))?;
-            let table = unconstrained(&r.schema, Some(batch)).map_err(|e| req.df(e))?;
+            let rows = Arc::new(StoredRows {
+                snapshot: Arc::clone(&snapshot),
+                table: r.id,
+                shape,
+                schema: nullable(&r.schema),
+            });
+            let table = StreamingTable::try_new(Arc::clone(&rows.schema), vec![rows])
+                .map_err(|e| req.df(e))?;
             providers.push((r.name.clone(), Arc::new(table)));
         }
         Ok(providers)
@@ -93,7 +104,8 @@ impl Database {
         req: &Request<'_>,
         info: &RelationInfo,
     ) -> PgResult<(String, Arc<dyn TableProvider>)> {
-        let table = unconstrained(&info.schema, None).map_err(|e| req.df(e))?;
+        let table =
+            MemTable::try_new(nullable(&info.schema), vec![Vec::new()]).map_err(|e| req.df(e))?;
         Ok((info.name.clone(), Arc::new(table)))
     }
 
@@ -165,25 +177,56 @@ fn rename(
     Ok(StatementResult::Rows { schema, batches })
 }
 
-/// A relation's rows for DataFusion. Constraints are the table actor's to
+/// A relation's schema for DataFusion. Constraints are the table actor's to
 /// enforce: DataFusion sees every column as nullable, so INSERT reaches our
 /// own checks (with Postgres' messages).
-fn unconstrained(
-    schema: &SchemaRef,
-    rows: Option<RecordBatch>,
-) -> datafusion::error::Result<MemTable> {
+fn nullable(schema: &SchemaRef) -> SchemaRef {
     let fields: Vec<Field> = schema
         .fields()
         .iter()
         .map(|f| f.as_ref().clone().with_nullable(true))
         .collect();
-    let schema = Arc::new(Schema::new(fields));
-    let partition = match rows {
-        Some(rows) => vec![RecordBatch::try_new(
+    Arc::new(Schema::new(fields))
+}
+
+/// One relation's committed rows, streamed from the query's snapshot each
+/// time DataFusion scans it.
+#[derive(Debug)]
+struct StoredRows {
+    snapshot: Arc<Snapshot>,
+    table: u32,
+    shape: RelationShape,
+    schema: SchemaRef,
+}
+
+impl PartitionStream for StoredRows {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let schema = Arc::clone(&self.schema);
+        let reader = RelationReader::new(
+            Arc::clone(&self.snapshot),
+            self.table,
+            self.shape,
             Arc::clone(&schema),
-            rows.columns().to_vec(),
-        )?],
-        None => Vec::new(),
-    };
-    MemTable::try_new(schema, vec![partition])
+        );
+        let reader = match reader {
+            Ok(reader) => reader,
+            Err(e) => {
+                let failed = futures::stream::once(async move { Err(external(e)) });
+                return Box::pin(RecordBatchStreamAdapter::new(schema, failed));
+            }
+        };
+        let batches = futures::stream::try_unfold(reader, |mut reader| async move {
+            let batch = reader.next_batch().await.map_err(external)?;
+            Ok(batch.map(|batch| (batch, reader)))
+        });
+        Box::pin(RecordBatchStreamAdapter::new(schema, batches))
+    }
+}
+
+fn external(e: tidemark_state::Error) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
 }

@@ -17,6 +17,10 @@ pub enum Error {
     NotAStore { path: PathBuf },
     #[error("{0}")]
     Unsupported(String),
+    #[error("the state store has closed (the server is stopping)")]
+    Closed,
+    #[error("cannot start a snapshot reader thread: {0}")]
+    Thread(std::io::Error),
     #[error("state store {} has format {found}; this build reads format {expected}", path.display())]
     Incompatible {
         path: PathBuf,

@@ -6,8 +6,10 @@ mod error;
 mod keys;
 mod memory;
 mod relation;
+mod relation_reader;
 mod rocks;
 mod row_codec;
+mod snapshot;
 mod state_table;
 mod store;
 
@@ -20,7 +22,9 @@ pub use memory::MemoryStore;
 pub use relation::{
     decode_count, decode_relation, decode_view, encode_count, view_partition_prefix, RelationLayout,
 };
+pub use relation_reader::{RelationReader, RelationShape};
 pub use rocks::{RocksDbOptions, RocksDbStore, STORE_FORMAT};
 pub use row_codec::RowCodec;
+pub use snapshot::Snapshot;
 pub use state_table::StateTable;
 pub use store::{Entries, StateStore, Write, WriteBatch};

@@ -1,12 +1,12 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use tidemark_types::Epoch;
 
 use crate::relation::{decode_count, encode_count};
-use crate::store::{merge_counted, table_of, Entries, Write};
-use crate::{Error, Result, StateStore, WriteBatch};
+use crate::store::{merge_counted, merge_page, table_of, Entries, Write};
+use crate::{Error, Result, Snapshot, StateStore, WriteBatch};
 
 /// An in-memory store for tests and ephemeral servers. Commits take a write lock,
 /// so a scan under the read lock always sees whole epochs.
@@ -87,6 +87,32 @@ impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// A copy of the committed entries under `prefixes`, served by a reader
+    /// thread like RocksDB's snapshots, so both backends read alike.
+    pub fn read_snapshot(&self, prefixes: Vec<Vec<u8>>) -> Result<Snapshot> {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        inner.check()?;
+        let copy = |map: &BTreeMap<Vec<u8>, Vec<u8>>| -> BTreeMap<Vec<u8>, Vec<u8>> {
+            prefixes
+                .iter()
+                .flat_map(|p| prefix_range(map, p).map(|(k, v)| (k.clone(), v.clone())))
+                .collect()
+        };
+        let (data, counts, epoch) = (copy(&inner.data), copy(&inner.counts), inner.committed);
+        drop(inner);
+        let (snapshot, _thread) =
+            crate::snapshot::start(prefixes, Arc::default(), move |reader| {
+                reader.serve(Ok(epoch), |prefix, from, limit| {
+                    let read = |map| {
+                        prefix_range_from(map, prefix, from)
+                            .map(|(k, v)| Ok((k.clone(), v.clone())))
+                    };
+                    merge_page(read(&data), read(&counts), limit)
+                })
+            })?;
+        Ok(snapshot)
+    }
 }
 
 fn prefix_range<'a>(
@@ -94,6 +120,16 @@ fn prefix_range<'a>(
     prefix: &'a [u8],
 ) -> impl Iterator<Item = (&'a Vec<u8>, &'a Vec<u8>)> + 'a {
     prefix_range_after(data, prefix, None)
+}
+
+/// The entries under `prefix` with keys from `from` on.
+fn prefix_range_from<'a>(
+    data: &'a BTreeMap<Vec<u8>, Vec<u8>>,
+    prefix: &'a [u8],
+    from: &'a [u8],
+) -> impl Iterator<Item = (&'a Vec<u8>, &'a Vec<u8>)> + 'a {
+    data.range::<[u8], _>((Bound::Included(from), Bound::Unbounded))
+        .take_while(move |(k, _)| k.starts_with(prefix))
 }
 
 /// The entries under `prefix` with keys after `after` (all, when `None`).
@@ -156,6 +192,10 @@ impl StateStore for MemoryStore {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
         inner.check()?;
         Ok(keys.iter().map(|k| inner.data.get(k).cloned()).collect())
+    }
+
+    fn snapshot(self: Arc<Self>, prefixes: Vec<Vec<u8>>) -> Result<Snapshot> {
+        self.read_snapshot(prefixes)
     }
 
     fn scan_page(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Entries> {

@@ -51,7 +51,7 @@ impl RelationLayout {
 // partitions.
 
 /// Bytes of the partition in a view's key.
-const PARTITION_BYTES: usize = 2;
+pub(crate) const PARTITION_BYTES: usize = 2;
 
 /// The key prefix of one writer's rows of view `table`.
 pub fn view_partition_prefix(table: TableId, partition: u16) -> Vec<u8> {

@@ -9,8 +9,9 @@
 //! compaction.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, ErrorKind, Options,
@@ -19,8 +20,8 @@ use rocksdb::{
 use tidemark_types::Epoch;
 
 use crate::relation::{decode_count, encode_count};
-use crate::store::{merge_counted, table_of, Entries, Write};
-use crate::{Error, Result, StateStore, WriteBatch};
+use crate::store::{merge_counted, merge_page, table_of, Entries, Write};
+use crate::{Error, Result, Snapshot, StateStore, WriteBatch};
 
 /// Column family of the store's own records (epoch, format).
 const META_CF: &str = "tidemark_meta";
@@ -57,6 +58,11 @@ pub struct RocksDbStore {
     commit_lock: Mutex<()>,
     /// Why the store stopped accepting commits (a write failed midway).
     broken: Mutex<Option<String>>,
+    /// Set by [`StateStore::close`]: snapshot readers end, none start.
+    closing: Arc<AtomicBool>,
+    /// The snapshot reader threads, joined at close: a thread that used
+    /// RocksDB must not end while the process exits.
+    readers: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for RocksDbStore {
@@ -142,6 +148,8 @@ impl RocksDbStore {
             committed: AtomicU64::new(0),
             commit_lock: Mutex::new(()),
             broken: Mutex::new(None),
+            closing: Arc::default(),
+            readers: Mutex::default(),
         };
         store.check_format(exists)?;
         store.counts()?;
@@ -299,6 +307,35 @@ impl RocksDbStore {
         }
         Ok(entries)
     }
+
+    /// The committed epoch `snapshot` sees.
+    fn epoch_at(&self, snapshot: &rocksdb::Snapshot<'_>) -> Result<Epoch> {
+        let committed = snapshot
+            .get_cf(self.meta()?, COMMITTED_KEY)
+            .map_err(|e| storage(&self.path, "reading the committed epoch", e))?;
+        decode_epoch(committed.as_deref())
+    }
+
+    /// Up to `limit` entries under `prefix` from `from` on, put and counted,
+    /// read from `snapshot`.
+    fn page_at(
+        &self,
+        snapshot: &rocksdb::Snapshot<'_>,
+        prefix: &[u8],
+        from: &[u8],
+        limit: usize,
+    ) -> Result<Entries> {
+        let read = |family| {
+            let mut options = ReadOptions::default();
+            options.set_iterate_range(PrefixRange(prefix.to_vec()));
+            let mode = rocksdb::IteratorMode::From(from, rocksdb::Direction::Forward);
+            snapshot.iterator_cf_opt(family, options, mode).map(|item| {
+                item.map(|(k, v)| (k.into_vec(), v.into_vec()))
+                    .map_err(|e| storage(&self.path, "scanning", e))
+            })
+        };
+        merge_page(read(self.data()?), read(self.counts()?), limit)
+    }
 }
 
 /// The merge operator of the counts family: the stored count (absent: 0) plus
@@ -425,10 +462,7 @@ impl StateStore for RocksDbStore {
     fn scan_prefixes(&self, prefixes: &[Vec<u8>]) -> Result<(Epoch, Vec<Entries>)> {
         self.check()?;
         let snapshot = self.db.snapshot();
-        let committed = snapshot
-            .get_cf(self.meta()?, COMMITTED_KEY)
-            .map_err(|e| storage(&self.path, "reading the committed epoch", e))?;
-        let committed = decode_epoch(committed.as_deref())?;
+        let committed = self.epoch_at(&snapshot)?;
         let data = self.data()?;
         let counts = self.counts()?;
         let mut out = Vec::with_capacity(prefixes.len());
@@ -453,7 +487,32 @@ impl StateStore for RocksDbStore {
             .collect()
     }
 
+    fn snapshot(self: Arc<Self>, prefixes: Vec<Vec<u8>>) -> Result<Snapshot> {
+        self.check()?;
+        // Held while starting, so a close either refuses this reader or
+        // joins it.
+        let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+        readers.retain(|r| !r.is_finished());
+        let store = Arc::clone(&self);
+        let (snapshot, thread) =
+            crate::snapshot::start(prefixes, Arc::clone(&self.closing), move |reader| {
+                let snapshot = store.db.snapshot();
+                let epoch = store.epoch_at(&snapshot);
+                reader.serve(epoch, |prefix, from, limit| {
+                    store.page_at(&snapshot, prefix, from, limit)
+                });
+            })?;
+        readers.push(thread);
+        Ok(snapshot)
+    }
+
     fn close(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        let readers = std::mem::take(&mut *self.readers.lock().unwrap_or_else(|e| e.into_inner()));
+        for reader in readers {
+            // A reader that panicked has nothing left to stop.
+            let _ = reader.join();
+        }
         self.db.cancel_all_background_work(true);
     }
 
@@ -479,7 +538,7 @@ impl StateStore for RocksDbStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::relation::encode_count;
 
@@ -720,7 +779,7 @@ mod tests {
     }
 
     /// A fresh directory under the system temp dir, for one test.
-    fn tempdir(name: &str) -> PathBuf {
+    pub(crate) fn tempdir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!(
             "tidemark-rocks-{name}-{}-{:?}",
             std::process::id(),

@@ -1,6 +1,6 @@
 use tidemark_types::Epoch;
 
-use crate::Result;
+use crate::{Result, Snapshot};
 
 /// One change to one key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +90,10 @@ pub trait StateStore: Send + Sync + 'static {
     /// is read from one committed epoch; successive pages may see later ones.
     fn scan_page(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Entries>;
 
+    /// A consistent read of the last committed epoch under `prefixes`, held
+    /// until dropped: every relation one query reads, read page by page.
+    fn snapshot(self: std::sync::Arc<Self>, prefixes: Vec<Vec<u8>>) -> Result<Snapshot>;
+
     /// Stops the store's background work (RocksDB's flushes and
     /// compactions), waiting for what runs, before the process exits: exiting
     /// while it runs can crash the process. Committed data is in the log.
@@ -115,23 +119,34 @@ pub(crate) fn table_of(key: &[u8]) -> u32 {
 /// One prefix's entries from both kinds of keys, in key order: the put
 /// entries and the counted ones (both in key order), without counts of 0.
 pub(crate) fn merge_counted(puts: Entries, counts: Entries) -> Result<Entries> {
-    let mut counted = Vec::with_capacity(counts.len());
-    for (key, value) in counts {
-        if crate::relation::decode_count(table_of(&key), &value)? != 0 {
-            counted.push((key, value));
-        }
-    }
-    if counted.is_empty() {
-        return Ok(puts);
-    }
-    if puts.is_empty() {
-        return Ok(counted);
-    }
-    let mut out = Vec::with_capacity(puts.len() + counted.len());
-    let mut puts = puts.into_iter().peekable();
-    let mut counted = counted.into_iter().peekable();
-    loop {
-        let take_put = match (puts.peek(), counted.peek()) {
+    merge_page(
+        puts.into_iter().map(Ok),
+        counts.into_iter().map(Ok),
+        usize::MAX,
+    )
+}
+
+/// The first `limit` entries of a prefix's put and counted entries (each
+/// in key order), merged in key order, without counts of 0. Reads no more
+/// of either than the page needs.
+pub(crate) fn merge_page(
+    mut puts: impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>>,
+    counts: impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>>,
+    limit: usize,
+) -> Result<Entries> {
+    let mut counted = counts.filter_map(|item| match item {
+        Ok((key, value)) => match crate::relation::decode_count(table_of(&key), &value) {
+            Ok(0) => None,
+            Ok(_) => Some(Ok((key, value))),
+            Err(e) => Some(Err(e)),
+        },
+        Err(e) => Some(Err(e)),
+    });
+    let mut next_put = puts.next().transpose()?;
+    let mut next_count = counted.next().transpose()?;
+    let mut out = Vec::new();
+    while out.len() < limit {
+        let take_put = match (&next_put, &next_count) {
             (Some(p), Some(c)) if p.0 == c.0 => {
                 return Err(crate::Error::Corrupt {
                     table: table_of(&p.0),
@@ -141,15 +156,18 @@ pub(crate) fn merge_counted(puts: Entries, counts: Entries) -> Result<Entries> {
             (Some(p), Some(c)) => p.0 < c.0,
             (Some(_), None) => true,
             (None, Some(_)) => false,
-            (None, None) => return Ok(out),
+            (None, None) => break,
         };
-        let next = if take_put {
-            puts.next()
+        if take_put {
+            out.extend(std::mem::replace(&mut next_put, puts.next().transpose()?));
         } else {
-            counted.next()
-        };
-        out.extend(next);
+            out.extend(std::mem::replace(
+                &mut next_count,
+                counted.next().transpose()?,
+            ));
+        }
     }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use tidemark_types::{Barrier, Message, StreamChunk, Watermark};
 use crate::durable::{
     keyed_prefix, operator_prefix, ActorRecord, StateEntries, StoreKeyed, ACTOR_RECORD,
 };
-use crate::operator::SnapshotSource;
+use crate::operator::{NoPages, SnapshotPages, SnapshotSource};
 use crate::outputs::{Outputs, Shared};
 use crate::write_order::sort_tail;
 use crate::{Error, Operator, Result};
@@ -159,35 +159,35 @@ impl Chain {
         }
         // Computed here, not inside `pass_barrier`: operators need not be
         // `Sync`, so `self` cannot be borrowed across its awaits.
-        let snapshot = if outputs.snapshots_for(&barrier) {
+        let mut snapshot = if outputs.snapshots_for(&barrier) {
             // The previous epoch commits without this actor: it has acknowledged
             // it, and this one cannot commit before this actor does.
             let committed = barrier.epoch - 1;
             shared.settled(committed).await;
-            self.snapshot(&SnapshotSource {
-                store: shared.store(),
+            Some(self.snapshot(&SnapshotSource {
+                store: shared.store_handle(),
                 committed,
                 uncommitted: &batch,
-            })?
-            .into_iter()
-            .map(Message::Chunk)
-            .collect()
+            })?)
         } else {
-            Vec::new()
+            None
         };
         outputs
-            .pass_barrier(barrier, batch, shared, {
-                let mut snapshot = Some(snapshot);
-                move || Ok(snapshot.take())
+            .pass_barrier(barrier, batch, shared, move || {
+                let Some(pages) = snapshot.as_mut() else {
+                    return Ok(None);
+                };
+                let page = pages.next_page()?;
+                Ok(page.map(|chunks| chunks.into_iter().map(Message::Chunk).collect()))
             })
             .await
     }
 
     /// What the last operator would have emitted so far (see [`Operator::snapshot`]).
-    fn snapshot(&self, from: &SnapshotSource<'_>) -> Result<Vec<StreamChunk>> {
+    fn snapshot(&self, from: &SnapshotSource<'_>) -> Result<Box<dyn SnapshotPages>> {
         match self.operators.last() {
             Some(op) => op.snapshot(from),
-            None => Ok(Vec::new()),
+            None => Ok(Box::new(NoPages)),
         }
     }
 }

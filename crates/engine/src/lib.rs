@@ -36,7 +36,7 @@ pub use dispatch::{key_groups, owner_of, KEY_GROUPS};
 pub use durable::Durability;
 pub use error::{Error, Result};
 pub use metrics::JobStats;
-pub use operator::{Operator, SnapshotSource};
+pub use operator::{Operator, SnapshotPages, SnapshotSource};
 pub use outputs::panic_message;
 pub use runtime::{Runtime, RuntimeConfig, ViewStart, CHANNEL_CAPACITY};
 pub use table::{DmlRequest, TableSpec};

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use tidemark_state::{StateStore, WriteBatch};
 use tidemark_types::{Epoch, StreamChunk, Watermark};
 
@@ -74,19 +76,37 @@ pub trait Operator: Send {
     }
 
     /// The full current contents this operator would have emitted so far, as
-    /// inserts: what a newly attached downstream starts from. Only meaningful
-    /// for the last operator of a relation's chain. Called after
-    /// `on_checkpoint` of the epoch that attaches the downstream.
-    fn snapshot(&self, _from: &SnapshotSource<'_>) -> Result<Vec<StreamChunk>> {
-        Ok(Vec::new())
+    /// inserts, a page at a time: what a newly attached downstream starts
+    /// from. Only meaningful for the last operator of a relation's chain.
+    /// Called after `on_checkpoint` of the epoch that attaches the downstream.
+    fn snapshot(&self, _from: &SnapshotSource<'_>) -> Result<Box<dyn SnapshotPages>> {
+        Ok(Box::new(NoPages))
+    }
+}
+
+/// An operator's snapshot, handed out a page at a time so neither side
+/// holds it whole.
+pub trait SnapshotPages: Send {
+    /// The next rows, as inserts; `None` once all are given.
+    fn next_page(&mut self) -> Result<Option<Vec<StreamChunk>>>;
+}
+
+/// The snapshot of an operator that emits nothing of its own.
+pub(crate) struct NoPages;
+
+impl SnapshotPages for NoPages {
+    fn next_page(&mut self) -> Result<Option<Vec<StreamChunk>>> {
+        Ok(None)
     }
 }
 
 /// Where a snapshot is read from, for operators that keep their contents in
 /// the store rather than in memory.
 pub struct SnapshotSource<'a> {
-    pub store: &'a dyn StateStore,
-    /// The epoch before the attaching one; committed when the snapshot is taken.
+    pub store: Arc<dyn StateStore>,
+    /// The epoch before the attaching one, committed when the snapshot is
+    /// taken; no later one commits before the snapshot is all read, since
+    /// the attaching epoch waits for this actor.
     pub committed: Epoch,
     /// The changes this actor hands in for the attaching epoch.
     pub uncommitted: &'a WriteBatch,

@@ -53,3 +53,11 @@ pub fn table_key(table: TableId, user_key: &[u8]) -> Vec<u8> {
     key.extend_from_slice(user_key);
     key
 }
+
+/// The first key after `key` in byte order.
+pub(crate) fn key_after(key: &[u8]) -> Vec<u8> {
+    let mut next = Vec::with_capacity(key.len() + 1);
+    next.extend_from_slice(key);
+    next.push(0);
+    next
+}

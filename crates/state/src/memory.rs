@@ -4,6 +4,7 @@ use std::sync::{Arc, RwLock};
 
 use tidemark_types::Epoch;
 
+use crate::keys::key_after;
 use crate::relation::{decode_count, encode_count};
 use crate::store::{merge_counted, merge_page, table_of, Entries, Write};
 use crate::{Error, Result, Snapshot, StateStore, WriteBatch};
@@ -119,7 +120,7 @@ fn prefix_range<'a>(
     data: &'a BTreeMap<Vec<u8>, Vec<u8>>,
     prefix: &'a [u8],
 ) -> impl Iterator<Item = (&'a Vec<u8>, &'a Vec<u8>)> + 'a {
-    prefix_range_after(data, prefix, None)
+    prefix_range_from(data, prefix, prefix)
 }
 
 /// The entries under `prefix` with keys from `from` on.
@@ -129,20 +130,6 @@ fn prefix_range_from<'a>(
     from: &'a [u8],
 ) -> impl Iterator<Item = (&'a Vec<u8>, &'a Vec<u8>)> + 'a {
     data.range::<[u8], _>((Bound::Included(from), Bound::Unbounded))
-        .take_while(move |(k, _)| k.starts_with(prefix))
-}
-
-/// The entries under `prefix` with keys after `after` (all, when `None`).
-fn prefix_range_after<'a>(
-    data: &'a BTreeMap<Vec<u8>, Vec<u8>>,
-    prefix: &'a [u8],
-    after: Option<&'a [u8]>,
-) -> impl Iterator<Item = (&'a Vec<u8>, &'a Vec<u8>)> + 'a {
-    let start = match after {
-        Some(after) => Bound::Excluded(after),
-        None => Bound::Included(prefix),
-    };
-    data.range::<[u8], _>((start, Bound::Unbounded))
         .take_while(move |(k, _)| k.starts_with(prefix))
 }
 
@@ -201,10 +188,10 @@ impl StateStore for MemoryStore {
     fn scan_page(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Entries> {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
         inner.check()?;
-        Ok(prefix_range_after(&inner.data, prefix, after)
-            .take(limit)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
+        let from = after.map_or_else(|| prefix.to_vec(), key_after);
+        let read =
+            |map| prefix_range_from(map, prefix, &from).map(|(k, v)| Ok((k.clone(), v.clone())));
+        merge_page(read(&inner.data), read(&inner.counts), limit)
     }
 }
 

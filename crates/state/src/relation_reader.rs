@@ -8,7 +8,7 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
-use crate::keys::table_prefix;
+use crate::keys::{key_after, table_prefix};
 use crate::relation::{decode_count, decode_relation, view_partition_prefix, PARTITION_BYTES};
 use crate::store::Entries;
 use crate::{Error, RelationLayout, Result, RowCodec, Snapshot, TableId};
@@ -63,21 +63,13 @@ impl Cursor {
             if let Some(from) = self.from.take() {
                 let page = snapshot.page(&self.prefix, &from, PAGE_ENTRIES).await?;
                 if page.len() == PAGE_ENTRIES {
-                    self.from = page.last().map(|(key, _)| successor(key));
+                    self.from = page.last().map(|(key, _)| key_after(key));
                 }
                 self.page = page.into();
             }
         }
         Ok(!self.page.is_empty())
     }
-}
-
-/// The first key after `key`.
-fn successor(key: &[u8]) -> Vec<u8> {
-    let mut next = Vec::with_capacity(key.len() + 1);
-    next.extend_from_slice(key);
-    next.push(0);
-    next
 }
 
 impl RelationReader {

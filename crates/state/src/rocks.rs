@@ -19,6 +19,7 @@ use rocksdb::{
 };
 use tidemark_types::Epoch;
 
+use crate::keys::key_after;
 use crate::relation::{decode_count, encode_count};
 use crate::store::{merge_counted, merge_page, table_of, Entries, Write};
 use crate::{Error, Result, Snapshot, StateStore, WriteBatch};
@@ -317,10 +318,10 @@ impl RocksDbStore {
     }
 
     /// Up to `limit` entries under `prefix` from `from` on, put and counted,
-    /// read from `snapshot`.
+    /// read from `snapshot` (the last committed epoch, when `None`).
     fn page_at(
         &self,
-        snapshot: &rocksdb::Snapshot<'_>,
+        snapshot: Option<&rocksdb::Snapshot<'_>>,
         prefix: &[u8],
         from: &[u8],
         limit: usize,
@@ -328,8 +329,11 @@ impl RocksDbStore {
         let read = |family| {
             let mut options = ReadOptions::default();
             options.set_iterate_range(PrefixRange(prefix.to_vec()));
+            if let Some(snapshot) = snapshot {
+                options.set_snapshot(snapshot);
+            }
             let mode = rocksdb::IteratorMode::From(from, rocksdb::Direction::Forward);
-            snapshot.iterator_cf_opt(family, options, mode).map(|item| {
+            self.db.iterator_cf_opt(family, options, mode).map(|item| {
                 item.map(|(k, v)| (k.into_vec(), v.into_vec()))
                     .map_err(|e| storage(&self.path, "scanning", e))
             })
@@ -499,7 +503,7 @@ impl StateStore for RocksDbStore {
                 let snapshot = store.db.snapshot();
                 let epoch = store.epoch_at(&snapshot);
                 reader.serve(epoch, |prefix, from, limit| {
-                    store.page_at(&snapshot, prefix, from, limit)
+                    store.page_at(Some(&snapshot), prefix, from, limit)
                 });
             })?;
         readers.push(thread);
@@ -518,22 +522,8 @@ impl StateStore for RocksDbStore {
 
     fn scan_page(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Entries> {
         self.check()?;
-        let mut read = ReadOptions::default();
-        read.set_iterate_range(PrefixRange(prefix.to_vec()));
-        let from = after.unwrap_or(prefix);
-        let mode = rocksdb::IteratorMode::From(from, rocksdb::Direction::Forward);
-        let mut entries = Vec::with_capacity(limit.min(4096));
-        for item in self.db.iterator_cf_opt(self.data()?, read, mode) {
-            let (k, v) = item.map_err(|e| storage(&self.path, "scanning", e))?;
-            if after.is_some_and(|a| *k == *a) {
-                continue;
-            }
-            if entries.len() == limit {
-                break;
-            }
-            entries.push((k.into_vec(), v.into_vec()));
-        }
-        Ok(entries)
+        let from = after.map_or_else(|| prefix.to_vec(), key_after);
+        self.page_at(None, prefix, &from, limit)
     }
 }
 
@@ -587,48 +577,43 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn pages_read_put_keys_of_one_prefix_after_a_key() {
+    fn pages_read_keys_of_one_prefix_after_a_key() {
         let dir = tempdir("pages");
-        let store = open(&dir);
-        let mut b = WriteBatch::default();
-        for k in ["a0", "b1", "b2", "b3", "b4", "c0"] {
-            b.put(k.as_bytes().to_vec(), k.as_bytes().to_vec());
+        let rocks: Arc<dyn StateStore> = Arc::new(open(&dir));
+        let memory: Arc<dyn StateStore> = Arc::new(crate::MemoryStore::new());
+        for store in [rocks, memory] {
+            let mut b = WriteBatch::default();
+            for k in ["a0", "b1", "b2", "b3", "b4", "c0"] {
+                b.put(k.as_bytes().to_vec(), k.as_bytes().to_vec());
+            }
+            b.add_count(b"b25".to_vec(), 2);
+            b.add_count(b"b35".to_vec(), 1);
+            b.add_count(b"b35".to_vec(), -1);
+            store.commit(1, b).unwrap();
+            let keys = |entries: Entries| -> Vec<String> {
+                entries
+                    .into_iter()
+                    .map(|(k, _)| String::from_utf8(k).unwrap())
+                    .collect()
+            };
+            assert_eq!(
+                keys(store.scan_page(b"b", None, 3).unwrap()),
+                ["b1", "b2", "b25"]
+            );
+            assert_eq!(
+                store.scan_page(b"b", Some(b"b2"), 1).unwrap(),
+                vec![(b"b25".to_vec(), encode_count(2))]
+            );
+            assert_eq!(
+                keys(store.scan_page(b"b", Some(b"b25"), 3).unwrap()),
+                ["b3", "b4"]
+            );
+            assert_eq!(
+                keys(store.scan_page(b"b", Some(b"b4"), 3).unwrap()),
+                Vec::<String>::new()
+            );
+            assert_eq!(keys(store.scan_page(b"b", Some(b"b"), 1).unwrap()), ["b1"]);
         }
-        b.add_count(b"b25".to_vec(), 1);
-        store.commit(1, b).unwrap();
-        let keys = |entries: Entries| -> Vec<String> {
-            entries
-                .into_iter()
-                .map(|(k, _)| String::from_utf8(k).unwrap())
-                .collect()
-        };
-        assert_eq!(
-            keys(store.scan_page(b"b", None, 3).unwrap()),
-            ["b1", "b2", "b3"]
-        );
-        assert_eq!(
-            keys(store.scan_page(b"b", Some(b"b2"), 3).unwrap()),
-            ["b3", "b4"]
-        );
-        assert_eq!(
-            keys(store.scan_page(b"b", Some(b"b4"), 3).unwrap()),
-            Vec::<String>::new()
-        );
-        assert_eq!(
-            keys(store.scan_page(b"b", Some(b"b25"), 1).unwrap()),
-            ["b3"]
-        );
-        let memory = crate::MemoryStore::new();
-        let mut b = WriteBatch::default();
-        for k in ["a0", "b1", "b2", "b3", "c0"] {
-            b.put(k.as_bytes().to_vec(), k.as_bytes().to_vec());
-        }
-        memory.commit(1, b).unwrap();
-        assert_eq!(
-            keys(memory.scan_page(b"b", Some(b"b1"), 5).unwrap()),
-            ["b2", "b3"]
-        );
-        drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

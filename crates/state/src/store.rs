@@ -84,10 +84,11 @@ pub trait StateStore: Send + Sync + 'static {
     /// or not at all for each key.
     fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>>;
 
-    /// Up to `limit` committed put entries under `prefix` with keys after
-    /// `after` (from the first, when `None`), in key order: a table read in
-    /// pages, so a reader holds one page in memory, not the table. Each page
-    /// is read from one committed epoch; successive pages may see later ones.
+    /// Up to `limit` committed entries under `prefix` with keys after
+    /// `after` (from the first, when `None`), in key order, put and counted
+    /// as [`Self::scan_prefixes`] reads them: a table read in pages, so a
+    /// reader holds one page in memory, not the table. Each page is read
+    /// from one committed epoch; successive pages may see later ones.
     fn scan_page(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Entries>;
 
     /// A consistent read of the last committed epoch under `prefixes`, held

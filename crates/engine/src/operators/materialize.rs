@@ -6,10 +6,12 @@ use datafusion::common::HashMap;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use tidemark_state::{decode_count, view_partition_prefix, RowCodec, TableId, Write, WriteBatch};
+use tidemark_state::{
+    decode_count, view_partition_prefix, RowCodec, StateStore, TableId, Write, WriteBatch,
+};
 use tidemark_types::{Epoch, Op, StreamChunk};
 
-use crate::operator::SnapshotSource;
+use crate::operator::{SnapshotPages, SnapshotSource};
 use crate::{Error, Operator, Result};
 
 /// Rows per chunk of a snapshot handed to a new downstream.
@@ -97,50 +99,89 @@ impl Operator for Materialize {
         Ok(())
     }
 
-    fn snapshot(&self, from: &SnapshotSource<'_>) -> Result<Vec<StreamChunk>> {
-        let (epoch, mut scanned) = from
-            .store
-            .scan_prefixes(std::slice::from_ref(&self.prefix))?;
-        if epoch != from.committed {
+    fn snapshot(&self, from: &SnapshotSource<'_>) -> Result<Box<dyn SnapshotPages>> {
+        let committed = from.store.committed_epoch();
+        if committed != from.committed {
             return Err(Error::Internal(format!(
-                "view {} read for a snapshot as of epoch {epoch}, expected {}",
+                "view {} read for a snapshot as of epoch {committed}, expected {}",
                 self.table, from.committed
             )));
         }
-        let mut counts: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
-        for (key, value) in scanned.pop().unwrap_or_default() {
-            let count = decode_count(self.table, &value)?;
-            counts.insert(key, count);
-        }
+        let mut uncommitted: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
         for (key, write) in &from.uncommitted.writes {
             if let (true, Write::AddCount(delta)) = (key.starts_with(&self.prefix), write) {
-                *counts.entry(key.clone()).or_default() += delta;
+                *uncommitted.entry(key.clone()).or_default() += delta;
             }
         }
-        let mut chunks = Vec::new();
-        let mut pending: Vec<&[u8]> = Vec::new();
-        for (key, &count) in &counts {
-            for _ in 0..count.max(0) {
-                pending.push(&key[self.prefix.len()..]);
-            }
-            if pending.len() >= SNAPSHOT_CHUNK_ROWS {
-                chunks.push(self.decode(std::mem::take(&mut pending))?);
-            }
-        }
-        if !pending.is_empty() {
-            chunks.push(self.decode(pending)?);
-        }
-        Ok(chunks)
+        Ok(Box::new(ViewPages {
+            table: self.table,
+            store: Arc::clone(&from.store),
+            prefix: self.prefix.clone(),
+            codec: RowCodec::for_schema(&self.schema)?,
+            schema: Arc::clone(&self.schema),
+            after: None,
+            done: false,
+            uncommitted,
+        }))
     }
 }
 
-impl Materialize {
-    fn decode(&self, rows: Vec<&[u8]>) -> Result<StreamChunk> {
+/// A view partition's rows as of the attaching epoch: the committed counts,
+/// read a page at a time, plus this actor's changes not committed yet.
+struct ViewPages {
+    table: TableId,
+    store: Arc<dyn StateStore>,
+    prefix: Vec<u8>,
+    codec: RowCodec,
+    schema: SchemaRef,
+    /// The last key read from the store.
+    after: Option<Vec<u8>>,
+    done: bool,
+    /// Count changes of keys not reached yet.
+    uncommitted: BTreeMap<Vec<u8>, i64>,
+}
+
+impl SnapshotPages for ViewPages {
+    fn next_page(&mut self) -> Result<Option<Vec<StreamChunk>>> {
+        if self.done {
+            return Ok(None);
+        }
+        let page =
+            self.store
+                .scan_page(&self.prefix, self.after.as_deref(), SNAPSHOT_CHUNK_ROWS)?;
+        let mut counts: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
+        for (key, value) in page.iter() {
+            counts.insert(key.clone(), decode_count(self.table, value)?);
+        }
+        // The changes up to this page's last key go with it; the last page
+        // takes the rest.
+        let reached = if page.len() < SNAPSHOT_CHUNK_ROWS {
+            self.done = true;
+            std::mem::take(&mut self.uncommitted)
+        } else {
+            let last = page.last().map(|(key, _)| key.clone()).unwrap_or_default();
+            let mut beyond = self.uncommitted.split_off(&last);
+            if let Some(delta) = beyond.remove(&last) {
+                self.uncommitted.insert(last.clone(), delta);
+            }
+            self.after = Some(last);
+            std::mem::replace(&mut self.uncommitted, beyond)
+        };
+        for (key, delta) in reached {
+            *counts.entry(key).or_default() += delta;
+        }
+        let mut rows: Vec<&[u8]> = Vec::new();
+        for (key, &count) in &counts {
+            for _ in 0..count.max(0) {
+                rows.push(&key[self.prefix.len()..]);
+            }
+        }
+        if rows.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
         let columns = self.codec.decode(rows)?;
-        Ok(StreamChunk::inserts(RecordBatch::try_new(
-            Arc::clone(&self.schema),
-            columns,
-        )?))
+        let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
+        Ok(Some(vec![StreamChunk::inserts(batch)]))
     }
 }
 
@@ -157,10 +198,21 @@ mod tests {
         m.on_checkpoint(0, batch, &mut Vec::new()).unwrap();
     }
 
+    /// Every row of `m`'s snapshot, and how many pages it took.
+    fn snapshot_rows(m: &Materialize, from: &SnapshotSource<'_>) -> (Vec<String>, usize) {
+        let mut pages = m.snapshot(from).unwrap();
+        let (mut rows, mut count) = (Vec::new(), 0);
+        while let Some(chunks) = pages.next_page().unwrap() {
+            rows.extend(pretty(&chunks));
+            count += 1;
+        }
+        (rows, count)
+    }
+
     #[test]
     fn partitions_count_their_own_rows_and_readers_sum_them() {
         let schema = schema_of("I");
-        let store = MemoryStore::new();
+        let store = Arc::new(MemoryStore::new());
         let mut a = Materialize::new(9, 0, Arc::clone(&schema)).unwrap();
         let mut b = Materialize::new(9, 1, Arc::clone(&schema)).unwrap();
         let mut batch = WriteBatch::default();
@@ -172,12 +224,12 @@ mod tests {
         let mut uncommitted = WriteBatch::default();
         feed(&mut a, "I\n- 1\n- 2\n+ 4", &mut uncommitted);
         let from = SnapshotSource {
-            store: &store,
+            store: Arc::clone(&store) as Arc<dyn StateStore>,
             committed: 1,
             uncommitted: &uncommitted,
         };
-        assert_eq!(pretty(&a.snapshot(&from).unwrap()), vec!["+ 1", "+ 4"]);
-        assert_eq!(pretty(&b.snapshot(&from).unwrap()), vec!["+ 1", "+ 3"]);
+        assert_eq!(snapshot_rows(&a, &from).0, vec!["+ 1", "+ 4"]);
+        assert_eq!(snapshot_rows(&b, &from).0, vec!["+ 1", "+ 3"]);
         let stale = SnapshotSource {
             committed: 0,
             ..from
@@ -189,6 +241,52 @@ mod tests {
         let view = decode_view(9, &schema, &entries[0]).unwrap();
         let rows = pretty(&[StreamChunk::inserts(view)]);
         assert_eq!(rows, vec!["+ 1", "+ 1", "+ 3", "+ 4"]);
+    }
+
+    /// A snapshot of several pages: each uncommitted change is read with
+    /// the page its row falls in (between committed rows, on a page's last
+    /// row, past the last one), and the rows are those of the epoch.
+    #[test]
+    fn a_snapshot_of_many_pages_adds_uncommitted_changes_where_they_fall() {
+        let store = Arc::new(MemoryStore::new());
+        let mut m = Materialize::new(9, 0, schema_of("I")).unwrap();
+        let mut model: BTreeMap<i64, i64> = BTreeMap::new();
+        let mut feed_changes = |m: &mut Materialize, changes: &[(i64, i64)]| {
+            let mut text = String::from("I\n");
+            for &(value, delta) in changes {
+                let op = if delta > 0 { '+' } else { '-' };
+                for _ in 0..delta.abs() {
+                    text.push_str(&format!("{op} {value}\n"));
+                }
+                *model.entry(value).or_default() += delta;
+            }
+            let mut batch = WriteBatch::default();
+            feed(m, &text, &mut batch);
+            batch
+        };
+        let page = SNAPSHOT_CHUNK_ROWS as i64;
+        let committed: Vec<(i64, i64)> = (0..3 * page).map(|i| (2 * i, 1 + i % 2)).collect();
+        store.commit(1, feed_changes(&mut m, &committed)).unwrap();
+        let mut changes = vec![(1, 1), (2 * page - 2, -1), (2 * page, 1), (2 * page + 1, 3)];
+        changes.extend([
+            (4 * page - 2, -2),
+            (4 * page - 1, 1),
+            (6 * page + 7, 2),
+            (0, -1),
+        ]);
+        let uncommitted = feed_changes(&mut m, &changes);
+        let from = SnapshotSource {
+            store: Arc::clone(&store) as Arc<dyn StateStore>,
+            committed: 1,
+            uncommitted: &uncommitted,
+        };
+        let want: Vec<String> = model
+            .iter()
+            .flat_map(|(v, &n)| std::iter::repeat_n(format!("+ {v}"), n.max(0) as usize))
+            .collect();
+        let (rows, pages) = snapshot_rows(&m, &from);
+        assert_eq!(pages, 4);
+        assert_eq!(rows, want);
     }
 
     #[test]

@@ -3,7 +3,9 @@
 # SELECT statements of 250k rows): the time to insert them, statements that
 # scan the table (UPDATE, DELETE on a non-key column), statements on a few
 # keys (duplicate key, UPDATE and DELETE by key), the server's memory, and a
-# restart (to listening, and its memory after one INSERT).
+# restart (to listening, and its memory after one INSERT), then reads of the
+# whole table by the restarted server: a SELECT, a view of every row, a view
+# on that view, and a SELECT of the view (peak memory after each).
 set -u
 B=${TIDEMARK_BIN:-./target/release/tidemark}
 D=/tmp/tidemark-table-bench
@@ -46,5 +48,15 @@ E=$(date +%s.%N)
 echo "restart to listening: $(echo "$E - $S" | bc) s"
 q "INSERT INTO items VALUES ($((BATCHES * 250000 + 1)), 'x', 1)"
 echo "restarted, after one insert: $(memory $PID)"
+timed "select count(*) of the table" "SELECT count(*), sum(price) FROM items"
+echo "after the select: $(memory $PID)"
+timed "view of every row" "CREATE MATERIALIZED VIEW copy AS SELECT id, name FROM items"
+q "FLUSH" > /dev/null
+echo "after the view: $(memory $PID)"
+timed "view on that view" "CREATE MATERIALIZED VIEW copy_count AS SELECT count(*) FROM copy"
+q "FLUSH" > /dev/null
+echo "after the view on the view: $(memory $PID)"
+timed "select count(*) of the view" "SELECT count(*) FROM copy"
+echo "after the select of the view: $(memory $PID)"
 kill -TERM $PID; wait $PID
 rm -rf $D

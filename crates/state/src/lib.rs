@@ -5,6 +5,7 @@
 mod error;
 mod keys;
 mod memory;
+mod page;
 mod relation;
 mod relation_reader;
 mod rocks;
@@ -19,6 +20,7 @@ pub use keys::{
     CATALOG_TABLE_ID, JOB_KEYED_BIT, JOB_STATE_BIT, MAX_RELATION_ID,
 };
 pub use memory::MemoryStore;
+pub use page::Page;
 pub use relation::{
     decode_count, decode_relation, decode_view, encode_count, view_partition_prefix, RelationLayout,
 };

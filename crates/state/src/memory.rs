@@ -5,8 +5,9 @@ use std::sync::{Arc, RwLock};
 use tidemark_types::Epoch;
 
 use crate::keys::key_after;
+use crate::page::{merge_runs, IterRun, Page};
 use crate::relation::{decode_count, encode_count};
-use crate::store::{merge_counted, merge_page, table_of, Entries, Write};
+use crate::store::{table_of, Entries, Write};
 use crate::{Error, Result, Snapshot, StateStore, WriteBatch};
 
 /// An in-memory store for tests and ephemeral servers. Commits take a write lock,
@@ -105,15 +106,31 @@ impl MemoryStore {
         let (snapshot, _thread) =
             crate::snapshot::start(prefixes, Arc::default(), move |reader| {
                 reader.serve(Ok(epoch), |prefix, from, limit| {
-                    let read = |map| {
-                        prefix_range_from(map, prefix, from)
-                            .map(|(k, v)| Ok((k.clone(), v.clone())))
-                    };
-                    merge_page(read(&data), read(&counts), limit)
+                    let mut page = Page::default();
+                    read_merged(&data, &counts, prefix, from, limit, |k, v| page.push(k, v))?;
+                    Ok(page)
                 })
             })?;
         Ok(snapshot)
     }
+}
+
+/// Hands `out` up to `limit` entries under `prefix` from `from` on, put
+/// (`data`) and counted (`counts`), in key order.
+fn read_merged(
+    data: &BTreeMap<Vec<u8>, Vec<u8>>,
+    counts: &BTreeMap<Vec<u8>, Vec<u8>>,
+    prefix: &[u8],
+    from: &[u8],
+    limit: usize,
+    out: impl FnMut(&[u8], &[u8]),
+) -> Result<()> {
+    let run = |map| {
+        IterRun::new(
+            prefix_range_from(map, prefix, from).map(|(k, v)| (k.as_slice(), v.as_slice())),
+        )
+    };
+    merge_runs(&mut run(data), &mut run(counts), limit, out)
 }
 
 fn prefix_range<'a>(
@@ -161,17 +178,14 @@ impl StateStore for MemoryStore {
     fn scan_prefixes(&self, prefixes: &[Vec<u8>]) -> Result<(Epoch, Vec<Entries>)> {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
         inner.check()?;
-        let out = prefixes
-            .iter()
-            .map(|p| {
-                let read = |map| {
-                    prefix_range(map, p)
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect()
-                };
-                merge_counted(read(&inner.data), read(&inner.counts))
-            })
-            .collect::<Result<_>>()?;
+        let mut out = Vec::with_capacity(prefixes.len());
+        for p in prefixes {
+            let mut entries = Vec::new();
+            read_merged(&inner.data, &inner.counts, p, p, usize::MAX, |k, v| {
+                entries.push((k.to_vec(), v.to_vec()))
+            })?;
+            out.push(entries);
+        }
         Ok((inner.committed, out))
     }
 
@@ -189,9 +203,11 @@ impl StateStore for MemoryStore {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
         inner.check()?;
         let from = after.map_or_else(|| prefix.to_vec(), key_after);
-        let read =
-            |map| prefix_range_from(map, prefix, &from).map(|(k, v)| Ok((k.clone(), v.clone())));
-        merge_page(read(&inner.data), read(&inner.counts), limit)
+        let mut entries = Vec::new();
+        read_merged(&inner.data, &inner.counts, prefix, &from, limit, |k, v| {
+            entries.push((k.to_vec(), v.to_vec()))
+        })?;
+        Ok(entries)
     }
 }
 

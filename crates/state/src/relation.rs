@@ -82,11 +82,21 @@ pub fn decode_relation(
     entries: &[(Vec<u8>, Vec<u8>)],
 ) -> Result<RecordBatch> {
     let codec = RowCodec::for_schema(schema)?;
+    let entries = entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice()));
+    decode_entries(&codec, table, layout, schema, entries)
+}
+
+/// [`decode_relation`] of borrowed entries, with the schema's codec.
+pub(crate) fn decode_entries<'a>(
+    codec: &RowCodec,
+    table: TableId,
+    layout: RelationLayout,
+    schema: &SchemaRef,
+    entries: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>,
+) -> Result<RecordBatch> {
     let mut rows: Vec<&[u8]> = Vec::with_capacity(entries.len());
     match layout {
-        RelationLayout::Keyed | RelationLayout::Sequenced => {
-            rows.extend(entries.iter().map(|(_, v)| v.as_slice()))
-        }
+        RelationLayout::Keyed | RelationLayout::Sequenced => rows.extend(entries.map(|(_, v)| v)),
         RelationLayout::Multiset => {
             for (key, value) in entries {
                 let count = decode_count(table, value)?;
@@ -94,7 +104,7 @@ pub fn decode_relation(
             }
         }
     }
-    rows_to_batch(&codec, schema, rows)
+    rows_to_batch(codec, schema, rows)
 }
 
 /// Decodes committed entries of a view into one batch of its rows, in row order.

@@ -2,15 +2,14 @@
 //! [`Snapshot`]: a query holds a page of each relation it reads, not the
 //! relation.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
 use crate::keys::{key_after, table_prefix};
-use crate::relation::{decode_count, decode_relation, view_partition_prefix, PARTITION_BYTES};
-use crate::store::Entries;
+use crate::page::Page;
+use crate::relation::{decode_count, decode_entries, view_partition_prefix, PARTITION_BYTES};
 use crate::{Error, RelationLayout, Result, RowCodec, Snapshot, TableId};
 
 /// Entries read per request, and about the rows per batch.
@@ -44,7 +43,9 @@ struct Cursor {
     prefix: Vec<u8>,
     /// The first key not read yet; `None` once the prefix is read through.
     from: Option<Vec<u8>>,
-    page: VecDeque<(Vec<u8>, Vec<u8>)>,
+    page: Page,
+    /// The next entry of `page`.
+    at: usize,
 }
 
 impl Cursor {
@@ -52,23 +53,29 @@ impl Cursor {
         Self {
             from: Some(prefix.clone()),
             prefix,
-            page: VecDeque::new(),
+            page: Page::default(),
+            at: 0,
         }
     }
 
     /// Reads the next page when the last one is used up; false when there
     /// is nothing left.
     async fn fill(&mut self, snapshot: &Snapshot) -> Result<bool> {
-        if self.page.is_empty() {
+        if self.at == self.page.len() {
             if let Some(from) = self.from.take() {
-                let page = snapshot.page(&self.prefix, &from, PAGE_ENTRIES).await?;
-                if page.len() == PAGE_ENTRIES {
-                    self.from = page.last().map(|(key, _)| key_after(key));
+                self.page = snapshot.page(&self.prefix, &from, PAGE_ENTRIES).await?;
+                self.at = 0;
+                if self.page.len() == PAGE_ENTRIES {
+                    self.from = Some(key_after(self.page.entry(PAGE_ENTRIES - 1).0));
                 }
-                self.page = page.into();
             }
         }
-        Ok(!self.page.is_empty())
+        Ok(self.at < self.page.len())
+    }
+
+    /// The next entry, if the page holds one.
+    fn head(&self) -> Option<(&[u8], &[u8])> {
+        (self.at < self.page.len()).then(|| self.page.entry(self.at))
     }
 }
 
@@ -102,8 +109,11 @@ impl RelationReader {
                     if !cursor.fill(&self.snapshot).await? {
                         return Ok(None);
                     }
-                    let entries: Entries = cursor.page.drain(..).collect();
-                    decode_relation(self.table, *layout, &self.schema, &entries)?
+                    let entries = cursor.page.iter().skip(cursor.at);
+                    let batch =
+                        decode_entries(&self.codec, self.table, *layout, &self.schema, entries)?;
+                    cursor.at = cursor.page.len();
+                    batch
                 }
                 Source::View(partitions) => {
                     let cursors = match partitions {
@@ -116,7 +126,7 @@ impl RelationReader {
                     if rows.is_empty() {
                         return Ok(None);
                     }
-                    let columns = self.codec.decode(rows.iter().map(Vec::as_slice))?;
+                    let columns = self.codec.decode(rows.iter())?;
                     RecordBatch::try_new(Arc::clone(&self.schema), columns)?
                 }
             };
@@ -135,9 +145,10 @@ async fn find_partitions(snapshot: &Snapshot, table: TableId) -> Result<Vec<Curs
     while next <= u32::from(u16::MAX) {
         let from = view_partition_prefix(table, next as u16);
         let first = snapshot.page(&prefix, &from, 1).await?;
-        let Some((key, _)) = first.first() else {
+        if first.is_empty() {
             break;
-        };
+        }
+        let (key, _) = first.entry(0);
         let partition = key
             .get(prefix.len()..prefix.len() + PARTITION_BYTES)
             .and_then(|b| b.try_into().ok())
@@ -158,9 +169,9 @@ async fn merge_partitions(
     snapshot: &Snapshot,
     table: TableId,
     cursors: &mut [Cursor],
-) -> Result<Vec<Vec<u8>>> {
+) -> Result<Rows> {
     let row_at = 4 + PARTITION_BYTES;
-    let mut rows: Vec<Vec<u8>> = Vec::new();
+    let mut rows = Rows::default();
     while rows.len() < PAGE_ENTRIES {
         // Every partition's next row must be in view to pick the least.
         for cursor in cursors.iter_mut() {
@@ -168,33 +179,67 @@ async fn merge_partitions(
         }
         let least = cursors
             .iter()
-            .filter_map(|c| c.page.front().map(|(key, _)| key.get(row_at..)))
+            .filter_map(|c| c.head().map(|(key, _)| key.get(row_at..)))
             .min();
         let Some(least) = least else {
             break;
         };
-        let least = least
-            .ok_or_else(|| Error::Corrupt {
-                table,
-                reason: "a view key shorter than its partition".into(),
-            })?
-            .to_vec();
+        let least = least.ok_or_else(|| Error::Corrupt {
+            table,
+            reason: "a view key shorter than its partition".into(),
+        })?;
         let mut count = 0i64;
+        let row = rows.add(least);
         for cursor in cursors.iter_mut() {
-            if cursor.page.front().and_then(|(key, _)| key.get(row_at..)) == Some(&least) {
-                if let Some((_, value)) = cursor.page.pop_front() {
-                    count += decode_count(table, &value)?;
+            if let Some((key, value)) = cursor.head() {
+                if key.get(row_at..) == Some(rows.bytes(row)) {
+                    count += decode_count(table, value)?;
+                    cursor.at += 1;
                 }
             }
         }
-        for _ in 1..count {
-            rows.push(least.clone());
-        }
-        if count >= 1 {
-            rows.push(least);
-        }
+        rows.repeat(row, count);
     }
     Ok(rows)
+}
+
+/// Rows in one buffer, each listed as often as it is counted.
+#[derive(Default)]
+struct Rows {
+    bytes: Vec<u8>,
+    listed: Vec<(usize, usize)>,
+}
+
+impl Rows {
+    fn len(&self) -> usize {
+        self.listed.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.listed.is_empty()
+    }
+
+    /// Stores `row`, not listed yet; returns where it is.
+    fn add(&mut self, row: &[u8]) -> (usize, usize) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(row);
+        (start, self.bytes.len())
+    }
+
+    fn bytes(&self, (start, end): (usize, usize)) -> &[u8] {
+        &self.bytes[start..end]
+    }
+
+    /// Lists the stored `row` `count` times (none below one).
+    fn repeat(&mut self, row: (usize, usize), count: i64) {
+        for _ in 0..count.max(0) {
+            self.listed.push(row);
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.listed.iter().map(|&row| self.bytes(row))
+    }
 }
 
 #[cfg(test)]
@@ -205,7 +250,8 @@ mod tests {
 
     use super::*;
     use crate::{
-        decode_view, table_key, MemoryStore, RocksDbOptions, RocksDbStore, StateStore, WriteBatch,
+        decode_relation, decode_view, table_key, MemoryStore, RocksDbOptions, RocksDbStore,
+        StateStore, WriteBatch,
     };
 
     const VIEW: TableId = 5;

@@ -20,8 +20,9 @@ use rocksdb::{
 use tidemark_types::Epoch;
 
 use crate::keys::key_after;
+use crate::page::{merge_runs, Page, Run};
 use crate::relation::{decode_count, encode_count};
-use crate::store::{merge_counted, merge_page, table_of, Entries, Write};
+use crate::store::{table_of, Entries, Write};
 use crate::{Error, Result, Snapshot, StateStore, WriteBatch};
 
 /// Column family of the store's own records (epoch, format).
@@ -292,23 +293,6 @@ impl RocksDbStore {
         Ok(out)
     }
 
-    /// The entries under `prefix` in `family`, read from `snapshot`.
-    fn scan_family(
-        &self,
-        snapshot: &rocksdb::Snapshot<'_>,
-        family: &rocksdb::ColumnFamily,
-        prefix: &[u8],
-    ) -> Result<Entries> {
-        let mut read = ReadOptions::default();
-        read.set_iterate_range(PrefixRange(prefix.to_vec()));
-        let mut entries = Vec::new();
-        for item in snapshot.iterator_cf_opt(family, read, rocksdb::IteratorMode::Start) {
-            let (k, v) = item.map_err(|e| storage(&self.path, "scanning", e))?;
-            entries.push((k.into_vec(), v.into_vec()));
-        }
-        Ok(entries)
-    }
-
     /// The committed epoch `snapshot` sees.
     fn epoch_at(&self, snapshot: &rocksdb::Snapshot<'_>) -> Result<Epoch> {
         let committed = snapshot
@@ -317,28 +301,61 @@ impl RocksDbStore {
         decode_epoch(committed.as_deref())
     }
 
-    /// Up to `limit` entries under `prefix` from `from` on, put and counted,
-    /// read from `snapshot` (the last committed epoch, when `None`).
-    fn page_at(
+    /// Hands `out` up to `limit` entries under `prefix` from `from` on, put
+    /// and counted, in key order, read from `snapshot` (the last committed
+    /// epoch, when `None`). Entries are borrowed from RocksDB's blocks, not
+    /// copied until `out` copies them.
+    fn read_merged(
         &self,
         snapshot: Option<&rocksdb::Snapshot<'_>>,
         prefix: &[u8],
         from: &[u8],
         limit: usize,
-    ) -> Result<Entries> {
-        let read = |family| {
+        out: impl FnMut(&[u8], &[u8]),
+    ) -> Result<()> {
+        let run = |family| {
             let mut options = ReadOptions::default();
             options.set_iterate_range(PrefixRange(prefix.to_vec()));
             if let Some(snapshot) = snapshot {
                 options.set_snapshot(snapshot);
             }
-            let mode = rocksdb::IteratorMode::From(from, rocksdb::Direction::Forward);
-            self.db.iterator_cf_opt(family, options, mode).map(|item| {
-                item.map(|(k, v)| (k.into_vec(), v.into_vec()))
-                    .map_err(|e| storage(&self.path, "scanning", e))
-            })
+            let mut iter = self.db.raw_iterator_cf_opt(family, options);
+            iter.seek(from);
+            let run = RawRun {
+                iter,
+                path: &self.path,
+            };
+            run.status().map(|()| run)
         };
-        merge_page(read(self.data()?), read(self.counts()?), limit)
+        let mut puts = run(self.data()?)?;
+        let mut counts = run(self.counts()?)?;
+        merge_runs(&mut puts, &mut counts, limit, out)
+    }
+}
+
+/// A RocksDB iterator as a [`Run`].
+struct RawRun<'a> {
+    iter: rocksdb::DBRawIteratorWithThreadMode<'a, DB>,
+    path: &'a Path,
+}
+
+impl RawRun<'_> {
+    /// An iterator that stops early says why here.
+    fn status(&self) -> Result<()> {
+        self.iter
+            .status()
+            .map_err(|e| storage(self.path, "scanning", e))
+    }
+}
+
+impl Run for RawRun<'_> {
+    fn entry(&self) -> Option<(&[u8], &[u8])> {
+        self.iter.item()
+    }
+
+    fn advance(&mut self) -> Result<()> {
+        self.iter.next();
+        self.status()
     }
 }
 
@@ -467,13 +484,13 @@ impl StateStore for RocksDbStore {
         self.check()?;
         let snapshot = self.db.snapshot();
         let committed = self.epoch_at(&snapshot)?;
-        let data = self.data()?;
-        let counts = self.counts()?;
         let mut out = Vec::with_capacity(prefixes.len());
         for prefix in prefixes {
-            let puts = self.scan_family(&snapshot, data, prefix)?;
-            let counted = self.scan_family(&snapshot, counts, prefix)?;
-            out.push(merge_counted(puts, counted)?);
+            let mut entries = Vec::new();
+            self.read_merged(Some(&snapshot), prefix, prefix, usize::MAX, |k, v| {
+                entries.push((k.to_vec(), v.to_vec()))
+            })?;
+            out.push(entries);
         }
         Ok((committed, out))
     }
@@ -503,7 +520,11 @@ impl StateStore for RocksDbStore {
                 let snapshot = store.db.snapshot();
                 let epoch = store.epoch_at(&snapshot);
                 reader.serve(epoch, |prefix, from, limit| {
-                    store.page_at(Some(&snapshot), prefix, from, limit)
+                    let mut page = Page::default();
+                    store.read_merged(Some(&snapshot), prefix, from, limit, |k, v| {
+                        page.push(k, v)
+                    })?;
+                    Ok(page)
                 });
             })?;
         readers.push(thread);
@@ -523,7 +544,11 @@ impl StateStore for RocksDbStore {
     fn scan_page(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Entries> {
         self.check()?;
         let from = after.map_or_else(|| prefix.to_vec(), key_after);
-        self.page_at(None, prefix, &from, limit)
+        let mut entries = Vec::with_capacity(limit.min(4096));
+        self.read_merged(None, prefix, &from, limit, |k, v| {
+            entries.push((k.to_vec(), v.to_vec()))
+        })?;
+        Ok(entries)
     }
 }
 

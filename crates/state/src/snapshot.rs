@@ -14,7 +14,7 @@ use std::time::Duration;
 use tidemark_types::Epoch;
 use tokio::sync::oneshot;
 
-use crate::store::Entries;
+use crate::page::Page;
 use crate::{Error, Result};
 
 /// How often an idle reader checks whether its store is closing.
@@ -32,7 +32,7 @@ struct PageRequest {
     prefix: Vec<u8>,
     from: Vec<u8>,
     limit: usize,
-    reply: oneshot::Sender<Result<Entries>>,
+    reply: oneshot::Sender<Result<Page>>,
 }
 
 impl Snapshot {
@@ -45,7 +45,7 @@ impl Snapshot {
     /// order: put entries and counted ones (those at 0 not at all), as
     /// [`crate::StateStore::scan_prefixes`] reads them. Fewer than `limit`
     /// means there are no more. The key after `k` is `k` followed by a 0 byte.
-    pub async fn page(&self, prefix: &[u8], from: &[u8], limit: usize) -> Result<Entries> {
+    pub async fn page(&self, prefix: &[u8], from: &[u8], limit: usize) -> Result<Page> {
         let (reply, answer) = oneshot::channel();
         let request = PageRequest {
             prefix: prefix.to_vec(),
@@ -73,7 +73,7 @@ impl Reader {
     pub(crate) fn serve(
         self,
         epoch: Result<Epoch>,
-        mut read: impl FnMut(&[u8], &[u8], usize) -> Result<Entries>,
+        mut read: impl FnMut(&[u8], &[u8], usize) -> Result<Page>,
     ) {
         let epoch_ok = epoch.is_ok();
         if self.opened.send(epoch).is_err() || !epoch_ok {
@@ -139,6 +139,7 @@ mod tests {
     use std::sync::Arc;
 
     use crate::relation::encode_count;
+    use crate::store::Entries;
     use crate::{MemoryStore, RocksDbOptions, RocksDbStore, StateStore, WriteBatch};
 
     use super::*;
@@ -154,11 +155,19 @@ mod tests {
         ]
     }
 
+    fn owned(page: &Page) -> Entries {
+        page.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect()
+    }
+
+    async fn read(snapshot: &Snapshot, prefix: &[u8], from: &[u8], limit: usize) -> Entries {
+        owned(&snapshot.page(prefix, from, limit).await.unwrap())
+    }
+
     async fn all(snapshot: &Snapshot, prefix: &[u8], limit: usize) -> Entries {
         let mut out: Entries = Vec::new();
         let mut from = prefix.to_vec();
         loop {
-            let page = snapshot.page(prefix, &from, limit).await.unwrap();
+            let page = read(snapshot, prefix, &from, limit).await;
             assert!(page.len() <= limit);
             let more = page.len() == limit;
             if let Some((last, _)) = page.last() {
@@ -211,9 +220,9 @@ mod tests {
             for limit in 1..=7 {
                 assert_eq!(all(&snapshot, b"b", limit).await, want, "{name} {limit}");
             }
-            let from_b4 = snapshot.page(b"b", b"b4", 2).await.unwrap();
+            let from_b4 = read(&snapshot, b"b", b"b4", 2).await;
             assert_eq!(from_b4, want[3..5], "{name}");
-            let before = snapshot.page(b"b", b"a", 1).await.unwrap();
+            let before = read(&snapshot, b"b", b"a", 1).await;
             assert_eq!(before, want[..1], "{name}: a key before the prefix");
             let other = snapshot.page(b"c", b"c", 10).await;
             assert!(matches!(other, Err(Error::Unsupported(_))), "{name}");

@@ -4,7 +4,7 @@
 # scan the table (UPDATE, DELETE on a non-key column), statements on a few
 # keys (duplicate key, UPDATE and DELETE by key), the server's memory, and a
 # restart (to listening, and its memory after one INSERT), then reads of the
-# whole table by the restarted server: a SELECT, a view of every row, a view
+# table by the restarted server: a SELECT by key, a SELECT of every row, a view of every row, a view
 # on that view, and a SELECT of the view (peak memory after each).
 set -u
 B=${TIDEMARK_BIN:-./target/release/tidemark}
@@ -48,6 +48,7 @@ E=$(date +%s.%N)
 echo "restart to listening: $(echo "$E - $S" | bc) s"
 q "INSERT INTO items VALUES ($((BATCHES * 250000 + 1)), 'x', 1)"
 echo "restarted, after one insert: $(memory $PID)"
+timed "select by key" "SELECT * FROM items WHERE id IN (4242, 4243)"
 timed "select count(*) of the table" "SELECT count(*), sum(price) FROM items"
 echo "after the select: $(memory $PID)"
 timed "view of every row" "CREATE MATERIALIZED VIEW copy AS SELECT id, name FROM items"

@@ -5,21 +5,17 @@ use std::sync::Arc;
 
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use datafusion::catalog::streaming::StreamingTable;
 use datafusion::catalog::TableProvider;
 use datafusion::datasource::MemTable;
-use datafusion::error::DataFusionError;
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::sql::sqlparser::ast;
 use tidemark_sql::{RelationInfo, RelationKind};
-use tidemark_state::{table_prefix, RelationLayout, RelationReader, RelationShape, Snapshot};
+use tidemark_state::{table_prefix, RelationLayout, RelationShape, RowCodec};
 
 use crate::classify::engine_error;
 use crate::database::{Database, Request};
 use crate::error::{PgError, PgResult};
 use crate::result::StatementResult;
+use crate::stored_relation::{PrimaryKey, StoredRelation};
 
 pub(crate) type Providers = Vec<(String, Arc<dyn TableProvider>)>;
 
@@ -84,14 +80,30 @@ impl Database {
                 ),
                 _ => RelationShape::View,
             };
-            let rows = Arc::new(StoredRows {
+            let primary_key = match &r.kind {
+                RelationKind::Table {
+                    primary_key: Some(columns),
+                    ..
+                } => {
+                    let types = columns
+                        .iter()
+                        .map(|&i| r.schema.field(i).data_type().clone());
+                    let codec =
+                        RowCodec::new(types).map_err(|e| PgError::new("XX000", e.to_string()))?;
+                    Some(PrimaryKey {
+                        columns: columns.clone(),
+                        codec,
+                    })
+                }
+                _ => None,
+            };
+            let table = StoredRelation {
                 snapshot: Arc::clone(&snapshot),
                 table: r.id,
                 shape,
                 schema: nullable(&r.schema),
-            });
-            let table = StreamingTable::try_new(Arc::clone(&rows.schema), vec![rows])
-                .map_err(|e| req.df(e))?;
+                primary_key,
+            };
             providers.push((r.name.clone(), Arc::new(table)));
         }
         Ok(providers)
@@ -187,46 +199,4 @@ fn nullable(schema: &SchemaRef) -> SchemaRef {
         .map(|f| f.as_ref().clone().with_nullable(true))
         .collect();
     Arc::new(Schema::new(fields))
-}
-
-/// One relation's committed rows, streamed from the query's snapshot each
-/// time DataFusion scans it.
-#[derive(Debug)]
-struct StoredRows {
-    snapshot: Arc<Snapshot>,
-    table: u32,
-    shape: RelationShape,
-    schema: SchemaRef,
-}
-
-impl PartitionStream for StoredRows {
-    fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
-    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let schema = Arc::clone(&self.schema);
-        let reader = RelationReader::new(
-            Arc::clone(&self.snapshot),
-            self.table,
-            self.shape,
-            Arc::clone(&schema),
-        );
-        let reader = match reader {
-            Ok(reader) => reader,
-            Err(e) => {
-                let failed = futures::stream::once(async move { Err(external(e)) });
-                return Box::pin(RecordBatchStreamAdapter::new(schema, failed));
-            }
-        };
-        let batches = futures::stream::try_unfold(reader, |mut reader| async move {
-            let batch = reader.next_batch().await.map_err(external)?;
-            Ok(batch.map(|batch| (batch, reader)))
-        });
-        Box::pin(RecordBatchStreamAdapter::new(schema, batches))
-    }
-}
-
-fn external(e: tidemark_state::Error) -> DataFusionError {
-    DataFusionError::External(Box::new(e))
 }

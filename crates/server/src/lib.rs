@@ -15,6 +15,7 @@ mod retained;
 mod savepoint;
 mod source;
 mod stored_catalog;
+mod stored_relation;
 
 pub use database::{Database, DatabaseConfig, StateBackend};
 pub use error::{PgError, PgResult};

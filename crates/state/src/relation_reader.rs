@@ -7,7 +7,7 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
-use crate::keys::{key_after, table_prefix};
+use crate::keys::{key_after, table_key, table_prefix};
 use crate::page::Page;
 use crate::relation::{decode_count, decode_entries, view_partition_prefix, PARTITION_BYTES};
 use crate::{Error, RelationLayout, Result, RowCodec, Snapshot, TableId};
@@ -34,6 +34,9 @@ pub struct RelationReader {
 
 enum Source {
     Table(RelationLayout, Cursor),
+    /// The rows of some keys of a table (full store keys, in key order),
+    /// those not read yet.
+    Keys(RelationLayout, std::vec::IntoIter<Vec<u8>>),
     /// One cursor per partition, once the partitions are found.
     View(Option<Vec<Cursor>>),
 }
@@ -101,6 +104,23 @@ impl RelationReader {
         })
     }
 
+    /// Only the rows of a table stored under `keys` (user keys, such as a
+    /// primary key's encoding): a query that pins its keys reads those.
+    pub fn of_keys(
+        snapshot: Arc<Snapshot>,
+        table: TableId,
+        layout: RelationLayout,
+        schema: SchemaRef,
+        keys: Vec<Vec<u8>>,
+    ) -> Result<Self> {
+        let mut keys: Vec<Vec<u8>> = keys.iter().map(|k| table_key(table, k)).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let mut reader = Self::new(snapshot, table, RelationShape::Table(layout), schema)?;
+        reader.source = Source::Keys(layout, keys.into_iter());
+        Ok(reader)
+    }
+
     /// The next batch of rows, never empty; `None` after the last.
     pub async fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
         loop {
@@ -114,6 +134,20 @@ impl RelationReader {
                         decode_entries(&self.codec, self.table, *layout, &self.schema, entries)?;
                     cursor.at = cursor.page.len();
                     batch
+                }
+                Source::Keys(layout, keys) => {
+                    if keys.as_slice().is_empty() {
+                        return Ok(None);
+                    }
+                    let prefix = table_prefix(self.table);
+                    let mut found = Page::default();
+                    for key in keys.by_ref().take(PAGE_ENTRIES) {
+                        let page = self.snapshot.page(&prefix, &key, 1).await?;
+                        if page.len() == 1 && page.entry(0).0 == key.as_slice() {
+                            found.push(&key, page.entry(0).1);
+                        }
+                    }
+                    decode_entries(&self.codec, self.table, *layout, &self.schema, found.iter())?
                 }
                 Source::View(partitions) => {
                     let cursors = match partitions {
@@ -249,6 +283,7 @@ mod tests {
     use arrow::datatypes::{DataType, Field, Schema};
 
     use super::*;
+    use crate::store::Entries;
     use crate::{
         decode_relation, decode_view, table_key, MemoryStore, RocksDbOptions, RocksDbStore,
         StateStore, WriteBatch,
@@ -343,6 +378,26 @@ mod tests {
                 let got = read_all(&snapshot, table, RelationShape::Table(layout)).await;
                 assert_eq!(got, want, "table {table}");
             }
+            // Keys read one by one: present, absent, repeated, unordered.
+            let wanted: Vec<u64> = vec![4096, 5, 9000, 5, 0, 8999];
+            let keys = wanted.iter().map(|k| k.to_be_bytes().to_vec()).collect();
+            let mut reader = RelationReader::of_keys(
+                Arc::clone(&snapshot),
+                KEYED,
+                RelationLayout::Keyed,
+                schema(),
+                keys,
+            )
+            .unwrap();
+            let got = reader.next_batch().await.unwrap().unwrap();
+            assert!(reader.next_batch().await.unwrap().is_none());
+            let stored: Entries = [0u64, 5, 4096, 8999]
+                .iter()
+                .map(|k| whole[1][*k as usize].clone())
+                .collect();
+            let want = decode_relation(KEYED, RelationLayout::Keyed, &schema(), &stored).unwrap();
+            assert_eq!(got, want);
+
             let empty = read_all(&snapshot, EMPTY, RelationShape::View).await;
             assert_eq!(empty.num_rows(), 0);
         }

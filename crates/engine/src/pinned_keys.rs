@@ -67,10 +67,18 @@ pub fn pinned_keys(
     Some(columns)
 }
 
-/// `column = constant` (either way round) or `column IN (constants)`: the
-/// column and the values of its type that can make the conjunct true.
+/// `column = constant` (either way round), `column IN (constants)`, or an
+/// `OR` of those on one column (what DataFusion makes of a short `IN`
+/// list): the column and the values of its type that can make the
+/// conjunct true.
 fn equality(expr: &Arc<dyn PhysicalExpr>, schema: &Schema) -> Option<(usize, Vec<ScalarValue>)> {
     if let Some(b) = expr.downcast_ref::<BinaryExpr>() {
+        if *b.op() == Operator::Or {
+            let (column, mut values) = equality(b.left(), schema)?;
+            let (other, more) = equality(b.right(), schema)?;
+            values.extend(more);
+            return (column == other).then_some((column, values));
+        }
         if *b.op() != Operator::Eq {
             return None;
         }
@@ -245,6 +253,12 @@ mod tests {
         let pinned = pinned_keys(&f, &[0, 1], &s).unwrap();
         assert_eq!(pinned[0].len(), 2);
         assert_eq!(pinned[1], vec![ScalarValue::from("x"); 2]);
+        // An OR of equalities on one column (a short IN list, to DataFusion)
+        // pins each.
+        let or = binary(eq(id(), lit(1i32)), Operator::Or, eq(id(), lit(2i32)), &s).unwrap();
+        let or = binary(or, Operator::Or, eq(lit(3i64), id_as_i64()), &s).unwrap();
+        let want: Vec<ScalarValue> = [1, 2, 3].map(|v| ScalarValue::Int32(Some(v))).into();
+        assert_eq!(pinned_keys(&or, &[0], &s).unwrap(), vec![want]);
         // Two equalities on one column intersect.
         let f = and(eq(id(), lit(1i32)), eq(id(), lit(2i32)));
         assert_eq!(
@@ -258,7 +272,10 @@ mod tests {
         let s = schema();
         let gt = binary(id(), Operator::Gt, lit(5i32), &s).unwrap();
         assert_eq!(pinned_keys(&gt, &[0], &s), None);
-        let or = binary(eq(id(), lit(1i32)), Operator::Or, eq(id(), lit(2i32)), &s).unwrap();
+        let name = col("name", &s).unwrap();
+        let or = binary(eq(id(), lit(1i32)), Operator::Or, eq(name, lit("x")), &s).unwrap();
+        assert_eq!(pinned_keys(&or, &[0], &s), None);
+        let or = binary(eq(id(), lit(1i32)), Operator::Or, gt, &s).unwrap();
         assert_eq!(pinned_keys(&or, &[0], &s), None);
         // Not every key column pinned.
         assert_eq!(pinned_keys(&eq(id(), lit(1i32)), &[0, 1], &s), None);

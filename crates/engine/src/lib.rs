@@ -22,7 +22,7 @@ mod operator;
 pub mod operators;
 mod outputs;
 mod pinned_keys;
-pub use pinned_keys::pinned_keys;
+pub use pinned_keys::{pinned_key_bytes, pinned_keys};
 mod runtime;
 mod source_actor;
 mod table;

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use arrow::array::ArrayRef;
 use arrow::datatypes::{DataType, Schema};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::common::ScalarValue;
@@ -16,6 +17,7 @@ use datafusion::physical_expr::expressions::{
 };
 use datafusion::physical_expr::utils::{collect_columns, split_conjunction};
 use datafusion::physical_expr::PhysicalExpr;
+use tidemark_state::RowCodec;
 
 /// More keys than this are read by a scan instead.
 const MAX_PINNED_KEYS: usize = 4096;
@@ -65,6 +67,31 @@ pub fn pinned_keys(
         }
     }
     Some(columns)
+}
+
+/// The keys [`pinned_keys`] finds, encoded by `codec` (the key columns'
+/// row encoding, as stored), in key order without repeats; `None` when the
+/// filter does not pin them.
+pub fn pinned_key_bytes(
+    filter: &Arc<dyn PhysicalExpr>,
+    primary_key: &[usize],
+    schema: &Schema,
+    codec: &RowCodec,
+) -> crate::Result<Option<Vec<Vec<u8>>>> {
+    let Some(values) = pinned_keys(filter, primary_key, schema) else {
+        return Ok(None);
+    };
+    if values.first().is_none_or(|v| v.is_empty()) {
+        return Ok(Some(Vec::new()));
+    }
+    let columns = values
+        .into_iter()
+        .map(ScalarValue::iter_to_array)
+        .collect::<datafusion::error::Result<Vec<ArrayRef>>>()?;
+    let mut keys = codec.encode(&columns)?;
+    keys.sort_unstable();
+    keys.dedup();
+    Ok(Some(keys))
 }
 
 /// `column = constant` (either way round), `column IN (constants)`, or an

@@ -9,7 +9,6 @@ use arrow::compute::{concat_batches, prep_null_mask_filter, take_record_batch};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use arrow::util::display::array_value_to_string;
-use datafusion::common::ScalarValue;
 use datafusion::physical_expr::PhysicalExpr;
 use tidemark_plan::RelationId;
 use tidemark_state::{
@@ -409,19 +408,11 @@ impl TableState {
         else {
             return Ok(None);
         };
-        let Some(values) = crate::pinned_keys::pinned_keys(filter, pk, &self.spec.schema) else {
+        let Some(keys) =
+            crate::pinned_keys::pinned_key_bytes(filter, pk, &self.spec.schema, codec)?
+        else {
             return Ok(None);
         };
-        if values.first().is_none_or(|v| v.is_empty()) {
-            return Ok(Some(Vec::new()));
-        }
-        let columns = values
-            .into_iter()
-            .map(ScalarValue::iter_to_array)
-            .collect::<datafusion::error::Result<Vec<ArrayRef>>>()?;
-        let mut keys = codec.encode(&columns)?;
-        keys.sort_unstable();
-        keys.dedup();
         let values = self.state.get_many(&keys)?;
         Ok(Some(
             keys.into_iter()

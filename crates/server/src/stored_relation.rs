@@ -4,11 +4,10 @@
 
 use std::sync::Arc;
 
-use arrow::array::ArrayRef;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::{DFSchema, ScalarValue};
+use datafusion::common::DFSchema;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::expr_rewriter::unnormalize_col;
@@ -101,18 +100,8 @@ impl StoredRelation {
         let Ok(filter) = state.create_physical_expr(filter, &columns) else {
             return Ok(None);
         };
-        let Some(values) = tidemark_engine::pinned_keys(&filter, &key.columns, &self.schema) else {
-            return Ok(None);
-        };
-        if values.first().is_none_or(|v| v.is_empty()) {
-            return Ok(Some(Vec::new()));
-        }
-        let columns = values
-            .into_iter()
-            .map(ScalarValue::iter_to_array)
-            .collect::<Result<Vec<ArrayRef>>>()?;
-        let keys = key.codec.encode(&columns).map_err(external)?;
-        Ok(Some(keys))
+        tidemark_engine::pinned_key_bytes(&filter, &key.columns, &self.schema, &key.codec)
+            .map_err(|e| DataFusionError::External(Box::new(e)))
     }
 }
 

@@ -27,6 +27,6 @@ pub use relation::{
 pub use relation_reader::{RelationReader, RelationShape};
 pub use rocks::{RocksDbOptions, RocksDbStore, STORE_FORMAT};
 pub use row_codec::RowCodec;
-pub use snapshot::Snapshot;
+pub use snapshot::{PendingPage, Snapshot};
 pub use state_table::StateTable;
 pub use store::{Entries, StateStore, Write, WriteBatch};

@@ -10,6 +10,7 @@ use arrow::record_batch::RecordBatch;
 use crate::keys::{key_after, table_key, table_prefix};
 use crate::page::Page;
 use crate::relation::{decode_count, decode_entries, view_partition_prefix, PARTITION_BYTES};
+use crate::snapshot::PendingPage;
 use crate::{Error, RelationLayout, Result, RowCodec, Snapshot, TableId};
 
 /// Entries read per request, and about the rows per batch.
@@ -44,17 +45,24 @@ enum Source {
 /// Where a read of one prefix stands.
 struct Cursor {
     prefix: Vec<u8>,
-    /// The first key not read yet; `None` once the prefix is read through.
-    from: Option<Vec<u8>>,
+    /// The next page, asked for as soon as the one before came back full;
+    /// `None` once the prefix is read through.
+    next: Option<Next>,
     page: Page,
     /// The next entry of `page`.
     at: usize,
 }
 
+enum Next {
+    /// Not asked for yet: the first key it starts at.
+    From(Vec<u8>),
+    Asked(PendingPage),
+}
+
 impl Cursor {
     fn new(prefix: Vec<u8>) -> Self {
         Self {
-            from: Some(prefix.clone()),
+            next: Some(Next::From(prefix.clone())),
             prefix,
             page: Page::default(),
             at: 0,
@@ -62,15 +70,24 @@ impl Cursor {
     }
 
     /// Reads the next page when the last one is used up; false when there
-    /// is nothing left.
+    /// is nothing left. A full page asks for the one after at once, so the
+    /// reader reads it while this one is decoded.
     async fn fill(&mut self, snapshot: &Snapshot) -> Result<bool> {
         if self.at == self.page.len() {
-            if let Some(from) = self.from.take() {
-                self.page = snapshot.page(&self.prefix, &from, PAGE_ENTRIES).await?;
-                self.at = 0;
-                if self.page.len() == PAGE_ENTRIES {
-                    self.from = Some(key_after(self.page.entry(PAGE_ENTRIES - 1).0));
-                }
+            let page = match self.next.take() {
+                Some(Next::From(from)) => snapshot.page(&self.prefix, &from, PAGE_ENTRIES).await?,
+                Some(Next::Asked(pending)) => pending.wait().await?,
+                None => return Ok(false),
+            };
+            self.page = page;
+            self.at = 0;
+            if self.page.len() == PAGE_ENTRIES {
+                let from = key_after(self.page.entry(PAGE_ENTRIES - 1).0);
+                self.next = Some(Next::Asked(snapshot.request(
+                    &self.prefix,
+                    &from,
+                    PAGE_ENTRIES,
+                )));
             }
         }
         Ok(self.at < self.page.len())

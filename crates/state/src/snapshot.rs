@@ -46,6 +46,12 @@ impl Snapshot {
     /// [`crate::StateStore::scan_prefixes`] reads them. Fewer than `limit`
     /// means there are no more. The key after `k` is `k` followed by a 0 byte.
     pub async fn page(&self, prefix: &[u8], from: &[u8], limit: usize) -> Result<Page> {
+        self.request(prefix, from, limit).wait().await
+    }
+
+    /// Asks for a [`Self::page`] without waiting for it: the reader reads
+    /// it while the caller works on the page before.
+    pub fn request(&self, prefix: &[u8], from: &[u8], limit: usize) -> PendingPage {
         let (reply, answer) = oneshot::channel();
         let request = PageRequest {
             prefix: prefix.to_vec(),
@@ -53,8 +59,19 @@ impl Snapshot {
             limit,
             reply,
         };
-        self.requests.send(request).map_err(|_| Error::Closed)?;
-        answer.await.map_err(|_| Error::Closed)?
+        // A reader that is gone drops the reply: `wait` says so.
+        let _ = self.requests.send(request);
+        PendingPage(answer)
+    }
+}
+
+/// A page asked for with [`Snapshot::request`].
+#[derive(Debug)]
+pub struct PendingPage(oneshot::Receiver<Result<Page>>);
+
+impl PendingPage {
+    pub async fn wait(self) -> Result<Page> {
+        self.0.await.map_err(|_| Error::Closed)?
     }
 }
 

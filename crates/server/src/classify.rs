@@ -38,6 +38,27 @@ fn lowercase_first(s: &str) -> String {
     }
 }
 
+/// Postgres' words for a string that is not a value of a type, from
+/// Arrow's "Cannot cast string 'abc' to value of Int32 type".
+fn invalid_input(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("Cannot cast string '")?;
+    let (value, rest) = rest.rsplit_once("' to value of ")?;
+    let arrow_type = rest.strip_suffix(" type")?;
+    let name = match arrow_type {
+        "Int16" => "smallint",
+        "Int32" => "integer",
+        "Int64" => "bigint",
+        "Float32" => "real",
+        "Float64" => "double precision",
+        "Boolean" => "boolean",
+        "Date32" => "date",
+        t if t.starts_with("Timestamp(") => "timestamp",
+        t if t.starts_with("Decimal128(") => "numeric",
+        _ => return None,
+    };
+    Some(format!("invalid input syntax for type {name}: \"{value}\""))
+}
+
 /// A DataFusion error as the client should see it.
 pub fn datafusion_error(sql: &str, e: &DataFusionError) -> PgError {
     let position = e
@@ -49,7 +70,10 @@ pub fn datafusion_error(sql: &str, e: &DataFusionError) -> PgError {
         DataFusionError::ArrowError(a, _) => match a.as_ref() {
             ArrowError::DivideByZero => PgError::new("22012", "division by zero"),
             ArrowError::ArithmeticOverflow(m) => PgError::new("22003", lowercase_first(m)),
-            ArrowError::CastError(m) => PgError::new("22P02", lowercase_first(m)),
+            ArrowError::CastError(m) => PgError::new(
+                "22P02",
+                invalid_input(m).unwrap_or_else(|| lowercase_first(m)),
+            ),
             ArrowError::ParseError(m) => PgError::new("22P02", lowercase_first(m)),
             other => PgError::new("22000", lowercase_first(&strip_prefix(&other.to_string()))),
         },

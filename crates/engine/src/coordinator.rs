@@ -472,7 +472,7 @@ mod tests {
             prefix: &[u8],
             after: Option<&[u8]>,
             limit: usize,
-        ) -> tidemark_state::Result<Entries> {
+        ) -> tidemark_state::Result<tidemark_state::Page> {
             self.inner.scan_page(prefix, after, limit)
         }
 

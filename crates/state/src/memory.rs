@@ -199,15 +199,15 @@ impl StateStore for MemoryStore {
         self.read_snapshot(prefixes)
     }
 
-    fn scan_page(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Entries> {
+    fn scan_page(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Page> {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
         inner.check()?;
         let from = after.map_or_else(|| prefix.to_vec(), key_after);
-        let mut entries = Vec::new();
+        let mut page = Page::default();
         read_merged(&inner.data, &inner.counts, prefix, &from, limit, |k, v| {
-            entries.push((k.to_vec(), v.to_vec()))
+            page.push(k, v)
         })?;
-        Ok(entries)
+        Ok(page)
     }
 }
 

@@ -541,14 +541,12 @@ impl StateStore for RocksDbStore {
         self.db.cancel_all_background_work(true);
     }
 
-    fn scan_page(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Entries> {
+    fn scan_page(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Page> {
         self.check()?;
         let from = after.map_or_else(|| prefix.to_vec(), key_after);
-        let mut entries = Vec::with_capacity(limit.min(4096));
-        self.read_merged(None, prefix, &from, limit, |k, v| {
-            entries.push((k.to_vec(), v.to_vec()))
-        })?;
-        Ok(entries)
+        let mut page = Page::default();
+        self.read_merged(None, prefix, &from, limit, |k, v| page.push(k, v))?;
+        Ok(page)
     }
 }
 
@@ -615,20 +613,18 @@ pub(crate) mod tests {
             b.add_count(b"b35".to_vec(), 1);
             b.add_count(b"b35".to_vec(), -1);
             store.commit(1, b).unwrap();
-            let keys = |entries: Entries| -> Vec<String> {
-                entries
-                    .into_iter()
-                    .map(|(k, _)| String::from_utf8(k).unwrap())
+            let keys = |page: Page| -> Vec<String> {
+                page.iter()
+                    .map(|(k, _)| String::from_utf8(k.to_vec()).unwrap())
                     .collect()
             };
             assert_eq!(
                 keys(store.scan_page(b"b", None, 3).unwrap()),
                 ["b1", "b2", "b25"]
             );
-            assert_eq!(
-                store.scan_page(b"b", Some(b"b2"), 1).unwrap(),
-                vec![(b"b25".to_vec(), encode_count(2))]
-            );
+            let page = store.scan_page(b"b", Some(b"b2"), 1).unwrap();
+            let count = encode_count(2);
+            assert_eq!(page.iter().collect::<Vec<_>>(), [(&b"b25"[..], &count[..])]);
             assert_eq!(
                 keys(store.scan_page(b"b", Some(b"b25"), 3).unwrap()),
                 ["b3", "b4"]

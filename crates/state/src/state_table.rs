@@ -155,11 +155,10 @@ impl StateTable {
                 .scan_page(&self.prefix, full_cursor.as_deref(), limit)?;
             let exhausted = stored.len() < limit;
             let prefix_len = self.prefix.len();
-            let stored = stored.into_iter().map(|(mut k, v)| {
-                k.drain(..prefix_len);
-                (k, v)
-            });
-            let stored: Vec<(Vec<u8>, Vec<u8>)> = stored.collect();
+            let stored: Entries = stored
+                .iter()
+                .map(|(k, v)| (k[prefix_len..].to_vec(), v.to_vec()))
+                .collect();
             let last_stored = stored.last().map(|(k, _)| k.clone());
             let lower = match &cursor {
                 Some(c) => Bound::Excluded(c.as_slice()),

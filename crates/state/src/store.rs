@@ -1,6 +1,6 @@
 use tidemark_types::Epoch;
 
-use crate::{Result, Snapshot};
+use crate::{Page, Result, Snapshot};
 
 /// One change to one key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,7 +89,7 @@ pub trait StateStore: Send + Sync + 'static {
     /// as [`Self::scan_prefixes`] reads them: a table read in pages, so a
     /// reader holds one page in memory, not the table. Each page is read
     /// from one committed epoch; successive pages may see later ones.
-    fn scan_page(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Entries>;
+    fn scan_page(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Result<Page>;
 
     /// A consistent read of the last committed epoch under `prefixes`, held
     /// until dropped: every relation one query reads, read page by page.

@@ -126,6 +126,13 @@ impl Operator for Materialize {
     }
 }
 
+/// Lists `row` `count` times (none below one).
+fn repeat<'a>(rows: &mut Vec<&'a [u8]>, row: &'a [u8], count: i64) {
+    for _ in 0..count.max(0) {
+        rows.push(row);
+    }
+}
+
 /// A view partition's rows as of the attaching epoch: the committed counts,
 /// read a page at a time, plus this actor's changes not committed yet.
 struct ViewPages {
@@ -149,17 +156,13 @@ impl SnapshotPages for ViewPages {
         let page =
             self.store
                 .scan_page(&self.prefix, self.after.as_deref(), SNAPSHOT_CHUNK_ROWS)?;
-        let mut counts: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
-        for (key, value) in page.iter() {
-            counts.insert(key.clone(), decode_count(self.table, value)?);
-        }
         // The changes up to this page's last key go with it; the last page
         // takes the rest.
         let reached = if page.len() < SNAPSHOT_CHUNK_ROWS {
             self.done = true;
             std::mem::take(&mut self.uncommitted)
         } else {
-            let last = page.last().map(|(key, _)| key.clone()).unwrap_or_default();
+            let last = page.entry(page.len() - 1).0.to_vec();
             let mut beyond = self.uncommitted.split_off(&last);
             if let Some(delta) = beyond.remove(&last) {
                 self.uncommitted.insert(last.clone(), delta);
@@ -167,14 +170,22 @@ impl SnapshotPages for ViewPages {
             self.after = Some(last);
             std::mem::replace(&mut self.uncommitted, beyond)
         };
-        for (key, delta) in reached {
-            *counts.entry(key).or_default() += delta;
-        }
-        let mut rows: Vec<&[u8]> = Vec::new();
-        for (key, &count) in &counts {
-            for _ in 0..count.max(0) {
-                rows.push(&key[self.prefix.len()..]);
+        // Both in key order: merged as they go.
+        let row_at = self.prefix.len();
+        let mut rows: Vec<&[u8]> = Vec::with_capacity(page.len());
+        let mut changes = reached.iter().peekable();
+        for (key, value) in page.iter() {
+            while let Some((changed, delta)) = changes.next_if(|(k, _)| k.as_slice() < key) {
+                repeat(&mut rows, &changed[row_at..], *delta);
             }
+            let mut count = decode_count(self.table, value)?;
+            if let Some((_, delta)) = changes.next_if(|(k, _)| k.as_slice() == key) {
+                count += delta;
+            }
+            repeat(&mut rows, &key[row_at..], count);
+        }
+        for (changed, delta) in changes {
+            repeat(&mut rows, &changed[row_at..], *delta);
         }
         if rows.is_empty() {
             return Ok(Some(Vec::new()));

@@ -157,13 +157,8 @@ impl RelationReader {
                         return Ok(None);
                     }
                     let prefix = table_prefix(self.table);
-                    let mut found = Page::default();
-                    for key in keys.by_ref().take(PAGE_ENTRIES) {
-                        let page = self.snapshot.page(&prefix, &key, 1).await?;
-                        if page.len() == 1 && page.entry(0).0 == key.as_slice() {
-                            found.push(&key, page.entry(0).1);
-                        }
-                    }
+                    let asked = keys.by_ref().take(PAGE_ENTRIES).collect();
+                    let found = self.snapshot.get_many(&prefix, asked).await?;
                     decode_entries(&self.codec, self.table, *layout, &self.schema, found.iter())?
                 }
                 Source::View(partitions) => {

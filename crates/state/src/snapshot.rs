@@ -30,9 +30,16 @@ pub struct Snapshot {
 #[derive(Debug)]
 struct PageRequest {
     prefix: Vec<u8>,
-    from: Vec<u8>,
-    limit: usize,
+    what: Wanted,
     reply: oneshot::Sender<Result<Page>>,
+}
+
+#[derive(Debug)]
+enum Wanted {
+    /// Up to `limit` entries from `from` on.
+    From { from: Vec<u8>, limit: usize },
+    /// The entries of these keys that are there.
+    Keys(Vec<Vec<u8>>),
 }
 
 impl Snapshot {
@@ -52,11 +59,21 @@ impl Snapshot {
     /// Asks for a [`Self::page`] without waiting for it: the reader reads
     /// it while the caller works on the page before.
     pub fn request(&self, prefix: &[u8], from: &[u8], limit: usize) -> PendingPage {
+        let from = from.to_vec();
+        self.ask(prefix, Wanted::From { from, limit })
+    }
+
+    /// The entries of those of `keys` (full keys under `prefix`) that are
+    /// there, in the order asked: one request for them all.
+    pub async fn get_many(&self, prefix: &[u8], keys: Vec<Vec<u8>>) -> Result<Page> {
+        self.ask(prefix, Wanted::Keys(keys)).wait().await
+    }
+
+    fn ask(&self, prefix: &[u8], what: Wanted) -> PendingPage {
         let (reply, answer) = oneshot::channel();
         let request = PageRequest {
             prefix: prefix.to_vec(),
-            from: from.to_vec(),
-            limit,
+            what,
             reply,
         };
         // A reader that is gone drops the reply: `wait` says so.
@@ -106,9 +123,7 @@ impl Reader {
                             "a snapshot read outside the prefixes it was taken for".into(),
                         ))
                     } else {
-                        // A key before the prefix would start the read elsewhere.
-                        let from = request.from.as_slice().max(request.prefix.as_slice());
-                        read(&request.prefix, from, request.limit)
+                        serve_one(&request.prefix, &request.what, &mut read)
                     };
                     // The query may have stopped waiting: nothing to do.
                     let _ = request.reply.send(page);
@@ -120,6 +135,30 @@ impl Reader {
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
             }
+        }
+    }
+}
+
+/// One request's page, read with `read` (prefix, first key, limit).
+fn serve_one(
+    prefix: &[u8],
+    what: &Wanted,
+    read: &mut impl FnMut(&[u8], &[u8], usize) -> Result<Page>,
+) -> Result<Page> {
+    match what {
+        Wanted::From { from, limit } => {
+            // A key before the prefix would start the read elsewhere.
+            read(prefix, from.as_slice().max(prefix), *limit)
+        }
+        Wanted::Keys(keys) => {
+            let mut found = Page::default();
+            for key in keys.iter().filter(|k| k.starts_with(prefix)) {
+                let page = read(prefix, key, 1)?;
+                if page.len() == 1 && page.entry(0).0 == key.as_slice() {
+                    found.push(key, page.entry(0).1);
+                }
+            }
+            Ok(found)
         }
     }
 }
@@ -241,6 +280,14 @@ mod tests {
             assert_eq!(from_b4, want[3..5], "{name}");
             let before = read(&snapshot, b"b", b"a", 1).await;
             assert_eq!(before, want[..1], "{name}: a key before the prefix");
+            // Keys in the order asked, absent ones and other prefixes' left out.
+            let asked = ["b6", "b1", "bx", "c0", "b3"].map(|k| k.as_bytes().to_vec());
+            let got = owned(&snapshot.get_many(b"b", asked.to_vec()).await.unwrap());
+            assert_eq!(
+                got,
+                [want[5].clone(), want[0].clone(), want[2].clone()],
+                "{name}"
+            );
             let other = snapshot.page(b"c", b"c", 10).await;
             assert!(matches!(other, Err(Error::Unsupported(_))), "{name}");
         }

@@ -100,7 +100,7 @@ impl TableState {
         let key_codec = spec
             .primary_key
             .as_ref()
-            .map(|pk| RowCodec::new(pk.iter().map(|&i| spec.schema.field(i).data_type().clone())))
+            .map(|pk| RowCodec::for_columns(&spec.schema, pk))
             .transpose()?;
         let mut table = Self {
             state: StateTable::new(spec.id, store),

@@ -74,28 +74,21 @@ impl Database {
         );
         let mut providers: Providers = Vec::with_capacity(relations.len());
         for r in relations {
-            let shape = match &r.kind {
-                RelationKind::Table { primary_key, .. } => RelationShape::Table(
-                    RelationLayout::of_table(primary_key.is_some(), r.event_time.is_some()),
-                ),
-                _ => RelationShape::View,
-            };
-            let primary_key = match &r.kind {
-                RelationKind::Table {
-                    primary_key: Some(columns),
-                    ..
-                } => {
-                    let types = columns
-                        .iter()
-                        .map(|&i| r.schema.field(i).data_type().clone());
-                    let codec =
-                        RowCodec::new(types).map_err(|e| PgError::new("XX000", e.to_string()))?;
-                    Some(PrimaryKey {
-                        columns: columns.clone(),
-                        codec,
-                    })
+            let (shape, primary_key) = match &r.kind {
+                RelationKind::Table { primary_key, .. } => {
+                    let layout =
+                        RelationLayout::of_table(primary_key.is_some(), r.event_time.is_some());
+                    let key = match primary_key {
+                        Some(columns) => Some(PrimaryKey {
+                            codec: RowCodec::for_columns(&r.schema, columns)
+                                .map_err(|e| PgError::new("XX000", e.to_string()))?,
+                            columns: columns.clone(),
+                        }),
+                        None => None,
+                    };
+                    (RelationShape::Table(layout), key)
                 }
-                _ => None,
+                _ => (RelationShape::View, None),
             };
             let table = StoredRelation {
                 snapshot: Arc::clone(&snapshot),

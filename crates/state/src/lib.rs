@@ -22,7 +22,8 @@ pub use keys::{
 pub use memory::MemoryStore;
 pub use page::Page;
 pub use relation::{
-    decode_count, decode_relation, decode_view, encode_count, view_partition_prefix, RelationLayout,
+    decode_count, decode_relation, decode_view, encode_count, repeat_row, view_partition_prefix,
+    RelationLayout,
 };
 pub use relation_reader::{RelationReader, RelationShape};
 pub use rocks::{RocksDbOptions, RocksDbStore, STORE_FORMAT};

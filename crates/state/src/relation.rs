@@ -11,8 +11,9 @@ use std::collections::HashMap;
 use crate::keys::table_prefix;
 use crate::{Error, Result, RowCodec, TableId};
 
-/// `count` copies of `row` (none for a count below one).
-fn repeat_row<'a>(rows: &mut Vec<&'a [u8]>, row: &'a [u8], count: i64) {
+/// Lists `row` `count` times (none for a count below one): a counted row
+/// as the rows it stands for.
+pub fn repeat_row<'a>(rows: &mut Vec<&'a [u8]>, row: &'a [u8], count: i64) {
     for _ in 0..count.max(0) {
         rows.push(row);
     }

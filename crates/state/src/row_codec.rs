@@ -1,5 +1,5 @@
 use arrow::array::ArrayRef;
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::row::{RowConverter, SortField};
 
 use crate::Result;
@@ -22,6 +22,11 @@ impl RowCodec {
 
     pub fn for_schema(schema: &SchemaRef) -> Result<Self> {
         Self::new(schema.fields().iter().map(|f| f.data_type().clone()))
+    }
+
+    /// The codec of some of `schema`'s columns (a primary key's, in key order).
+    pub fn for_columns(schema: &Schema, columns: &[usize]) -> Result<Self> {
+        Self::new(columns.iter().map(|&i| schema.field(i).data_type().clone()))
     }
 
     /// One encoded row per row of `columns`.

@@ -7,7 +7,8 @@ use datafusion::common::HashMap;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use tidemark_state::{
-    decode_count, view_partition_prefix, RowCodec, StateStore, TableId, Write, WriteBatch,
+    decode_count, repeat_row, view_partition_prefix, RowCodec, StateStore, TableId, Write,
+    WriteBatch,
 };
 use tidemark_types::{Epoch, Op, StreamChunk};
 
@@ -126,13 +127,6 @@ impl Operator for Materialize {
     }
 }
 
-/// Lists `row` `count` times (none below one).
-fn repeat<'a>(rows: &mut Vec<&'a [u8]>, row: &'a [u8], count: i64) {
-    for _ in 0..count.max(0) {
-        rows.push(row);
-    }
-}
-
 /// A view partition's rows as of the attaching epoch: the committed counts,
 /// read a page at a time, plus this actor's changes not committed yet.
 struct ViewPages {
@@ -176,16 +170,16 @@ impl SnapshotPages for ViewPages {
         let mut changes = reached.iter().peekable();
         for (key, value) in page.iter() {
             while let Some((changed, delta)) = changes.next_if(|(k, _)| k.as_slice() < key) {
-                repeat(&mut rows, &changed[row_at..], *delta);
+                repeat_row(&mut rows, &changed[row_at..], *delta);
             }
             let mut count = decode_count(self.table, value)?;
             if let Some((_, delta)) = changes.next_if(|(k, _)| k.as_slice() == key) {
                 count += delta;
             }
-            repeat(&mut rows, &key[row_at..], count);
+            repeat_row(&mut rows, &key[row_at..], count);
         }
         for (changed, delta) in changes {
-            repeat(&mut rows, &changed[row_at..], *delta);
+            repeat_row(&mut rows, &changed[row_at..], *delta);
         }
         if rows.is_empty() {
             return Ok(Some(Vec::new()));

@@ -105,6 +105,7 @@ async fn main() -> anyhow::Result<()> {
         },
         state_cache_bytes: 256 << 20,
         operator_cache_bytes: args.operator_cache_mib << 20,
+        backfill_rows: tidemark_server::DEFAULT_BACKFILL_ROWS,
         restore_from: None,
         // No copies of checkpoints while timing the engine.
         retain: tidemark_server::RetainPolicy {

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use tidemark_plan::{FragmentId, RelationId};
 
 use tidemark_state::{StateStore, WriteBatch};
-use tidemark_types::{Barrier, Message, StreamChunk, Watermark};
+use tidemark_types::{Barrier, StreamChunk, Watermark};
 
 use crate::durable::{
     keyed_prefix, operator_prefix, ActorRecord, StateEntries, StoreKeyed, ACTOR_RECORD,
 };
-use crate::operator::{NoPages, SnapshotPages, SnapshotSource};
+use crate::operator::{NoPages, SnapshotCursor, SnapshotPages, SnapshotSource};
 use crate::outputs::{Outputs, Shared};
 use crate::write_order::sort_tail;
 use crate::{Error, Operator, Result};
@@ -101,7 +101,21 @@ impl Chain {
 
     pub async fn on_chunk(&mut self, chunk: StreamChunk, outputs: &Outputs) -> Result<()> {
         let out = self.push_through(0, vec![chunk])?;
-        outputs.send(out).await
+        self.send(out, outputs).await
+    }
+
+    /// Sends what the last operator emitted; downstreams still receiving its
+    /// snapshot get changes by the keys it gives them.
+    fn send<'o>(
+        &self,
+        chunks: Vec<StreamChunk>,
+        outputs: &'o Outputs,
+    ) -> impl std::future::Future<Output = Result<()>> + Send + 'o {
+        let last = self.operators.last();
+        outputs.send(chunks, &mut |chunk| match last {
+            Some(op) => op.snapshot_keys(chunk),
+            None => Err(Error::Internal("a snapshot of an empty chain".into())),
+        })
     }
 
     /// Passes a watermark down the chain, sending what operators emit on the
@@ -114,7 +128,7 @@ impl Chain {
                 let mut emitted = Vec::new();
                 next.extend(self.operators[i].on_watermark(wm, &mut emitted)?);
                 let out = self.push_through(i + 1, emitted)?;
-                outputs.send(out).await?;
+                self.send(out, outputs).await?;
             }
             current = next;
         }
@@ -144,7 +158,7 @@ impl Chain {
             self.operators[i].on_checkpoint(barrier.epoch, &mut batch, &mut emitted)?;
             sort_tail(&mut batch.writes, start);
             let out = self.push_through(i + 1, emitted)?;
-            outputs.send(out).await?;
+            self.send(out, outputs).await?;
         }
         if let Some(place) = self.place {
             for (i, op) in self.operators.iter_mut().enumerate() {
@@ -157,36 +171,35 @@ impl Chain {
             }
             batch.put(place.prefix(ACTOR_RECORD), record(outputs).encode());
         }
-        // Computed here, not inside `pass_barrier`: operators need not be
+        // Read here, not inside `pass_barrier`: operators need not be
         // `Sync`, so `self` cannot be borrowed across its awaits.
-        let mut snapshot = if outputs.snapshots_for(&barrier) {
-            // The previous epoch commits without this actor: it has acknowledged
-            // it, and this one cannot commit before this actor does.
-            let committed = barrier.epoch - 1;
-            shared.settled(committed).await;
-            Some(self.snapshot(&SnapshotSource {
-                store: shared.store_handle(),
-                committed,
-                uncommitted: &batch,
-            })?)
-        } else {
-            None
-        };
-        outputs
-            .pass_barrier(barrier, batch, shared, move || {
-                let Some(pages) = snapshot.as_mut() else {
-                    return Ok(None);
+        let pages = match outputs.backfill_cursor(&barrier) {
+            Some(cursor) => {
+                // The previous epoch commits without this actor: it has
+                // acknowledged it, and this one cannot commit before this
+                // actor does.
+                let committed = barrier.epoch - 1;
+                shared.settled(committed).await;
+                let from = SnapshotSource {
+                    store: shared.store_handle(),
+                    committed,
+                    uncommitted: &batch,
                 };
-                let page = pages.next_page()?;
-                Ok(page.map(|chunks| chunks.into_iter().map(Message::Chunk).collect()))
-            })
-            .await
+                Some(self.snapshot(&from, cursor)?)
+            }
+            None => None,
+        };
+        outputs.pass_barrier(barrier, batch, shared, pages).await
     }
 
     /// What the last operator would have emitted so far (see [`Operator::snapshot`]).
-    fn snapshot(&self, from: &SnapshotSource<'_>) -> Result<Box<dyn SnapshotPages>> {
+    fn snapshot(
+        &self,
+        from: &SnapshotSource<'_>,
+        cursor: SnapshotCursor,
+    ) -> Result<Box<dyn SnapshotPages>> {
         match self.operators.last() {
-            Some(op) => op.snapshot(from),
+            Some(op) => op.snapshot(from, cursor),
             None => Ok(Box::new(NoPages)),
         }
     }

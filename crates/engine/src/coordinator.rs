@@ -65,12 +65,26 @@ pub struct JobChange {
     /// Catalog records written (or state cleared) in the same commit as the
     /// change, so the stored catalog always matches the stored jobs.
     pub catalog: WriteBatch,
+    /// Written in the commit of the epoch in which the starting job has
+    /// received every snapshot it asks for (its first, when it asks for
+    /// none); the reply to the change comes once that epoch commits.
+    pub ready: WriteBatch,
+}
+
+/// A starting job whose upstreams are still sending it their snapshots.
+struct Backfilling {
+    job: RelationId,
+    /// The upstream actors that have not sent all of theirs.
+    pending: HashSet<ActorId>,
+    /// The starting job's `JobChange::ready`.
+    ready: WriteBatch,
+    waiters: Vec<oneshot::Sender<Result<Epoch>>>,
 }
 
 pub enum Command {
     /// Inject a barrier now; reply once its epoch is committed.
     Barrier {
-        change: JobChange,
+        change: Box<JobChange>,
         reply: Option<oneshot::Sender<Result<Epoch>>>,
     },
     /// Stop: write the epochs handed to the committer, end its thread, and
@@ -117,6 +131,8 @@ pub struct Coordinator {
     /// A source reader waits for a checkpoint that could not be injected
     /// yet (too many in flight): injected once one commits.
     wanted: bool,
+    /// Jobs receiving snapshots, by the epoch that started them.
+    backfills: HashMap<Epoch, Backfilling>,
 }
 
 impl Coordinator {
@@ -145,6 +161,7 @@ impl Coordinator {
             broken: None,
             failed_records: Vec::new(),
             wanted: false,
+            backfills: HashMap::new(),
         })
     }
 
@@ -176,7 +193,7 @@ impl Coordinator {
                 }
                 cmd = commands.recv() => match cmd {
                     None => return,
-                    Some(Command::Barrier { change, reply }) => self.inject(change, reply).await,
+                    Some(Command::Barrier { change, reply }) => self.inject(*change, reply).await,
                     Some(Command::Stop { reply }) => {
                         let committer = self.committer.take();
                         // Its sender goes with it: the committer writes what
@@ -201,6 +218,22 @@ impl Coordinator {
         let mut batch = change.catalog;
         for key in self.failed_records.drain(..) {
             batch.delete(key);
+        }
+        let mut waiters: Vec<_> = reply.into_iter().collect();
+        match &change.mutation {
+            Some(Mutation::AddOutputs {
+                actors,
+                snapshot: true,
+            }) if !actors.is_empty() => {
+                let backfilling = Backfilling {
+                    job: change.start.as_ref().map_or(0, |s| s.0),
+                    pending: actors.iter().copied().collect(),
+                    ready: change.ready,
+                    waiters: std::mem::take(&mut waiters),
+                };
+                self.backfills.insert(epoch, backfilling);
+            }
+            _ => batch.append(change.ready),
         }
         if let Some((id, actors, upstreams)) = change.start {
             for a in &actors {
@@ -233,7 +266,7 @@ impl Coordinator {
                 aligned: None,
                 pending,
                 batch,
-                waiters: reply.into_iter().collect(),
+                waiters,
             },
         );
         let barrier = Barrier {
@@ -259,6 +292,7 @@ impl Coordinator {
                 actor,
                 epoch,
                 batch,
+                backfilled,
             } => {
                 if let Some(inflight) = self.inflight.get_mut(&epoch) {
                     if inflight.pending.remove(&actor) {
@@ -272,6 +306,9 @@ impl Coordinator {
                         inflight.batch.append(batch);
                         if inflight.pending.is_empty() {
                             inflight.aligned = Some(inflight.injected.elapsed());
+                        }
+                        for started in backfilled {
+                            self.backfilled(started, actor, epoch);
                         }
                     }
                 }
@@ -302,6 +339,35 @@ impl Coordinator {
         }
     }
 
+    /// `actor` has sent all of the snapshot that `started` asked for, with
+    /// `epoch`; when it is the last upstream to, the job is ready with it.
+    fn backfilled(&mut self, started: Epoch, actor: ActorId, epoch: Epoch) {
+        let Some(backfilling) = self.backfills.get_mut(&started) else {
+            return;
+        };
+        backfilling.pending.remove(&actor);
+        if !backfilling.pending.is_empty() {
+            return;
+        }
+        let Some(done) = self.backfills.remove(&started) else {
+            return;
+        };
+        tracing::debug!(job = done.job, started, epoch, "snapshots sent");
+        match self.inflight.get_mut(&epoch) {
+            Some(inflight) => {
+                inflight.batch.append(done.ready);
+                inflight.waiters.extend(done.waiters);
+            }
+            None => {
+                for w in done.waiters {
+                    let _ = w.send(Err(Error::Internal(format!(
+                        "a snapshot finished with epoch {epoch}, which is not in flight"
+                    ))));
+                }
+            }
+        }
+    }
+
     /// Marks `job` and every job reading from it as failed and forgets their
     /// actors; returns those actors, to be stopped.
     fn fail_job(&mut self, job: RelationId, error: Arc<Error>) -> Vec<ActorId> {
@@ -320,6 +386,15 @@ impl Coordinator {
         let mut stopped = Vec::new();
         for id in doomed {
             failures.entry(id).or_insert_with(|| Arc::clone(&error));
+            self.backfills.retain(|_, b| {
+                if b.job != id {
+                    return true;
+                }
+                for w in b.waiters.drain(..) {
+                    let _ = w.send(Err(Error::JobFailed(id.to_string(), error.to_string())));
+                }
+                false
+            });
             // The job stops short of the epochs still to commit: its stored
             // state no longer matches its inputs', so a restart must not
             // resume from it. Gone from every epoch not yet committed.
@@ -418,6 +493,13 @@ impl Coordinator {
         for id in self.jobs.keys() {
             failures.entry(*id).or_insert_with(|| Arc::clone(&error));
         }
+        drop(failures);
+        // No epoch that would make them ready can commit now.
+        for (_, backfilling) in std::mem::take(&mut self.backfills) {
+            for w in backfilling.waiters {
+                let _ = w.send(Err(self.commit_failure().unwrap_or(Error::Shutdown)));
+            }
+        }
     }
 }
 
@@ -493,6 +575,7 @@ mod tests {
                 parallelism: 1,
                 checkpoint_interval: Duration::from_secs(3600),
                 operator_cache_bytes: usize::MAX,
+                backfill_rows: crate::DEFAULT_BACKFILL_ROWS,
             },
         )
         .unwrap();

@@ -7,6 +7,8 @@
 
 mod actor;
 mod actor_threads;
+mod backfill;
+pub use backfill::DEFAULT_BACKFILL_ROWS;
 mod builder;
 mod chain;
 mod checkpoints;

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use tidemark_state::{StateStore, WriteBatch};
-use tidemark_types::{Epoch, StreamChunk, Watermark};
+use tidemark_types::{Epoch, Message, StreamChunk, Watermark};
 
 use crate::durable::{Durability, KeyedReader, StateEntries};
 use crate::Result;
@@ -76,27 +76,73 @@ pub trait Operator: Send {
     }
 
     /// The full current contents this operator would have emitted so far, as
-    /// inserts, a page at a time: what a newly attached downstream starts
-    /// from. Only meaningful for the last operator of a relation's chain.
-    /// Called after `on_checkpoint` of the epoch that attaches the downstream.
-    fn snapshot(&self, _from: &SnapshotSource<'_>) -> Result<Box<dyn SnapshotPages>> {
+    /// inserts, a page at a time, from `cursor` on: what a newly attached
+    /// downstream starts from, sent over as many epochs as it takes. Only
+    /// meaningful for the last operator of a relation's chain. Called after
+    /// `on_checkpoint` of each epoch that sends part of it.
+    fn snapshot(
+        &self,
+        _from: &SnapshotSource<'_>,
+        _cursor: SnapshotCursor,
+    ) -> Result<Box<dyn SnapshotPages>> {
         Ok(Box::new(NoPages))
     }
+
+    /// The key each row of `chunk` (this operator's output) has in the order
+    /// its snapshot is sent: while a snapshot is part sent, changes to rows
+    /// it has passed go to the new downstream, and the others wait for it.
+    fn snapshot_keys(&self, _chunk: &StreamChunk) -> Result<SnapshotKeys> {
+        Err(crate::Error::Internal(format!(
+            "{} sends no snapshot in parts",
+            self.name()
+        )))
+    }
+}
+
+/// Where each row of a chunk falls in a snapshot's order.
+pub enum SnapshotKeys {
+    /// One key per row.
+    Rows(Vec<Vec<u8>>),
+    /// Every row falls after any key a snapshot has sent (a table's new
+    /// arrivals): a part-sent snapshot reaches them itself.
+    AfterAll,
+}
+
+/// How far a snapshot has been sent to the downstreams it is for.
+#[derive(Debug, Default, Clone)]
+pub struct SnapshotCursor {
+    /// The last key sent (`None`: nothing yet).
+    pub after: Option<Vec<u8>>,
+    /// Everything is sent.
+    pub done: bool,
+    /// A table read in arrival order: where its statements' watermarks are.
+    pub arrival: crate::table::ArrivalCursor,
 }
 
 /// An operator's snapshot, handed out a page at a time so neither side
 /// holds it whole.
 pub trait SnapshotPages: Send {
-    /// The next rows, as inserts; `None` once all are given.
-    fn next_page(&mut self) -> Result<Option<Vec<StreamChunk>>>;
+    /// The next rows, as inserts (and, for a table read in arrival order,
+    /// the watermarks between them); `None` once all are given.
+    fn next_page(&mut self) -> Result<Option<Vec<Message>>>;
+
+    /// Where the pages given so far end: the next epoch's pages start there.
+    fn cursor(&self) -> SnapshotCursor;
 }
 
 /// The snapshot of an operator that emits nothing of its own.
 pub(crate) struct NoPages;
 
 impl SnapshotPages for NoPages {
-    fn next_page(&mut self) -> Result<Option<Vec<StreamChunk>>> {
+    fn next_page(&mut self) -> Result<Option<Vec<Message>>> {
         Ok(None)
+    }
+
+    fn cursor(&self) -> SnapshotCursor {
+        SnapshotCursor {
+            done: true,
+            ..SnapshotCursor::default()
+        }
     }
 }
 
@@ -104,9 +150,9 @@ impl SnapshotPages for NoPages {
 /// the store rather than in memory.
 pub struct SnapshotSource<'a> {
     pub store: Arc<dyn StateStore>,
-    /// The epoch before the attaching one, committed when the snapshot is
-    /// taken; no later one commits before the snapshot is all read, since
-    /// the attaching epoch waits for this actor.
+    /// The epoch before the one whose barrier sends the pages, committed
+    /// when they are read; no later one commits before they are all read,
+    /// since that epoch waits for this actor.
     pub committed: Epoch,
     /// The changes this actor hands in for the attaching epoch.
     pub uncommitted: &'a WriteBatch,

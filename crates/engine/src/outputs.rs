@@ -14,17 +14,22 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use crate::backfill::Backfill;
 use crate::dispatch::Dispatcher;
+use crate::operator::{SnapshotCursor, SnapshotKeys, SnapshotPages};
 use crate::{Error, Result};
 
 /// What actors tell the checkpoint coordinator.
 #[derive(Debug)]
 pub enum ActorEvent {
-    /// The actor passed the barrier of `epoch`; `batch` holds its state changes.
+    /// The actor passed the barrier of `epoch`; `batch` holds its state
+    /// changes. `backfilled`: the snapshots it finished sending with this
+    /// epoch, by the epoch that started each (see [`Backfill`]).
     Ack {
         actor: ActorId,
         epoch: Epoch,
         batch: WriteBatch,
+        backfilled: Vec<Epoch>,
     },
     /// The actor stopped on an error; its job has failed.
     Failed { actor: ActorId, error: Error },
@@ -79,6 +84,8 @@ pub struct Shared {
     settled: watch::Sender<Epoch>,
     /// Where actors run (see `actor_threads`).
     actor_threads: tokio::runtime::Handle,
+    /// Rows of a snapshot an actor sends per epoch (see [`Backfill`]).
+    backfill_rows: usize,
 }
 
 impl Shared {
@@ -86,6 +93,7 @@ impl Shared {
         events: UnboundedSender<ActorEvent>,
         store: Arc<dyn StateStore>,
         actor_threads: tokio::runtime::Handle,
+        backfill_rows: usize,
     ) -> Self {
         let (settled, _) = watch::channel(store.committed_epoch());
         Self {
@@ -94,6 +102,7 @@ impl Shared {
             store,
             settled,
             actor_threads,
+            backfill_rows: backfill_rows.max(1),
         }
     }
 
@@ -144,6 +153,9 @@ impl Shared {
 pub struct Outputs {
     actor: ActorId,
     dispatchers: Vec<Dispatcher>,
+    /// Downstreams still receiving their snapshot, oldest first; only the
+    /// first is sent pages, the others wait their turn.
+    backfills: Vec<Backfill>,
     /// The last watermark sent per column, which downstreams attached later
     /// receive after their snapshot.
     watermarks: BTreeMap<usize, i64>,
@@ -154,6 +166,7 @@ impl Outputs {
         Self {
             actor,
             dispatchers,
+            backfills: Vec::new(),
             watermarks: BTreeMap::new(),
         }
     }
@@ -164,32 +177,82 @@ impl Outputs {
         self.watermarks.insert(wm.column, wm.value);
     }
 
+    /// Sends a watermark to the downstreams that have their snapshot: the
+    /// others would take its rows still to come as late.
     pub async fn send_watermark(&mut self, wm: Watermark) {
         self.watermarks.insert(wm.column, wm.value);
-        self.broadcast(Message::Watermark(wm)).await;
-    }
-
-    pub async fn send(&self, chunks: Vec<StreamChunk>) -> Result<()> {
-        for chunk in chunks {
-            if chunk.is_empty() {
-                continue;
-            }
-            for d in &self.dispatchers {
-                d.send_chunk(chunk.clone()).await?;
-            }
-        }
-        Ok(())
-    }
-
-    pub async fn broadcast(&self, msg: Message) {
+        let msg = Message::Watermark(wm);
         for d in &self.dispatchers {
             d.broadcast(&msg).await;
         }
     }
 
-    /// Whether `barrier` attaches new downstreams that start from a snapshot.
-    pub fn snapshots_for(&self, barrier: &Barrier) -> bool {
-        barrier.snapshots_for(self.actor)
+    /// Sends changes on. Downstreams still receiving a snapshot get the
+    /// changes to rows it has passed, by the keys `keys` gives each chunk
+    /// (asked only then, before the returned future is first polled).
+    pub fn send(
+        &self,
+        chunks: Vec<StreamChunk>,
+        keys: &mut dyn FnMut(&StreamChunk) -> Result<SnapshotKeys>,
+    ) -> impl Future<Output = Result<()>> + Send + '_ {
+        let mut passed: Vec<(usize, StreamChunk)> = Vec::new();
+        let mut failed = None;
+        if !self.backfills.is_empty() {
+            for chunk in chunks.iter().filter(|c| !c.is_empty()) {
+                let routed = keys(chunk).and_then(|keys| {
+                    for (i, b) in self.backfills.iter().enumerate() {
+                        if let Some(part) = b.passed(chunk, &keys)? {
+                            passed.push((i, part));
+                        }
+                    }
+                    Ok(())
+                });
+                if let Err(e) = routed {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        async move {
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            for chunk in chunks {
+                if chunk.is_empty() {
+                    continue;
+                }
+                for d in &self.dispatchers {
+                    d.send_chunk(chunk.clone()).await?;
+                }
+            }
+            for (i, part) in passed {
+                for d in &self.backfills[i].dispatchers {
+                    d.send_chunk(part.clone()).await?;
+                }
+            }
+            Ok(())
+        }
+    }
+
+    /// Sends a barrier to every downstream, snapshot sent or not.
+    async fn broadcast_barrier(&self, barrier: Barrier) {
+        let msg = Message::Barrier(barrier);
+        let backfilling = self.backfills.iter().flat_map(|b| &b.dispatchers);
+        for d in self.dispatchers.iter().chain(backfilling) {
+            d.broadcast(&msg).await;
+        }
+    }
+
+    /// Where the snapshot to send at `barrier` resumes, if one is being sent
+    /// (or `barrier` starts one): read it from there, then hand the pages
+    /// to [`Self::pass_barrier`].
+    pub fn backfill_cursor(&self, barrier: &Barrier) -> Option<SnapshotCursor> {
+        match self.backfills.first() {
+            Some(b) => Some(b.cursor.clone()),
+            None => barrier
+                .snapshots_for(self.actor)
+                .then(SnapshotCursor::default),
+        }
     }
 
     /// The watermarks last sent, by column: part of a restored actor's state.
@@ -198,54 +261,98 @@ impl Outputs {
     }
 
     /// The barrier protocol, after the actor has collected its state changes:
-    /// attach new downstreams (sending them the pages `snapshot` gives until
-    /// `None`, when the barrier asks for one, then the current watermarks),
-    /// drop stopped ones, acknowledge the epoch, and pass the barrier on.
-    /// Returns whether the actor itself stops here.
+    /// attach new downstreams, send the current snapshot its next pages (up
+    /// to the configured rows) from `pages` (read where
+    /// [`Self::backfill_cursor`] said), and a snapshot's downstreams their
+    /// watermarks once it is all sent; drop stopped downstreams, acknowledge
+    /// the epoch, and pass the barrier on. Returns whether the actor itself
+    /// stops here.
     pub async fn pass_barrier(
         &mut self,
         barrier: Barrier,
         batch: WriteBatch,
         shared: &Shared,
-        mut snapshot: impl FnMut() -> Result<Option<Vec<Message>>>,
+        pages: Option<Box<dyn SnapshotPages + '_>>,
     ) -> Result<bool> {
         if barrier.adds_outputs_to(self.actor) {
             let added = shared.take_outputs(self.actor);
             if barrier.snapshots_for(self.actor) {
-                while let Some(messages) = snapshot()? {
-                    for d in &added {
-                        for message in &messages {
-                            match message {
-                                Message::Chunk(chunk) => d.send_chunk(chunk.clone()).await?,
-                                other => d.broadcast(other).await,
-                            }
-                        }
-                    }
-                }
+                self.backfills.push(Backfill {
+                    started: barrier.epoch,
+                    dispatchers: added,
+                    cursor: SnapshotCursor::default(),
+                });
+            } else {
+                self.attach(added).await;
             }
-            for d in &added {
-                for (&column, &value) in &self.watermarks {
-                    d.broadcast(&Message::Watermark(Watermark { column, value }))
-                        .await;
-                }
+        }
+        let mut backfilled = Vec::new();
+        if !self.backfills.is_empty() {
+            let mut pages = pages.ok_or_else(|| {
+                Error::Internal("a snapshot is being sent, and no pages were read".into())
+            })?;
+            let mut rows = 0;
+            let mut done = false;
+            while rows < shared.backfill_rows {
+                let Some(messages) = pages.next_page()? else {
+                    done = true;
+                    break;
+                };
+                rows += messages
+                    .iter()
+                    .map(|m| match m {
+                        Message::Chunk(c) => c.num_rows(),
+                        _ => 0,
+                    })
+                    .sum::<usize>();
+                self.backfills[0].send(messages).await?;
             }
-            self.dispatchers.extend(added);
+            let cursor = pages.cursor();
+            drop(pages);
+            if done || cursor.done {
+                let finished = self.backfills.remove(0);
+                backfilled.push(finished.started);
+                self.attach(finished.dispatchers).await;
+            } else {
+                self.backfills[0].cursor = cursor;
+            }
         }
         shared.report(ActorEvent::Ack {
             actor: self.actor,
             epoch: barrier.epoch,
             batch,
+            backfilled,
         });
+        if !self.backfills.is_empty() {
+            // The rest is sent at the next barriers: sooner than the interval.
+            shared.report(ActorEvent::CheckpointWanted);
+        }
         let stop = barrier.stops(self.actor);
         let stopped = match &barrier.mutation {
             Some(Mutation::Stop(stopped)) => stopped.clone(),
             _ => Vec::new(),
         };
         // Stopping downstreams still need this barrier: it is what stops them.
-        self.broadcast(Message::Barrier(barrier)).await;
+        self.broadcast_barrier(barrier).await;
         if !stopped.is_empty() {
             self.dispatchers.retain_mut(|d| d.retain(&stopped));
+            for b in &mut self.backfills {
+                b.dispatchers.retain_mut(|d| d.retain(&stopped));
+            }
+            self.backfills.retain(|b| !b.dispatchers.is_empty());
         }
         Ok(stop)
+    }
+
+    /// Adds downstreams that have their snapshot (or need none): they get
+    /// the current watermarks, then everything sent.
+    async fn attach(&mut self, added: Vec<Dispatcher>) {
+        for d in &added {
+            for (&column, &value) in &self.watermarks {
+                d.broadcast(&Message::Watermark(Watermark { column, value }))
+                    .await;
+            }
+        }
+        self.dispatchers.extend(added);
     }
 }

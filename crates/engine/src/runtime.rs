@@ -38,6 +38,9 @@ pub struct RuntimeConfig {
     /// Bytes of keyed state (groups of a `GROUP BY`) each operator instance
     /// keeps in memory; past it, the least recently used go to the store.
     pub operator_cache_bytes: usize,
+    /// Rows of an existing table or view a new view built on it receives
+    /// per checkpoint while it is created (see `backfill`).
+    pub backfill_rows: usize,
 }
 
 /// The actors of a running job; `outputs` are those whose chain ends in the
@@ -101,6 +104,7 @@ impl Runtime {
             events_tx,
             Arc::clone(&store),
             threads.handle().clone(),
+            config.backfill_rows,
         ));
         let checkpoints = CheckpointLog::default();
         let coordinator = Coordinator::new(
@@ -163,7 +167,7 @@ impl Runtime {
         self.inner
             .commands
             .send(Command::Barrier {
-                change,
+                change: Box::new(change),
                 reply: Some(tx),
             })
             .map_err(|_| Error::Shutdown)?;
@@ -302,9 +306,10 @@ impl Runtime {
     }
 
     /// Starts a view's job: its actors first receive a snapshot of every
-    /// upstream relation, then all later changes. Returns once the view's
-    /// first epoch is committed (so it is readable), or its job's error.
-    /// `catalog` commits with that first epoch.
+    /// upstream relation, then all later changes. A snapshot is sent over as
+    /// many epochs as its size takes (see `backfill`). Returns once the
+    /// epoch that completes the view is committed (so it is readable), or
+    /// its job's error. `catalog` commits with the first epoch.
     ///
     /// With `restore` (a view that existed before a restart), the job resumes
     /// from its checkpointed state and source offsets when it can, attaching
@@ -323,6 +328,10 @@ impl Runtime {
             parallelism: self.parallelism() as u32,
             plan: graph.explain(self.parallelism()).join("\n"),
         };
+        // The job record says its state is whole: written once every
+        // upstream has sent it all of its snapshot, so a restart before
+        // then recomputes the view.
+        let mut ready = WriteBatch::default();
         let (start, restored) = if restore {
             match self.resumable(id, graph, &record)? {
                 Ok(state) => (ViewStart::Resumed, Some(state)),
@@ -340,7 +349,7 @@ impl Runtime {
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(id);
             }
-            catalog.put(job_record_key(id), record.encode());
+            ready.put(job_record_key(id), record.encode());
         }
         let metrics = Arc::new(JobMetrics::default());
         let built = build_job(self, id, name, graph, &metrics, restored.as_ref())?;
@@ -352,20 +361,22 @@ impl Runtime {
                 metrics,
             },
         );
-        self.barrier(JobChange {
-            mutation: Some(Mutation::AddOutputs {
-                actors: built.upstream_actors,
-                snapshot: restored.is_none(),
-            }),
-            start: Some((id, built.actors, built.upstreams)),
-            injectors: built.injectors,
-            catalog,
-            ..JobChange::default()
-        })
-        .await?;
+        let started = self
+            .barrier(JobChange {
+                mutation: Some(Mutation::AddOutputs {
+                    actors: built.upstream_actors,
+                    snapshot: restored.is_none(),
+                }),
+                start: Some((id, built.actors, built.upstreams)),
+                injectors: built.injectors,
+                catalog,
+                ready,
+                ..JobChange::default()
+            })
+            .await;
         match self.failure(id) {
             Some(e) => Err(Error::JobFailed(name.to_string(), e.to_string())),
-            None => Ok(start),
+            None => started.map(|_| start),
         }
     }
 

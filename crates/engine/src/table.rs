@@ -16,6 +16,7 @@ use tidemark_state::{
 };
 use tidemark_types::{Message, Op, StreamChunk, Watermark};
 
+use crate::operator::{SnapshotCursor, SnapshotKeys, SnapshotPages};
 use crate::operators::SNAPSHOT_CHUNK_ROWS;
 use crate::{Error, Result};
 
@@ -75,18 +76,21 @@ fn constraint(code: &'static str, message: String, detail: Option<String>) -> Er
     }
 }
 
-/// Where a snapshot of a table has got to: it is sent page by page, so a
-/// view attached to a large table never needs the table in memory at once.
-#[derive(Debug, Default)]
-pub struct TableSnapshot {
-    /// The last key sent.
-    after: Option<Vec<u8>>,
-    done: bool,
-    /// Arrival order (`Sequenced` with event time): the statement being sent,
-    /// the latest event time of its rows so far, and the last watermark sent.
+/// Where a snapshot of a table read in arrival order (`Sequenced` with event
+/// time) has got to: the statement being sent, the latest event time of its
+/// rows so far, and the last watermark sent.
+#[derive(Debug, Default, Clone)]
+pub struct ArrivalCursor {
     statement: Option<Vec<u8>>,
     statement_latest: Option<i64>,
     watermark: Option<i64>,
+}
+
+/// A table's rows from a cursor on, page by page, so a view attached to a
+/// large table never needs the table in memory at once.
+pub struct TablePages<'a> {
+    table: &'a mut TableState,
+    cursor: SnapshotCursor,
 }
 
 impl TableState {
@@ -427,31 +431,60 @@ impl TableState {
         self.stored_watermark
     }
 
-    /// A snapshot of the whole table, to send with [`Self::snapshot_page`].
-    pub fn start_snapshot(&self) -> TableSnapshot {
-        TableSnapshot::default()
+    /// The table's rows from `cursor` on (see [`TablePages`]).
+    pub fn snapshot(&mut self, cursor: SnapshotCursor) -> TablePages<'_> {
+        TablePages {
+            table: self,
+            cursor,
+        }
     }
 
-    /// The next part of the table as a view attached to it starts from
-    /// (`None` once all is sent): inserts, and for a table with event time,
-    /// its rows statement by statement in arrival order, each followed by the
-    /// watermark it moved to, so rows that were late when they arrived are
-    /// late for the new view too.
-    pub fn snapshot_page(&mut self, snap: &mut TableSnapshot) -> Result<Option<Vec<Message>>> {
-        if snap.done {
+    /// Where each row of `chunk` (changes this table sent) falls in its
+    /// snapshot's order: its state key, except a `Sequenced` table's rows,
+    /// which are all new arrivals (it only takes inserts).
+    pub fn snapshot_keys(&self, chunk: &StreamChunk) -> Result<SnapshotKeys> {
+        let batch = chunk.batch();
+        Ok(
+            match (self.spec.layout(), &self.key_codec, &self.spec.primary_key) {
+                (RelationLayout::Sequenced, _, _) => SnapshotKeys::AfterAll,
+                (_, Some(codec), Some(pk)) => {
+                    let cols: Vec<ArrayRef> =
+                        pk.iter().map(|&i| Arc::clone(batch.column(i))).collect();
+                    SnapshotKeys::Rows(codec.encode(&cols)?)
+                }
+                _ => SnapshotKeys::Rows(self.row_codec.encode(batch.columns())?),
+            },
+        )
+    }
+
+    pub fn take_delta(&mut self, epoch: tidemark_types::Epoch, batch: &mut WriteBatch) {
+        self.state.take_delta(epoch, batch);
+    }
+}
+
+impl SnapshotPages for TablePages<'_> {
+    /// The next part of the table (`None` once all is sent): inserts, and
+    /// for a table with event time, its rows statement by statement in
+    /// arrival order, each followed by the watermark it moved to, so rows
+    /// that were late when they arrived are late for the new view too.
+    fn next_page(&mut self) -> Result<Option<Vec<Message>>> {
+        if self.cursor.done {
             return Ok(None);
         }
+        let table = &mut *self.table;
+        let snap = &mut self.cursor;
         let mut out = Vec::new();
-        let Some(entries) = self.state.next_page(&mut snap.after, SCAN_PAGE_ENTRIES)? else {
+        let Some(entries) = table.state.next_page(&mut snap.after, SCAN_PAGE_ENTRIES)? else {
             snap.done = true;
-            if let Some(t) = self.spec.event_time {
-                finish_statement(snap, t, &mut out);
+            if let Some(t) = table.spec.event_time {
+                finish_statement(&mut snap.arrival, t, &mut out);
             }
             return Ok((!out.is_empty()).then_some(out));
         };
-        let (rows, keys) = self.decode_page(entries)?;
-        match (self.spec.layout(), self.spec.event_time) {
+        let (rows, keys) = table.decode_page(entries)?;
+        match (table.spec.layout(), table.spec.event_time) {
             (RelationLayout::Sequenced, Some(t)) => {
+                let arrival = &mut snap.arrival;
                 let mut start = 0;
                 while start < rows.num_rows() {
                     let statement = &keys[start][..8];
@@ -459,13 +492,14 @@ impl TableState {
                     while end < rows.num_rows() && &keys[end][..8] == statement {
                         end += 1;
                     }
-                    if snap.statement.as_deref() != Some(statement) {
-                        finish_statement(snap, t, &mut out);
-                        snap.statement = Some(statement.to_vec());
+                    if arrival.statement.as_deref() != Some(statement) {
+                        finish_statement(arrival, t, &mut out);
+                        arrival.statement = Some(statement.to_vec());
                     }
                     let part = rows.slice(start, end - start);
                     if let Some(l) = crate::event_time::max_micros(part.column(t.column)) {
-                        snap.statement_latest = Some(snap.statement_latest.map_or(l, |m| m.max(l)));
+                        arrival.statement_latest =
+                            Some(arrival.statement_latest.map_or(l, |m| m.max(l)));
                     }
                     push_chunks(&mut out, &part);
                     start = end;
@@ -476,8 +510,8 @@ impl TableState {
         Ok(Some(out))
     }
 
-    pub fn take_delta(&mut self, epoch: tidemark_types::Epoch, batch: &mut WriteBatch) {
-        self.state.take_delta(epoch, batch);
+    fn cursor(&self) -> SnapshotCursor {
+        self.cursor.clone()
     }
 }
 
@@ -517,7 +551,7 @@ fn keep_matching(
 
 /// The watermark after the statement a snapshot has sent all rows of, if it
 /// moved the table's.
-fn finish_statement(snap: &mut TableSnapshot, t: tidemark_plan::EventTime, out: &mut Vec<Message>) {
+fn finish_statement(snap: &mut ArrivalCursor, t: tidemark_plan::EventTime, out: &mut Vec<Message>) {
     let Some(latest) = snap.statement_latest.take() else {
         return;
     };
@@ -630,12 +664,17 @@ mod tests {
     }
 
     /// What a snapshot sends, in order: rows per statement (counted), and
-    /// watermarks.
+    /// watermarks. Each page is read from the previous page's cursor, as a
+    /// snapshot sent over several epochs is.
     fn sent(t: &mut TableState) -> Vec<String> {
-        let mut snap = t.start_snapshot();
+        let mut cursor = SnapshotCursor::default();
         let mut out: Vec<String> = Vec::new();
         let mut rows = 0;
-        while let Some(page) = t.snapshot_page(&mut snap).unwrap() {
+        loop {
+            let mut pages = t.snapshot(cursor);
+            let page = pages.next_page().unwrap();
+            cursor = pages.cursor();
+            let Some(page) = page else { break };
             for message in page {
                 match message {
                     Message::Chunk(c) => rows += c.num_rows(),

@@ -10,6 +10,7 @@ use crate::event_time::max_micros;
 use tokio::sync::mpsc::Receiver;
 use tokio::sync::oneshot;
 
+use crate::operator::SnapshotPages;
 use crate::outputs::{supervise, Outputs, Shared};
 use crate::table::{DmlRequest, TableState};
 use crate::Result;
@@ -59,7 +60,12 @@ impl TableActor {
                 TableMessage::Dml(request, reply) => match self.state.apply(request) {
                     Ok((count, changes)) => {
                         let watermark = self.watermark_after(changes.as_ref());
-                        self.outputs.send(changes.into_iter().collect()).await?;
+                        let state = &self.state;
+                        self.outputs
+                            .send(changes.into_iter().collect(), &mut |c| {
+                                state.snapshot_keys(c)
+                            })
+                            .await?;
                         if let Some(wm) = watermark {
                             self.outputs.send_watermark(wm).await;
                         }
@@ -72,13 +78,12 @@ impl TableActor {
                 TableMessage::Barrier(barrier) => {
                     let mut batch = WriteBatch::default();
                     self.state.take_delta(barrier.epoch, &mut batch);
-                    let state = &mut self.state;
-                    let mut snapshot = state.start_snapshot();
+                    let pages = self.outputs.backfill_cursor(&barrier).map(|cursor| {
+                        Box::new(self.state.snapshot(cursor)) as Box<dyn SnapshotPages + '_>
+                    });
                     let stop = self
                         .outputs
-                        .pass_barrier(barrier, batch, &self.shared, || {
-                            state.snapshot_page(&mut snapshot)
-                        })
+                        .pass_barrier(barrier, batch, &self.shared, pages)
                         .await?;
                     if stop {
                         return Ok(());

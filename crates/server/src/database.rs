@@ -37,6 +37,8 @@ pub struct DatabaseConfig {
     pub state_cache_bytes: usize,
     /// Bytes of keyed state each operator instance keeps in memory.
     pub operator_cache_bytes: usize,
+    /// Rows of an existing relation a new view receives per checkpoint.
+    pub backfill_rows: usize,
     /// A savepoint to start from; the data directory must hold no state.
     pub restore_from: Option<PathBuf>,
     /// Copies of recent checkpoints kept in the data directory (RocksDB only).
@@ -134,6 +136,7 @@ impl Database {
                 parallelism: config.parallelism.max(1),
                 checkpoint_interval: config.checkpoint_interval,
                 operator_cache_bytes: config.operator_cache_bytes,
+                backfill_rows: config.backfill_rows,
             },
         )
         .map_err(|e| PgError::new("58000", e.to_string()))?;

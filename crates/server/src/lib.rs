@@ -21,3 +21,4 @@ pub use database::{Database, DatabaseConfig, StateBackend};
 pub use error::{PgError, PgResult};
 pub use result::{Described, StatementResult};
 pub use retained::RetainPolicy;
+pub use tidemark_engine::DEFAULT_BACKFILL_ROWS;

@@ -33,6 +33,7 @@ async fn connect(name: &str) -> (Client, DataDir) {
         state_backend: StateBackend::Memory,
         state_cache_bytes: 64 << 20,
         operator_cache_bytes: 64 << 20,
+        backfill_rows: tidemark_server::DEFAULT_BACKFILL_ROWS,
         restore_from: None,
         retain: tidemark_server::RetainPolicy::default(),
     })

@@ -57,6 +57,13 @@ pub struct Cli {
     #[arg(long, env = "TIDEMARK_OPERATOR_CACHE_SIZE", default_value = "64MiB", value_name = "BYTES", value_parser = parse_bytes)]
     pub operator_cache_size: usize,
 
+    /// Rows of an existing table or view that a view being created over it
+    /// receives per checkpoint: what bounds the memory `CREATE MATERIALIZED
+    /// VIEW` takes over a large relation. The statement returns once all
+    /// are received.
+    #[arg(long, env = "TIDEMARK_BACKFILL_ROWS", default_value_t = tidemark_server::DEFAULT_BACKFILL_ROWS, value_name = "ROWS")]
+    pub backfill_rows: usize,
+
     /// Start from a savepoint (written by `CREATE SAVEPOINT '<dir>'`): its
     /// state is copied into the data directory, which must hold none.
     #[arg(long, env = "TIDEMARK_RESTORE_FROM", value_name = "DIR")]
@@ -141,6 +148,7 @@ impl Cli {
             state_backend,
             state_cache_bytes: self.state_cache_size,
             operator_cache_bytes: self.operator_cache_size,
+            backfill_rows: self.backfill_rows,
             restore_from: self.restore_from.clone(),
             retain: RetainPolicy {
                 keep: self.retained_checkpoints,

@@ -1,3 +1,6 @@
+use arrow::array::BooleanArray;
+use arrow::compute::filter_record_batch;
+use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
 /// The kind of change a row of a chunk carries. An update travels as a
@@ -59,6 +62,21 @@ impl StreamChunk {
 
     pub fn is_empty(&self) -> bool {
         self.batch.num_rows() == 0
+    }
+
+    /// The rows `keep` is true for (one entry per row, no nulls), ops kept.
+    pub fn filter(&self, keep: &BooleanArray) -> Result<Self, ArrowError> {
+        let batch = filter_record_batch(&self.batch, keep)?;
+        let ops = self.ops.as_ref().map(|ops| {
+            ops.iter()
+                .zip(keep.values().iter())
+                .filter_map(|(op, kept)| kept.then_some(*op))
+                .collect()
+        });
+        Ok(match ops {
+            Some(ops) => Self::with_ops(batch, ops),
+            None => Self::inserts(batch),
+        })
     }
 
     pub fn into_parts(self) -> (RecordBatch, Option<Vec<Op>>) {

@@ -10,9 +10,9 @@ use tidemark_state::{
     decode_count, repeat_row, view_partition_prefix, RowCodec, StateStore, TableId, Write,
     WriteBatch,
 };
-use tidemark_types::{Epoch, Op, StreamChunk};
+use tidemark_types::{Epoch, Message, Op, StreamChunk};
 
-use crate::operator::{SnapshotPages, SnapshotSource};
+use crate::operator::{SnapshotCursor, SnapshotKeys, SnapshotPages, SnapshotSource};
 use crate::{Error, Operator, Result};
 
 /// Rows per chunk of a snapshot handed to a new downstream.
@@ -100,7 +100,11 @@ impl Operator for Materialize {
         Ok(())
     }
 
-    fn snapshot(&self, from: &SnapshotSource<'_>) -> Result<Box<dyn SnapshotPages>> {
+    fn snapshot(
+        &self,
+        from: &SnapshotSource<'_>,
+        cursor: SnapshotCursor,
+    ) -> Result<Box<dyn SnapshotPages>> {
         let committed = from.store.committed_epoch();
         if committed != from.committed {
             return Err(Error::Internal(format!(
@@ -108,9 +112,13 @@ impl Operator for Materialize {
                 self.table, from.committed
             )));
         }
+        // Changes to rows sent in earlier epochs went out as they came.
+        let after = cursor.after;
+        let pending =
+            |key: &Vec<u8>| key.starts_with(&self.prefix) && after.as_ref().is_none_or(|a| key > a);
         let mut uncommitted: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
         for (key, write) in &from.uncommitted.writes {
-            if let (true, Write::AddCount(delta)) = (key.starts_with(&self.prefix), write) {
+            if let (true, Write::AddCount(delta)) = (pending(key), write) {
                 *uncommitted.entry(key.clone()).or_default() += delta;
             }
         }
@@ -120,22 +128,32 @@ impl Operator for Materialize {
             prefix: self.prefix.clone(),
             codec: RowCodec::for_schema(&self.schema)?,
             schema: Arc::clone(&self.schema),
-            after: None,
-            done: false,
+            after,
+            done: cursor.done,
             uncommitted,
         }))
     }
+
+    /// A row's key is its place in the store: this partition's prefix and
+    /// the encoded row, the order a snapshot reads them in.
+    fn snapshot_keys(&self, chunk: &StreamChunk) -> Result<SnapshotKeys> {
+        Ok(SnapshotKeys::Rows(self.codec.encode_with_prefix(
+            &self.prefix,
+            chunk.batch().columns(),
+        )?))
+    }
 }
 
-/// A view partition's rows as of the attaching epoch: the committed counts,
-/// read a page at a time, plus this actor's changes not committed yet.
+/// A view partition's rows as of the epoch that sends them: the committed
+/// counts after a cursor, read a page at a time, plus this actor's changes
+/// not committed yet.
 struct ViewPages {
     table: TableId,
     store: Arc<dyn StateStore>,
     prefix: Vec<u8>,
     codec: RowCodec,
     schema: SchemaRef,
-    /// The last key read from the store.
+    /// The last key sent.
     after: Option<Vec<u8>>,
     done: bool,
     /// Count changes of keys not reached yet.
@@ -143,7 +161,15 @@ struct ViewPages {
 }
 
 impl SnapshotPages for ViewPages {
-    fn next_page(&mut self) -> Result<Option<Vec<StreamChunk>>> {
+    fn cursor(&self) -> SnapshotCursor {
+        SnapshotCursor {
+            after: self.after.clone(),
+            done: self.done,
+            ..SnapshotCursor::default()
+        }
+    }
+
+    fn next_page(&mut self) -> Result<Option<Vec<Message>>> {
         if self.done {
             return Ok(None);
         }
@@ -186,7 +212,7 @@ impl SnapshotPages for ViewPages {
         }
         let columns = self.codec.decode(rows)?;
         let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
-        Ok(Some(vec![StreamChunk::inserts(batch)]))
+        Ok(Some(vec![Message::Chunk(StreamChunk::inserts(batch))]))
     }
 }
 
@@ -205,13 +231,38 @@ mod tests {
 
     /// Every row of `m`'s snapshot, and how many pages it took.
     fn snapshot_rows(m: &Materialize, from: &SnapshotSource<'_>) -> (Vec<String>, usize) {
-        let mut pages = m.snapshot(from).unwrap();
+        let mut pages = m.snapshot(from, SnapshotCursor::default()).unwrap();
         let (mut rows, mut count) = (Vec::new(), 0);
-        while let Some(chunks) = pages.next_page().unwrap() {
-            rows.extend(pretty(&chunks));
+        while let Some(messages) = pages.next_page().unwrap() {
+            rows.extend(pretty(&chunks_of(messages)));
             count += 1;
         }
         (rows, count)
+    }
+
+    /// The same, each page read by a new snapshot from where the last one
+    /// stopped, as a snapshot sent over several epochs is.
+    fn resumed_rows(m: &Materialize, from: &SnapshotSource<'_>) -> (Vec<String>, usize) {
+        let (mut rows, mut count, mut cursor) = (Vec::new(), 0, SnapshotCursor::default());
+        loop {
+            let mut pages = m.snapshot(from, cursor).unwrap();
+            let Some(messages) = pages.next_page().unwrap() else {
+                return (rows, count);
+            };
+            rows.extend(pretty(&chunks_of(messages)));
+            count += 1;
+            cursor = pages.cursor();
+        }
+    }
+
+    fn chunks_of(messages: Vec<Message>) -> Vec<StreamChunk> {
+        messages
+            .into_iter()
+            .map(|m| match m {
+                Message::Chunk(c) => c,
+                other => panic!("a view's snapshot sent {other:?}"),
+            })
+            .collect()
     }
 
     #[test]
@@ -239,7 +290,7 @@ mod tests {
             committed: 0,
             ..from
         };
-        assert!(a.snapshot(&stale).is_err());
+        assert!(a.snapshot(&stale, SnapshotCursor::default()).is_err());
 
         store.commit(2, uncommitted).unwrap();
         let (_, entries) = store.scan_prefixes(&[table_prefix(9)]).unwrap();
@@ -290,6 +341,9 @@ mod tests {
             .flat_map(|(v, &n)| std::iter::repeat_n(format!("+ {v}"), n.max(0) as usize))
             .collect();
         let (rows, pages) = snapshot_rows(&m, &from);
+        assert_eq!(pages, 4);
+        assert_eq!(rows, want);
+        let (rows, pages) = resumed_rows(&m, &from);
         assert_eq!(pages, 4);
         assert_eq!(rows, want);
     }

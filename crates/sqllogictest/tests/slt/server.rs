@@ -65,6 +65,12 @@ impl TestServer {
                 StateBackend::RocksDb => 0,
                 StateBackend::Memory => 64 << 20,
             },
+            // On RocksDB a view over a relation of more than one page
+            // receives it over several checkpoints.
+            backfill_rows: match state_backend {
+                StateBackend::RocksDb => 1,
+                StateBackend::Memory => tidemark_server::DEFAULT_BACKFILL_ROWS,
+            },
             restore_from: None,
             retain: tidemark_server::RetainPolicy::default(),
         };

@@ -11,10 +11,12 @@ use datafusion::sql::sqlparser::ast;
 use tidemark_sql::{RelationInfo, RelationKind};
 use tidemark_state::{table_prefix, RelationLayout, RelationShape, RowCodec};
 
-use crate::classify::engine_error;
+use futures::StreamExt;
+
+use crate::classify::{datafusion_error, engine_error};
 use crate::database::{Database, Request};
 use crate::error::{PgError, PgResult};
-use crate::result::StatementResult;
+use crate::result::{RowStream, StatementResult};
 use crate::stored_relation::{PrimaryKey, StoredRelation};
 
 pub(crate) type Providers = Vec<(String, Arc<dyn TableProvider>)>;
@@ -148,38 +150,43 @@ impl Database {
             .await
             .map_err(|e| req.df(e))?;
         let schema = Arc::new(df.schema().as_arrow().clone());
-        let batches = df.collect().await.map_err(|e| req.df(e))?;
         let names = match stmt {
             ast::Statement::Query(q) => tidemark_sql::postgres_column_names(q),
             _ => None,
         };
-        match names {
-            Some(names) if names.len() == schema.fields().len() => {
-                rename(&schema, batches, &names).map_err(|e| req.df(e.into()))
-            }
-            _ => Ok(StatementResult::Rows { schema, batches }),
-        }
+        let schema = match names {
+            Some(names) if names.len() == schema.fields().len() => renamed(&schema, &names),
+            _ => schema,
+        };
+        let mut stream = df.execute_stream().await.map_err(|e| req.df(e))?;
+        // The first batch is read here, so that an error in it (most are)
+        // comes with the statement's position and before any row is sent.
+        let first = stream.next().await.transpose().map_err(|e| req.df(e))?;
+        let sql = req.sql.to_string();
+        let out = Arc::clone(&schema);
+        let rows = futures::stream::iter(first.map(Ok))
+            .chain(stream)
+            .map(move |batch| {
+                let batch = batch.map_err(|e| datafusion_error(&sql, &e))?;
+                RecordBatch::try_new(Arc::clone(&out), batch.columns().to_vec())
+                    .map_err(|e| datafusion_error(&sql, &e.into()))
+            });
+        Ok(StatementResult::Stream {
+            schema,
+            rows: RowStream(Box::pin(rows)),
+        })
     }
 }
 
-/// The same rows under Postgres' column names.
-fn rename(
-    schema: &Schema,
-    batches: Vec<RecordBatch>,
-    names: &[String],
-) -> Result<StatementResult, arrow::error::ArrowError> {
+/// The same columns under Postgres' names.
+fn renamed(schema: &Schema, names: &[String]) -> SchemaRef {
     let fields: Vec<Field> = schema
         .fields()
         .iter()
         .zip(names)
         .map(|(f, n)| f.as_ref().clone().with_name(n))
         .collect();
-    let schema = Arc::new(Schema::new(fields));
-    let batches = batches
-        .into_iter()
-        .map(|b| RecordBatch::try_new(Arc::clone(&schema), b.columns().to_vec()))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(StatementResult::Rows { schema, batches })
+    Arc::new(Schema::new(fields))
 }
 
 /// A relation's schema for DataFusion. Constraints are the table actor's to

@@ -1,6 +1,7 @@
 //! The extended query protocol end to end, as drivers use it: Parse with
 //! inferred parameter types, binary parameters, binary result columns, and
-//! SQLSTATE codes on errors.
+//! SQLSTATE codes on errors. Also answers sent as they are read, in both
+//! protocols.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -184,4 +185,59 @@ async fn cast_gives_a_parameter_its_type() {
         .expect("typed by the cast");
     assert_eq!(row.get::<_, i64>("n"), 42);
     assert_eq!(row.get::<_, String>("s"), "x");
+}
+
+/// A `SELECT`'s answer is read while it is sent: every row arrives, and an
+/// error partway (past the first batch) ends the answer with its SQLSTATE
+/// and leaves the connection usable, in both protocols.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_stream_and_an_error_partway_keeps_the_connection() {
+    let (client, _data_dir) = connect("streamed").await;
+    client
+        .batch_execute(
+            "CREATE TABLE big (id BIGINT PRIMARY KEY, v BIGINT);
+             INSERT INTO big SELECT value, value % 10 FROM generate_series(1, 50000);
+             FLUSH",
+        )
+        .await
+        .expect("fill");
+
+    let mut rows = 0;
+    let mut sum = 0i64;
+    for message in client
+        .simple_query("SELECT id, v FROM big")
+        .await
+        .expect("simple")
+    {
+        if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
+            rows += 1;
+            sum += row.get(0).unwrap().parse::<i64>().unwrap();
+        }
+    }
+    assert_eq!((rows, sum), (50000, 1_250_025_000));
+    let extended = client
+        .query("SELECT id FROM big WHERE v >= $1", &[&0i64])
+        .await
+        .expect("extended");
+    assert_eq!(extended.len(), 50000);
+    let sum: i64 = extended.iter().map(|r| r.get::<_, i64>(0)).sum();
+    assert_eq!(sum, 1_250_025_000);
+
+    // Rows come in key order, pages of 4096: id 40000 is in a later batch.
+    let err = client
+        .simple_query("SELECT id / (id - 40000) FROM big")
+        .await
+        .expect_err("division by zero partway");
+    assert_eq!(err.code(), Some(&SqlState::DIVISION_BY_ZERO), "{err:?}");
+    let err = client
+        .query("SELECT id / (id - $1) FROM big", &[&40000i64])
+        .await
+        .expect_err("division by zero partway, extended");
+    assert_eq!(err.code(), Some(&SqlState::DIVISION_BY_ZERO), "{err:?}");
+
+    let count = client
+        .query_one("SELECT count(*) FROM big", &[])
+        .await
+        .expect("the connection still answers");
+    assert_eq!(count.get::<_, i64>(0), 50000);
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::Schema;
 use arrow::record_batch::RecordBatch;
+use futures::StreamExt;
 use pg_interval::Interval;
 use pgwire::api::portal::Format;
 use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
@@ -15,7 +16,7 @@ use rust_decimal::Decimal;
 use super::types;
 use super::value::{cell_value, normalize_column, Value};
 use crate::error::{PgError, PgResult};
-use crate::result::StatementResult;
+use crate::result::{RowStream, StatementResult};
 
 /// The response for one statement's result; `format` picks text or binary
 /// per result column (always text in the simple protocol).
@@ -23,6 +24,9 @@ pub fn response(result: StatementResult, format: &Format) -> PgResult<Response> 
     Ok(match result {
         StatementResult::Rows { schema, batches } => {
             Response::Query(query_response(&schema, &batches, format)?)
+        }
+        StatementResult::Stream { schema, rows } => {
+            Response::Query(streamed_response(&schema, rows, format))
         }
         // A tag without rows or OID goes out verbatim, so the client sees
         // exactly the tag the database chose (`INSERT 0 3`, `CREATE TABLE`).
@@ -42,30 +46,65 @@ fn query_response(
     let mut encoder = DataRowEncoder::new(Arc::clone(&fields));
     let mut rows: Vec<PgWireResult<DataRow>> = Vec::new();
     for batch in batches {
-        let columns = batch
-            .columns()
-            .iter()
-            .map(normalize_column)
-            .collect::<PgResult<Vec<_>>>()?;
-        if columns.len() != fields.len() {
-            return Err(PgError::new(
-                "XX000",
-                format!(
-                    "result has {} columns, schema {}",
-                    columns.len(),
-                    fields.len()
-                ),
-            ));
-        }
-        for row in 0..batch.num_rows() {
-            for (column, field) in columns.iter().zip(fields.iter()) {
-                let value = cell_value(column.as_ref(), row)?;
-                encode_value(&mut encoder, field, &value)?;
-            }
-            rows.push(Ok(encoder.take_row()));
-        }
+        rows.extend(
+            encode_batch(&mut encoder, &fields, batch)?
+                .into_iter()
+                .map(Ok),
+        );
     }
     Ok(QueryResponse::new(fields, futures::stream::iter(rows)))
+}
+
+/// Encodes each batch as it is read: the answer is never held whole. An
+/// error reading or encoding a batch ends the rows with an ErrorResponse.
+fn streamed_response(schema: &Schema, rows: RowStream, format: &Format) -> QueryResponse {
+    let fields = Arc::new(types::fields(schema, format));
+    let mut encoder = DataRowEncoder::new(Arc::clone(&fields));
+    let encoded = Arc::clone(&fields);
+    let rows = rows
+        .0
+        .map(move |batch| {
+            let rows: Vec<PgWireResult<DataRow>> =
+                match batch.and_then(|b| encode_batch(&mut encoder, &encoded, &b)) {
+                    Ok(rows) => rows.into_iter().map(Ok).collect(),
+                    Err(e) => vec![Err(wire_error(e))],
+                };
+            futures::stream::iter(rows)
+        })
+        .flatten();
+    QueryResponse::new(fields, rows)
+}
+
+/// One batch's rows as DataRows.
+fn encode_batch(
+    encoder: &mut DataRowEncoder,
+    fields: &[FieldInfo],
+    batch: &RecordBatch,
+) -> PgResult<Vec<DataRow>> {
+    let columns = batch
+        .columns()
+        .iter()
+        .map(normalize_column)
+        .collect::<PgResult<Vec<_>>>()?;
+    if columns.len() != fields.len() {
+        return Err(PgError::new(
+            "XX000",
+            format!(
+                "result has {} columns, schema {}",
+                columns.len(),
+                fields.len()
+            ),
+        ));
+    }
+    let mut rows = Vec::with_capacity(batch.num_rows());
+    for row in 0..batch.num_rows() {
+        for (column, field) in columns.iter().zip(fields.iter()) {
+            let value = cell_value(column.as_ref(), row)?;
+            encode_value(encoder, field, &value)?;
+        }
+        rows.push(encoder.take_row());
+    }
+    Ok(rows)
 }
 
 fn encode_value(encoder: &mut DataRowEncoder, field: &FieldInfo, value: &Value) -> PgResult<()> {

@@ -195,28 +195,9 @@ impl Outputs {
         chunks: Vec<StreamChunk>,
         keys: &mut dyn FnMut(&StreamChunk) -> Result<SnapshotKeys>,
     ) -> impl Future<Output = Result<()>> + Send + '_ {
-        let mut passed: Vec<(usize, StreamChunk)> = Vec::new();
-        let mut failed = None;
-        if !self.backfills.is_empty() {
-            for chunk in chunks.iter().filter(|c| !c.is_empty()) {
-                let routed = keys(chunk).and_then(|keys| {
-                    for (i, b) in self.backfills.iter().enumerate() {
-                        if let Some(part) = b.passed(chunk, &keys)? {
-                            passed.push((i, part));
-                        }
-                    }
-                    Ok(())
-                });
-                if let Err(e) = routed {
-                    failed = Some(e);
-                    break;
-                }
-            }
-        }
+        let passed = self.passed(&chunks, keys);
         async move {
-            if let Some(e) = failed {
-                return Err(e);
-            }
+            let passed = passed?;
             for chunk in chunks {
                 if chunk.is_empty() {
                     continue;
@@ -232,6 +213,28 @@ impl Outputs {
             }
             Ok(())
         }
+    }
+
+    /// The parts of `chunks` each snapshot being sent has passed, by its
+    /// index in `backfills`.
+    fn passed(
+        &self,
+        chunks: &[StreamChunk],
+        keys: &mut dyn FnMut(&StreamChunk) -> Result<SnapshotKeys>,
+    ) -> Result<Vec<(usize, StreamChunk)>> {
+        let mut passed = Vec::new();
+        if self.backfills.is_empty() {
+            return Ok(passed);
+        }
+        for chunk in chunks.iter().filter(|c| !c.is_empty()) {
+            let keys = keys(chunk)?;
+            for (i, b) in self.backfills.iter().enumerate() {
+                if let Some(part) = b.passed(chunk, &keys)? {
+                    passed.push((i, part));
+                }
+            }
+        }
+        Ok(passed)
     }
 
     /// Sends a barrier to every downstream, snapshot sent or not.

@@ -55,6 +55,7 @@ impl Database {
             "retained_checkpoints".to_string(),
             Arc::new(self.retained_checkpoints_table()?),
         )?;
+        schema_provider.register_table("memory".to_string(), Arc::new(self.memory_table()?))?;
         if let Some(catalog) = ctx.catalog("datafusion") {
             catalog.register_schema(SYSTEM_SCHEMA, schema_provider)?;
         }

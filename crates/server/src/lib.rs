@@ -9,6 +9,7 @@ mod database;
 mod dml;
 mod error;
 mod jobs;
+mod memory;
 pub mod pgwire;
 mod result;
 mod retained;

@@ -531,6 +531,38 @@ impl StateStore for RocksDbStore {
         Ok(snapshot)
     }
 
+    fn memory_usage(&self) -> Vec<(&'static str, u64)> {
+        let families = [self.meta(), self.data(), self.counts()];
+        // Memtables and table readers are per column family; the block
+        // cache is one for all of them.
+        let per_family = |property: &str| -> u64 {
+            families
+                .iter()
+                .filter_map(|f| f.as_ref().ok())
+                .filter_map(|f| self.db.property_int_value_cf(f, property).ok().flatten())
+                .sum()
+        };
+        let whole = |property: &str| self.db.property_int_value(property).ok().flatten();
+        vec![
+            (
+                "rocksdb block cache",
+                whole("rocksdb.block-cache-usage").unwrap_or(0),
+            ),
+            (
+                "rocksdb block cache pinned",
+                whole("rocksdb.block-cache-pinned-usage").unwrap_or(0),
+            ),
+            (
+                "rocksdb memtables",
+                per_family("rocksdb.cur-size-all-mem-tables"),
+            ),
+            (
+                "rocksdb table readers",
+                per_family("rocksdb.estimate-table-readers-mem"),
+            ),
+        ]
+    }
+
     fn close(&self) {
         self.closing.store(true, Ordering::SeqCst);
         let readers = std::mem::take(&mut *self.readers.lock().unwrap_or_else(|e| e.into_inner()));

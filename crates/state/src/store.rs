@@ -100,6 +100,12 @@ pub trait StateStore: Send + Sync + 'static {
     /// while it runs can crash the process. Committed data is in the log.
     fn close(&self) {}
 
+    /// What the store's own memory holds, by part, in bytes: where a
+    /// server's memory goes, next to its operators'.
+    fn memory_usage(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
+
     /// Writes a consistent copy of the last committed epoch to `dir` (which
     /// must not exist yet), from which a server can start; returns its epoch.
     fn savepoint(&self, _dir: &std::path::Path) -> Result<Epoch> {

@@ -54,6 +54,7 @@ echo "after the select: $(memory $PID)"
 timed "view of every row" "CREATE MATERIALIZED VIEW copy AS SELECT id, name FROM items"
 q "FLUSH" > /dev/null
 echo "after the view: $(memory $PID)"
+q "SELECT part, bytes FROM tidemark_catalog.memory" | tr '\n' ' '; echo
 timed "view on that view" "CREATE MATERIALIZED VIEW copy_count AS SELECT count(*) FROM copy"
 q "FLUSH" > /dev/null
 echo "after the view on the view: $(memory $PID)"

@@ -245,6 +245,12 @@ impl TableState {
                 })
                 .collect());
         }
+        self.value_keys(batch)
+    }
+
+    /// The state key of each row of a table not in arrival order: its
+    /// primary key, or the whole row.
+    fn value_keys(&self, batch: &RecordBatch) -> Result<Vec<Vec<u8>>> {
         Ok(match (&self.key_codec, &self.spec.primary_key) {
             (Some(codec), Some(pk)) => {
                 let cols: Vec<ArrayRef> = pk.iter().map(|&i| Arc::clone(batch.column(i))).collect();
@@ -443,18 +449,10 @@ impl TableState {
     /// snapshot's order: its state key, except a `Sequenced` table's rows,
     /// which are all new arrivals (it only takes inserts).
     pub fn snapshot_keys(&self, chunk: &StreamChunk) -> Result<SnapshotKeys> {
-        let batch = chunk.batch();
-        Ok(
-            match (self.spec.layout(), &self.key_codec, &self.spec.primary_key) {
-                (RelationLayout::Sequenced, _, _) => SnapshotKeys::AfterAll,
-                (_, Some(codec), Some(pk)) => {
-                    let cols: Vec<ArrayRef> =
-                        pk.iter().map(|&i| Arc::clone(batch.column(i))).collect();
-                    SnapshotKeys::Rows(codec.encode(&cols)?)
-                }
-                _ => SnapshotKeys::Rows(self.row_codec.encode(batch.columns())?),
-            },
-        )
+        Ok(match self.spec.layout() {
+            RelationLayout::Sequenced => SnapshotKeys::AfterAll,
+            _ => SnapshotKeys::Rows(self.value_keys(chunk.batch())?),
+        })
     }
 
     pub fn take_delta(&mut self, epoch: tidemark_types::Epoch, batch: &mut WriteBatch) {

@@ -12,7 +12,7 @@ use tidemark_server::{DatabaseConfig, RetainPolicy, StateBackend};
 /// Connect with any Postgres client, e.g. `psql -h 127.0.0.1 -p 4566`.
 /// Every option can also be set through the environment variable shown.
 #[derive(Debug, Parser)]
-#[command(name = "tidemark", version, about)]
+#[command(name = "tidemark", version, about, args_override_self = true)]
 pub struct Cli {
     /// Address and port to accept Postgres connections on.
     #[arg(
@@ -195,6 +195,28 @@ mod tests {
         assert!(parse_bytes("12 parsecs").is_err());
         let small = Cli::try_parse_from(["tidemark", "--state-cache-size", "10KiB"]).unwrap();
         assert!(small.database_config().is_err());
+    }
+
+    /// An option given twice takes its last value, so a script can append
+    /// to a command line; the backfill rows default, and can be set.
+    #[test]
+    fn the_last_value_of_an_option_wins() {
+        let cli = Cli::try_parse_from([
+            "tidemark",
+            "--parallelism",
+            "2",
+            "--backfill-rows",
+            "10",
+            "--parallelism",
+            "1",
+        ])
+        .expect("parses");
+        let config = cli.database_config().expect("valid");
+        assert_eq!(config.parallelism, 1);
+        assert_eq!(config.backfill_rows, 10);
+        let defaults = Cli::try_parse_from(["tidemark"]).unwrap();
+        let config = defaults.database_config().unwrap();
+        assert_eq!(config.backfill_rows, tidemark_server::DEFAULT_BACKFILL_ROWS);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Views created over relations that take many checkpoints to send
 //! (`--backfill-rows 1`: one page of each upstream per checkpoint) while
-//! other sessions change those relations equal the batch answer; a server
-//! killed while a view is created recomputes it at restart.
+//! other sessions change those relations equal the batch answer, and a
+//! windowed view created that way over a table with event time equals one
+//! created before its rows; a server killed while a view is created
+//! recomputes it at restart.
 
 #![cfg(unix)]
 
@@ -174,4 +176,77 @@ async fn a_view_whose_creation_a_crash_cut_short_is_recomputed() {
     let batch = sorted(&client, query).await;
     assert_eq!(view.len(), 97);
     assert!(view == batch, "{name} differs from its query");
+}
+
+/// One statement of 2000 rows of event time around `2 * i` seconds, up to
+/// 4 s behind it: the table's watermark (2 s behind its latest row) makes
+/// some of each statement's rows late.
+fn events(i: u64) -> String {
+    format!(
+        "INSERT INTO ev SELECT value % 13, to_timestamp(1767225600 + {} + (value % 9) - 4) \
+         FROM generate_series(1, 2000)",
+        2 * i
+    )
+}
+
+const WINDOWED: &str = "SELECT k, window_start, count(*) AS n \
+                        FROM TUMBLE(ev, ts, INTERVAL '10' SECOND) \
+                        GROUP BY k, window_start, window_end";
+
+/// A windowed view created, while rows keep arriving, over a table with
+/// event time equals one created before the rows: the snapshot replays the
+/// table in arrival order with its watermarks, so the rows that were late
+/// on arrival are late for the new view too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_view_created_late_drops_the_rows_that_arrived_late() {
+    let dir = fresh_dir("backfill-events");
+    // At one actor per fragment: with several, the aggregate merges the
+    // watermarks of its parallel inputs, and which rows are late depends
+    // on how those inputs interleave, for any view.
+    let server = Server::start_with(&dir, &["--backfill-rows", "1", "--parallelism", "1"]);
+    let client = server.connect().await;
+    run(
+        &client,
+        &[
+            "CREATE TABLE ev (k BIGINT, ts TIMESTAMP, \
+             WATERMARK FOR ts AS ts - INTERVAL '2' SECOND) APPEND ONLY",
+            &format!("CREATE MATERIALIZED VIEW early AS {WINDOWED}"),
+        ],
+    )
+    .await;
+    for i in 0..30 {
+        run(&client, &[&events(i)]).await;
+    }
+    run(&client, &["FLUSH"]).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (client, stop) = (server.connect().await, Arc::clone(&stop));
+        tokio::spawn(async move {
+            let mut i = 30;
+            while !stop.load(Ordering::Relaxed) {
+                client.simple_query(&events(i)).await.expect("insert");
+                i += 1;
+            }
+        })
+    };
+    run(
+        &client,
+        &[&format!("CREATE MATERIALIZED VIEW late AS {WINDOWED}")],
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+    run(&client, &["FLUSH"]).await;
+
+    let dropped = rows(
+        &client,
+        "SELECT late_rows_dropped FROM tidemark_catalog.streaming_jobs WHERE name = 'early'",
+    )
+    .await;
+    assert!(dropped[0].parse::<i64>().unwrap() > 0, "no row was late");
+    let early = sorted(&client, "SELECT * FROM early").await;
+    let late = sorted(&client, "SELECT * FROM late").await;
+    assert_eq!(early.len(), late.len());
+    assert!(early == late, "the view created late differs");
 }

@@ -342,16 +342,16 @@ impl Coordinator {
     /// `actor` has sent all of the snapshot that `started` asked for, with
     /// `epoch`; when it is the last upstream to, the job is ready with it.
     fn backfilled(&mut self, started: Epoch, actor: ActorId, epoch: Epoch) {
-        let Some(backfilling) = self.backfills.get_mut(&started) else {
+        let std::collections::hash_map::Entry::Occupied(mut backfilling) =
+            self.backfills.entry(started)
+        else {
             return;
         };
-        backfilling.pending.remove(&actor);
-        if !backfilling.pending.is_empty() {
+        backfilling.get_mut().pending.remove(&actor);
+        if !backfilling.get().pending.is_empty() {
             return;
         }
-        let Some(done) = self.backfills.remove(&started) else {
-            return;
-        };
+        let done = backfilling.remove();
         tracing::debug!(job = done.job, started, epoch, "snapshots sent");
         match self.inflight.get_mut(&epoch) {
             Some(inflight) => {

@@ -127,6 +127,7 @@ pub trait SnapshotPages: Send {
     fn next_page(&mut self) -> Result<Option<Vec<Message>>>;
 
     /// Where the pages given so far end: the next epoch's pages start there.
+    /// Once `next_page` has said `None`, the cursor is `done`.
     fn cursor(&self) -> SnapshotCursor;
 }
 

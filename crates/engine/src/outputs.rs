@@ -295,10 +295,8 @@ impl Outputs {
                 Error::Internal("a snapshot is being sent, and no pages were read".into())
             })?;
             let mut rows = 0;
-            let mut done = false;
             while rows < shared.backfill_rows {
                 let Some(messages) = pages.next_page()? else {
-                    done = true;
                     break;
                 };
                 rows += messages
@@ -312,7 +310,7 @@ impl Outputs {
             }
             let cursor = pages.cursor();
             drop(pages);
-            if done || cursor.done {
+            if cursor.done {
                 let finished = self.backfills.remove(0);
                 backfilled.push(finished.started);
                 self.attach(finished.dispatchers).await;

@@ -154,8 +154,9 @@ async fn main() -> anyhow::Result<()> {
         .map(|(after, before)| after - before);
     // Before the SELECT below, which decodes the whole view at once.
     let streaming_rss = peak_rss_mib();
-    let rows = match run(&db, "SELECT count(*) FROM v").await? {
-        StatementResult::Rows { batches, .. } => {
+    let answer = run(&db, "SELECT count(*) FROM v").await?;
+    let rows = match answer.collected().await {
+        Ok(StatementResult::Rows { batches, .. }) => {
             batches.first().map(arrow_value).unwrap_or_default()
         }
         _ => String::new(),

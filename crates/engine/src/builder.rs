@@ -18,7 +18,7 @@ use crate::durable::{operator_prefix, ActorRecord, Durability, ACTOR_RECORD};
 use crate::merge::Merge;
 use crate::metrics::JobMetrics;
 use crate::operators::{
-    Filter, HashAgg, HopAgg, HopAggSpec, HopExpand, Materialize, Project, SessionAgg,
+    Filter, HashAgg, HopAgg, HopAggSpec, HopExpand, KeyedAgg, Materialize, Project, SessionAgg,
     SessionAggSpec, WindowAgg,
 };
 use crate::outputs::Outputs;
@@ -78,6 +78,23 @@ fn build_operator(
                 Arc::clone(metrics),
             ))
         }
+        OperatorSpec::HashAgg {
+            group_exprs,
+            aggs,
+            schema,
+            window: None,
+            watermarks,
+            append_only_input: true,
+        } if !group_exprs.is_empty() => Box::new(
+            KeyedAgg::new(
+                group_exprs.iter().map(|(e, _)| Arc::clone(e)).collect(),
+                aggs.clone(),
+                Arc::clone(schema),
+                watermarks.clone(),
+                Arc::clone(metrics),
+            )?
+            .with_cache_bytes(cache_bytes),
+        ),
         OperatorSpec::HashAgg {
             group_exprs,
             aggs,

@@ -160,10 +160,9 @@ pub fn applied_rows(out: &[StreamChunk]) -> Vec<(i64, i64, i64, i64, i64)> {
             match c.op(r) {
                 Op::Insert => rows.push(row),
                 Op::Delete => {
-                    let i = rows
-                        .iter()
-                        .position(|x| *x == row)
-                        .expect("deletes an emitted row");
+                    let i = rows.iter().position(|x| *x == row).unwrap_or_else(|| {
+                        panic!("deletes an emitted row: {row:?} not in {rows:?}")
+                    });
                     rows.remove(i);
                 }
             }
@@ -212,7 +211,7 @@ pub fn applied_pretty(out: &[StreamChunk]) -> Vec<String> {
             let i = rows
                 .iter()
                 .position(|r| r == row)
-                .expect("deletes an emitted row");
+                .unwrap_or_else(|| panic!("deletes an emitted row: {row:?} not in {rows:?}"));
             rows.remove(i);
         }
     }

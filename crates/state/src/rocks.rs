@@ -33,8 +33,11 @@ const COMMITTED_KEY: &[u8] = b"committed_epoch";
 const FORMAT_KEY: &[u8] = b"format";
 
 /// The on-disk format this build reads and writes. A store written by a build
-/// with another format is refused at open rather than misread.
-pub const STORE_FORMAT: u32 = 3;
+/// with another format is refused at open rather than misread. 4: a plain
+/// `GROUP BY` over input that only inserts stores its groups' states as
+/// DataFusion's group accumulators give them, without a row count (3's
+/// states would read back wrongly: an average of no values as NaN).
+pub const STORE_FORMAT: u32 = 4;
 
 /// How the RocksDB store is tuned.
 #[derive(Debug, Clone)]

@@ -1,6 +1,8 @@
 //! Rows of scalars (an aggregate group's or session's accumulator states) as
 //! stored bytes, through Arrow's row format, a batch of rows at a time.
 
+use std::sync::Arc;
+
 use arrow::array::ArrayRef;
 use arrow::datatypes::DataType;
 use arrow::row::{RowConverter, SortField};
@@ -30,11 +32,25 @@ impl ScalarRows {
         }
         let columns = (0..self.types.len())
             .map(|c| {
-                let array = ScalarValue::iter_to_array(rows.iter().map(|r| r[c].clone()))?;
-                if array.data_type() == &self.types[c] {
-                    Ok(array)
+                Ok(ScalarValue::iter_to_array(
+                    rows.iter().map(|r| r[c].clone()),
+                )?)
+            })
+            .collect::<Result<Vec<ArrayRef>>>()?;
+        self.encode_columns(&columns)
+    }
+
+    /// One byte string per row of `columns`, one column per type (cast to
+    /// it where it differs).
+    pub fn encode_columns(&self, columns: &[ArrayRef]) -> Result<Vec<Vec<u8>>> {
+        let columns = columns
+            .iter()
+            .zip(&self.types)
+            .map(|(array, t)| {
+                if array.data_type() == t {
+                    Ok(Arc::clone(array))
                 } else {
-                    Ok(arrow::compute::cast(&array, &self.types[c])?)
+                    Ok(arrow::compute::cast(array, t)?)
                 }
             })
             .collect::<Result<Vec<ArrayRef>>>()?;

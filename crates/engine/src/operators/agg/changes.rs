@@ -64,12 +64,25 @@ pub fn changes(
             None => added.push(i as u32),
         }
     }
-    let before = take_record_batch(old, &UInt32Array::from(old_matched))?;
-    let after = take_record_batch(new, &UInt32Array::from(new_matched))?;
+    matched_changes(old, &old_matched, new, &new_matched, &added)
+}
+
+/// The deletes and inserts that turn rows `old_matched` of `old` into rows
+/// `new_matched` of `new` (the same groups, pairwise), and add rows `added`
+/// of `new`: deletes first, then inserts, only of rows that differ.
+pub fn matched_changes(
+    old: &RecordBatch,
+    old_matched: &[u32],
+    new: &RecordBatch,
+    new_matched: &[u32],
+    added: &[u32],
+) -> Result<Option<StreamChunk>> {
+    let before = take_record_batch(old, &UInt32Array::from(old_matched.to_vec()))?;
+    let after = take_record_batch(new, &UInt32Array::from(new_matched.to_vec()))?;
     let changed = differing(&before, &after)?;
     let deletes = filter_record_batch(&before, &changed)?;
     let updates = filter_record_batch(&after, &changed)?;
-    let inserts = take_record_batch(new, &UInt32Array::from(added))?;
+    let inserts = take_record_batch(new, &UInt32Array::from(added.to_vec()))?;
     let rows = deletes.num_rows() + updates.num_rows() + inserts.num_rows();
     if rows == 0 {
         return Ok(None);

@@ -149,6 +149,14 @@ impl Grouped {
         Ok(self.num_groups())
     }
 
+    /// Numbers the groups of `keys` (new ones after the others) without
+    /// adding to any aggregate: a new group's aggregates start empty.
+    pub fn intern_keys(&mut self, keys: &[ArrayRef]) -> Result<()> {
+        let rows = keys.first().map_or(0, |k| k.len());
+        self.intern(keys, rows)?;
+        Ok(())
+    }
+
     /// Adds rows: their key columns, each aggregate's argument columns and
     /// its `FILTER` mask.
     pub fn update(

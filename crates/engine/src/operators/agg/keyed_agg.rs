@@ -1,0 +1,458 @@
+//! Plain (unwindowed) `GROUP BY` over append-only input, vectorized: the
+//! rows of an epoch are aggregated by DataFusion's group accumulators, then
+//! merged into the groups' stored states at the barrier.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, UInt32Array};
+use arrow::compute::take;
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use datafusion::common::HashSet;
+use datafusion::physical_expr::PhysicalExpr;
+use tidemark_plan::AggCall;
+use tidemark_state::{RowCodec, WriteBatch};
+use tidemark_types::{Epoch, StreamChunk, Watermark};
+
+use super::changes::{columns_to_batch, matched_changes};
+use super::group_cache::GroupCache;
+use super::grouped::{Grouped, GroupedState};
+use super::{evaluate_agg_inputs, forward_watermark};
+use crate::durable::{KeyedReader, ScalarRows, StateEntries};
+use crate::metrics::JobMetrics;
+use crate::{Error, Operator, Result};
+
+/// The key of a group's state (as [`super::HashAgg`] keys its groups).
+fn group_key(key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 1);
+    k.push(1);
+    k.extend_from_slice(key);
+    k
+}
+
+/// The estimated bytes of a cached group: its key (in the map and in the
+/// unsaved set), its stored state and the map's bookkeeping.
+fn cached_size(key: &[u8], state: &[u8]) -> usize {
+    2 * key.len() + state.len() + 64
+}
+
+/// The form of [`super::HashAgg`] for a plain `GROUP BY` over input that
+/// only inserts: the same results, computed a batch at a time. A group's
+/// stored state is its accumulators' states, as the group accumulators
+/// give them.
+///
+/// Rows go into an epoch's partial aggregate; at each barrier (and before a
+/// watermark it passes on) that partial is merged with the stored states of
+/// the groups it touched, and the groups whose rows changed emit a delete
+/// of the old row and an insert of the new one. Memory holds the recently
+/// used groups' states within a budget; the others are read back from the
+/// store when a barrier needs them (see [`GroupCache`]).
+pub struct KeyedAgg {
+    group_exprs: Vec<Arc<dyn PhysicalExpr>>,
+    aggs: Vec<AggCall>,
+    args: Vec<Vec<Arc<dyn PhysicalExpr>>>,
+    schema: SchemaRef,
+    key_schema: SchemaRef,
+    key_codec: RowCodec,
+    /// Each aggregate's state columns, in order.
+    state_rows: ScalarRows,
+    /// How many state columns each aggregate has.
+    state_widths: Vec<usize>,
+    /// The rows since the last barrier, aggregated.
+    epoch_rows: Grouped,
+    /// Each group's stored state as of the last barrier.
+    groups: GroupCache<Vec<u8>>,
+    /// Groups changed since the last checkpoint.
+    unsaved: HashSet<Vec<u8>>,
+    keyed: Option<Box<dyn KeyedReader>>,
+    /// Whether the store may hold groups memory does not: after a restore,
+    /// or once one was evicted (see [`super::HashAgg`]).
+    stored_elsewhere: bool,
+    epoch: Epoch,
+    /// (input column, output column): watermarks passed on.
+    watermark_map: Vec<(usize, usize)>,
+    metrics: Arc<JobMetrics>,
+    /// The groups and bytes in memory last reported to the job's metrics.
+    reported: (i64, i64),
+}
+
+impl KeyedAgg {
+    pub fn new(
+        group_exprs: Vec<Arc<dyn PhysicalExpr>>,
+        aggs: Vec<AggCall>,
+        schema: SchemaRef,
+        watermark_map: Vec<(usize, usize)>,
+        metrics: Arc<JobMetrics>,
+    ) -> Result<Self> {
+        let key_schema = Arc::new(Schema::new(schema.fields()[..group_exprs.len()].to_vec()));
+        let key_codec = RowCodec::new(key_schema.fields().iter().map(|f| f.data_type().clone()))?;
+        let mut types = Vec::new();
+        let mut state_widths = Vec::new();
+        for a in &aggs {
+            let fields = a.expr.state_fields()?;
+            state_widths.push(fields.len());
+            types.extend(fields.iter().map(|f| f.data_type().clone()));
+        }
+        Ok(Self {
+            args: aggs.iter().map(|a| a.expr.expressions()).collect(),
+            epoch_rows: Grouped::new(Arc::clone(&key_schema), &aggs)?,
+            group_exprs,
+            aggs,
+            schema,
+            key_schema,
+            key_codec,
+            state_rows: ScalarRows::new(types)?,
+            state_widths,
+            groups: GroupCache::new(usize::MAX),
+            unsaved: HashSet::default(),
+            keyed: None,
+            stored_elsewhere: false,
+            epoch: 0,
+            watermark_map,
+            metrics,
+            reported: (0, 0),
+        })
+    }
+
+    /// Keeps at most about `bytes` of groups in memory.
+    pub fn with_cache_bytes(mut self, bytes: usize) -> Self {
+        self.groups.set_budget(bytes);
+        self
+    }
+
+    /// Reads back the groups of `keys` that left memory.
+    fn load_missing(&mut self, keys: &[Vec<u8>]) -> Result<()> {
+        let Some(keyed) = self.keyed.as_ref().filter(|_| self.stored_elsewhere) else {
+            return Ok(());
+        };
+        let missing: Vec<&Vec<u8>> = keys.iter().filter(|k| !self.groups.contains(k)).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let stored = keyed.get_many(&missing.iter().map(|k| group_key(k)).collect::<Vec<_>>())?;
+        let mut read = 0;
+        for (key, value) in missing.into_iter().zip(stored) {
+            if let Some(value) = value {
+                let size = cached_size(key, &value);
+                self.groups.insert(key.clone(), value, size, 0);
+                read += 1;
+            }
+        }
+        self.metrics.add_groups_read_back(read);
+        Ok(())
+    }
+
+    /// The stored states of the groups of `keys` that have one: their
+    /// positions in `keys`, and their key columns (rows of `key_columns`)
+    /// with their aggregates' states.
+    fn stored_states(
+        &mut self,
+        keys: &[Vec<u8>],
+        key_columns: &[ArrayRef],
+    ) -> Result<(Vec<u32>, GroupedState)> {
+        self.load_missing(keys)?;
+        self.groups.next_tick();
+        let at: Vec<u32> = (0..keys.len() as u32)
+            .filter(|&i| self.groups.get_mut(&keys[i as usize]).is_some())
+            .collect();
+        let bytes: Vec<&[u8]> = at
+            .iter()
+            .filter_map(|&i| self.groups.get(&keys[i as usize]).map(Vec::as_slice))
+            .collect();
+        let indices = UInt32Array::from(at.clone());
+        let keys = key_columns
+            .iter()
+            .map(|c| take(c.as_ref(), &indices, None))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        if bytes.is_empty() {
+            let states = self.aggs.iter().map(|_| Vec::new()).collect();
+            return Ok((at, GroupedState { keys, states }));
+        }
+        let columns = self.state_rows.decode(&bytes)?;
+        let mut states = Vec::new();
+        let mut column = 0;
+        for width in &self.state_widths {
+            states.push(columns[column..column + width].to_vec());
+            column += width;
+        }
+        Ok((at, GroupedState { keys, states }))
+    }
+
+    /// Merges the epoch's rows into their groups' states and emits the rows
+    /// of the groups that changed.
+    fn flush(&mut self, out: &mut Vec<StreamChunk>) -> Result<()> {
+        if self.epoch_rows.num_groups() == 0 {
+            return Ok(());
+        }
+        let added = self.epoch_rows.take()?;
+        let keys = self.key_codec.encode(&added.keys)?;
+        let (at, stored) = self.stored_states(&keys, &added.keys)?;
+
+        // Numbered as `added` is, so the merged states line up with `keys`.
+        let mut merged = Grouped::new(Arc::clone(&self.key_schema), &self.aggs)?;
+        merged.intern_keys(&added.keys)?;
+        // Stored first: an aggregate that keeps its input's order sees the
+        // older rows first.
+        let old = if at.is_empty() {
+            RecordBatch::new_empty(Arc::clone(&self.schema))
+        } else {
+            merged.merge(&stored)?;
+            columns_to_batch(&self.schema, self.epoch_rows.evaluate(&stored)?)?
+        };
+        merged.merge(&added)?;
+        let merged = merged.take()?;
+
+        let new = columns_to_batch(&self.schema, self.epoch_rows.evaluate(&merged)?)?;
+        let old_rows: Vec<u32> = (0..at.len() as u32).collect();
+        let mut is_old = vec![false; keys.len()];
+        for &i in &at {
+            is_old[i as usize] = true;
+        }
+        let new_groups: Vec<u32> = (0..keys.len() as u32)
+            .filter(|&i| !is_old[i as usize])
+            .collect();
+        if let Some(chunk) = matched_changes(&old, &old_rows, &new, &at, &new_groups)? {
+            out.push(chunk);
+        }
+
+        let columns: Vec<ArrayRef> = merged.states.into_iter().flatten().collect();
+        let states = self.state_rows.encode_columns(&columns)?;
+        for (key, state) in keys.into_iter().zip(states) {
+            let size = cached_size(&key, &state);
+            self.groups.insert(key.clone(), state, size, 0);
+            self.unsaved.insert(key);
+        }
+        Ok(())
+    }
+}
+
+impl Operator for KeyedAgg {
+    fn name(&self) -> &'static str {
+        "KeyedAgg"
+    }
+
+    fn on_chunk(&mut self, chunk: StreamChunk, _out: &mut Vec<StreamChunk>) -> Result<()> {
+        if chunk.has_deletes() {
+            return Err(Error::Internal(
+                "an aggregate over append-only input received a delete".into(),
+            ));
+        }
+        let batch = chunk.batch();
+        let n = batch.num_rows();
+        let keys = self
+            .group_exprs
+            .iter()
+            .map(|e| e.evaluate(batch)?.into_array(n))
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        let (args, filters) = evaluate_agg_inputs(&self.args, &self.aggs, batch)?;
+        self.epoch_rows.update(&keys, &args, &filters, n)
+    }
+
+    fn on_watermark(
+        &mut self,
+        wm: Watermark,
+        out: &mut Vec<StreamChunk>,
+    ) -> Result<Vec<Watermark>> {
+        let passed = forward_watermark(&self.watermark_map, wm);
+        // The rows before the watermark go out before it.
+        if !passed.is_empty() {
+            self.flush(out)?;
+        }
+        Ok(passed)
+    }
+
+    fn on_checkpoint(
+        &mut self,
+        epoch: Epoch,
+        _batch: &mut WriteBatch,
+        out: &mut Vec<StreamChunk>,
+    ) -> Result<()> {
+        self.epoch = epoch;
+        self.flush(out)
+    }
+
+    fn durability(&self) -> crate::Durability {
+        crate::Durability::Checkpointed
+    }
+
+    fn attach_keyed(&mut self, keyed: Box<dyn KeyedReader>) {
+        self.keyed = Some(keyed);
+    }
+
+    fn checkpoint_keyed(&mut self, keyed: &mut WriteBatch) -> Result<()> {
+        for key in std::mem::take(&mut self.unsaved) {
+            let state = self
+                .groups
+                .get(&key)
+                .ok_or_else(|| Error::Internal("a changed group left memory unsaved".into()))?;
+            let size = cached_size(&key, state);
+            keyed.put(group_key(&key), state.clone());
+            self.groups.saved(&key, self.epoch, Some(size));
+        }
+        let committed = self.keyed.as_ref().map_or(0, |k| k.committed_epoch());
+        let evicted = self.groups.settle(committed);
+        let now = (
+            self.groups.len() as i64,
+            self.groups.resident_bytes() as i64,
+        );
+        self.metrics
+            .add_cached(now.0 - self.reported.0, now.1 - self.reported.1);
+        self.reported = now;
+        if evicted > 0 {
+            self.stored_elsewhere = true;
+            tracing::debug!(
+                evicted,
+                resident = self.groups.len(),
+                bytes = self.groups.resident_bytes(),
+                "groups left memory"
+            );
+        }
+        Ok(())
+    }
+
+    fn restore(&mut self, entries: StateEntries) -> Result<()> {
+        // Groups are read back as rows reach them: the keyed state is all.
+        self.stored_elsewhere = true;
+        match entries.first() {
+            Some((key, _)) => Err(Error::Internal(format!(
+                "a stored aggregate key of {} bytes outside its keyed state",
+                key.len()
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::datatypes::{DataType, Field};
+    use datafusion::functions_aggregate::{
+        average::avg_udaf, count::count_udaf, min_max::max_udaf, sum::sum_udaf,
+    };
+    use datafusion::physical_expr::expressions::Column;
+
+    use super::*;
+    use crate::operators::HashAgg;
+    use crate::test_util::{
+        agg_call, applied_pretty, assert_restores, chunk_from_pretty, run_in_store, schema_of, Lcg,
+        Step,
+    };
+
+    /// `c0, count(c1), max(c1), sum(c1), avg(c2) … GROUP BY c0` over
+    /// `I I F` rows.
+    fn parts() -> (Vec<Arc<dyn PhysicalExpr>>, Vec<AggCall>, SchemaRef) {
+        let input = schema_of("I I F");
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("c0", DataType::Int64, true),
+            Field::new("n", DataType::Int64, false),
+            Field::new("top", DataType::Int64, true),
+            Field::new("total", DataType::Int64, true),
+            Field::new("mean", DataType::Float64, true),
+        ]));
+        let aggs = vec![
+            agg_call(count_udaf(), 1, &input, "n"),
+            agg_call(max_udaf(), 1, &input, "top"),
+            agg_call(sum_udaf(), 1, &input, "total"),
+            agg_call(avg_udaf(), 2, &input, "mean"),
+        ];
+        (vec![Arc::new(Column::new("c0", 0))], aggs, schema)
+    }
+
+    fn keyed_agg(budget: usize, metrics: Arc<JobMetrics>) -> Box<dyn Operator> {
+        let (keys, aggs, schema) = parts();
+        Box::new(
+            KeyedAgg::new(keys, aggs, schema, vec![(0, 0)], metrics)
+                .unwrap()
+                .with_cache_bytes(budget),
+        )
+    }
+
+    fn hash_agg() -> Box<dyn Operator> {
+        let (keys, aggs, schema) = parts();
+        Box::new(HashAgg::new(keys, aggs, schema, true).unwrap())
+    }
+
+    /// Random inserts over `keys` keys (NULL among them), a checkpoint
+    /// after some chunks and a watermark on the key after others.
+    fn inserting_steps(seed: u64, keys: u64) -> Vec<Step> {
+        let mut lcg = Lcg::new(seed);
+        let mut steps = Vec::new();
+        for _ in 0..40 {
+            let mut text = String::from("I I F");
+            for _ in 0..1 + lcg.next(6) {
+                let key = lcg.next(keys + 1);
+                let key = if key == keys {
+                    ".".into()
+                } else {
+                    key.to_string()
+                };
+                let value = match lcg.next(8) {
+                    0 => ".".to_string(),
+                    v => (v * 7 + lcg.next(50)).to_string(),
+                };
+                text.push_str(&format!("\n+ {key} {value} {value}"));
+            }
+            steps.push(Step::Chunk(chunk_from_pretty(&text)));
+            match lcg.next(5) {
+                0 | 1 => steps.push(Step::Checkpoint),
+                2 => steps.push(Step::Watermark(Watermark {
+                    column: 0,
+                    value: 0,
+                })),
+                _ => {}
+            }
+        }
+        steps
+    }
+
+    #[test]
+    fn groups_equal_the_row_at_a_time_aggregate() {
+        let mut read_back = 0;
+        for seed in 0..60u64 {
+            let steps = inserting_steps(seed, 1 + seed % 9);
+            let (expected, _) = run_in_store(hash_agg(), &steps);
+            for budget in [usize::MAX, 0] {
+                let metrics = Arc::new(JobMetrics::default());
+                let (got, read) = run_in_store(keyed_agg(budget, metrics), &steps);
+                assert_eq!(
+                    applied_pretty(&got),
+                    applied_pretty(&expected),
+                    "seed {seed}, budget {budget}"
+                );
+                if budget == usize::MAX {
+                    assert_eq!(read, 0);
+                }
+                read_back += read;
+            }
+        }
+        // A budget of 0 evicts every group once its checkpoint commits.
+        assert!(read_back > 100, "only {read_back} groups were read back");
+    }
+
+    #[test]
+    fn a_restored_aggregate_continues_where_it_stopped() {
+        for seed in 0..12u64 {
+            let steps = inserting_steps(seed, 4);
+            for cut in (0..steps.len()).step_by(4) {
+                for budget in [usize::MAX, 0] {
+                    assert_restores(|m| keyed_agg(budget, m), &steps, cut);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn changes_go_out_before_a_watermark_on_a_key() {
+        let mut agg = keyed_agg(usize::MAX, Arc::new(JobMetrics::default()));
+        let mut out = Vec::new();
+        agg.on_chunk(chunk_from_pretty("I I F\n+ 1 10 10\n+ 1 20 20"), &mut out)
+            .unwrap();
+        assert!(out.is_empty(), "rows wait for the barrier");
+        let wm = Watermark {
+            column: 0,
+            value: 1,
+        };
+        assert_eq!(agg.on_watermark(wm, &mut out).unwrap().len(), 1);
+        assert_eq!(crate::test_util::pretty(&out), vec!["+ 1 2 20 30 15.0"]);
+    }
+}

@@ -161,6 +161,26 @@ async fn main() -> anyhow::Result<()> {
         }
         _ => String::new(),
     };
+    // Where the memory is, once the view is whole.
+    if let Ok(StatementResult::Rows { batches, .. }) =
+        run(&db, "SELECT * FROM tidemark_catalog.memory")
+            .await?
+            .collected()
+            .await
+    {
+        for batch in &batches {
+            let show = |c: usize, r: usize| {
+                arrow::util::display::array_value_to_string(batch.column(c), r).unwrap_or_default()
+            };
+            for r in 0..batch.num_rows() {
+                eprintln!(
+                    "memory: {} {} MiB",
+                    show(0, r),
+                    show(1, r).parse::<i64>().unwrap_or(0) >> 20
+                );
+            }
+        }
+    }
     let rate = args.rows as f64 / elapsed.as_secs_f64();
     let per_cpu = cpu.map_or("?".to_string(), |c| {
         format!(

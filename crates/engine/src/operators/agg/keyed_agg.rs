@@ -30,10 +30,17 @@ fn group_key(key: &[u8]) -> Vec<u8> {
     k
 }
 
-/// The estimated bytes of a cached group: its key (in the map and in the
-/// unsaved set), its stored state and the map's bookkeeping.
+/// Groups merged and emitted at a time: what bounds the memory a barrier
+/// needs (reads of stored states, merges, the emitted chunk), however many
+/// groups the epoch touched.
+const FLUSH_GROUPS: usize = 4096;
+
+/// The estimated bytes of a cached group: its key and stored state, each
+/// with the allocator's header, and its entry in the map, which is up to
+/// half empty after it grows.
 fn cached_size(key: &[u8], state: &[u8]) -> usize {
-    2 * key.len() + state.len() + 64
+    const ENTRY: usize = std::mem::size_of::<(Vec<u8>, usize, u64, u64, Vec<u8>)>();
+    key.len() + state.len() + 2 * 16 + 2 * ENTRY
 }
 
 /// The form of [`super::HashAgg`] for a plain `GROUP BY` over input that
@@ -181,10 +188,27 @@ impl KeyedAgg {
     /// Merges the epoch's rows into their groups' states and emits the rows
     /// of the groups that changed.
     fn flush(&mut self, out: &mut Vec<StreamChunk>) -> Result<()> {
-        if self.epoch_rows.num_groups() == 0 {
+        let groups = self.epoch_rows.num_groups();
+        if groups == 0 {
             return Ok(());
         }
         let added = self.epoch_rows.take()?;
+        for start in (0..groups).step_by(FLUSH_GROUPS) {
+            let len = FLUSH_GROUPS.min(groups - start);
+            let slice = |columns: &[ArrayRef]| -> Vec<ArrayRef> {
+                columns.iter().map(|c| c.slice(start, len)).collect()
+            };
+            let part = GroupedState {
+                keys: slice(&added.keys),
+                states: added.states.iter().map(|s| slice(s)).collect(),
+            };
+            self.flush_part(part, out)?;
+        }
+        Ok(())
+    }
+
+    /// [`Self::flush`] for some of the epoch's groups.
+    fn flush_part(&mut self, added: GroupedState, out: &mut Vec<StreamChunk>) -> Result<()> {
         let keys = self.key_codec.encode(&added.keys)?;
         let (at, stored) = self.stored_states(&keys, &added.keys)?;
 
@@ -437,6 +461,36 @@ mod tests {
                 for budget in [usize::MAX, 0] {
                     assert_restores(|m| keyed_agg(budget, m), &steps, cut);
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn an_epoch_of_more_groups_than_a_part_is_merged_part_by_part() {
+        let rows = |keys: std::ops::Range<usize>, value: usize| {
+            let mut text = String::from("I I F");
+            for k in keys {
+                text.push_str(&format!("\n+ {k} {value} {value}"));
+            }
+            Step::Chunk(chunk_from_pretty(&text))
+        };
+        let n = FLUSH_GROUPS * 2 + 100;
+        let steps = vec![
+            rows(0..n, 1),
+            // The second commits the first, so a budget of 0 evicts all.
+            Step::Checkpoint,
+            Step::Checkpoint,
+            rows(n / 2..n + n / 2, 2),
+            rows(0..10, 3),
+        ];
+        let (expected, _) = run_in_store(hash_agg(), &steps);
+        for budget in [usize::MAX, 0] {
+            let metrics = Arc::new(JobMetrics::default());
+            let (got, read) = run_in_store(keyed_agg(budget, metrics), &steps);
+            assert!(got.iter().all(|c| c.num_rows() <= 2 * FLUSH_GROUPS));
+            assert_eq!(applied_pretty(&got), applied_pretty(&expected));
+            if budget == 0 {
+                assert_eq!(read, n - n / 2 + 10);
             }
         }
     }

@@ -23,6 +23,9 @@ enum Window {
     /// No window: a plain `GROUP BY auction, bidder`, nearly one group per
     /// bid, whose state grows with the input (what the operator cache bounds).
     None,
+    /// No window: a plain `GROUP BY auction`, ~1000 groups, each changed in
+    /// every checkpoint.
+    Auction,
 }
 
 #[derive(Debug, Parser)]
@@ -129,10 +132,11 @@ async fn main() -> anyhow::Result<()> {
         Window::Tumble => "TUMBLE(bids, ts, INTERVAL '10' SECOND)",
         Window::Hop => "HOP(bids, ts, INTERVAL '2' SECOND, INTERVAL '10' SECOND)",
         Window::Session => "SESSION(bids, ts, INTERVAL '5' SECOND)",
-        Window::None => "bids",
+        Window::None | Window::Auction => "bids",
     };
     let (keys, emit) = match args.window {
         Window::None => ("auction, bidder", ""),
+        Window::Auction => ("auction", ""),
         _ if args.windows_only => ("window_start, window_end", " EMIT ON WINDOW CLOSE"),
         _ => ("auction, window_start, window_end", " EMIT ON WINDOW CLOSE"),
     };
@@ -161,6 +165,25 @@ async fn main() -> anyhow::Result<()> {
         }
         _ => String::new(),
     };
+    if let Ok(StatementResult::Rows { batches, .. }) = run(
+        &db,
+        "SELECT count(*), max(duration_ms) FROM tidemark_catalog.checkpoints",
+    )
+    .await?
+    .collected()
+    .await
+    {
+        if let Some(b) = batches.first() {
+            let show = |c: usize| {
+                arrow::util::display::array_value_to_string(b.column(c), 0).unwrap_or_default()
+            };
+            eprintln!(
+                "checkpoints (the last 100): {}, longest {} ms",
+                show(0),
+                show(1)
+            );
+        }
+    }
     // Where the memory is, once the view is whole.
     if let Ok(StatementResult::Rows { batches, .. }) =
         run(&db, "SELECT * FROM tidemark_catalog.memory")

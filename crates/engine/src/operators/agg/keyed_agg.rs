@@ -30,9 +30,9 @@ fn group_key(key: &[u8]) -> Vec<u8> {
     k
 }
 
-/// Groups merged and emitted at a time: what bounds the memory a barrier
-/// needs (reads of stored states, merges, the emitted chunk), however many
-/// groups the epoch touched.
+/// Groups merged and emitted at a time: what bounds the memory a merge
+/// needs (reads of stored states, merges, the emitted chunk). An epoch's
+/// rows are merged once they reach this many groups, else at the barrier.
 const FLUSH_GROUPS: usize = 4096;
 
 /// The estimated bytes of a cached group: its key and stored state, each
@@ -48,10 +48,11 @@ fn cached_size(key: &[u8], state: &[u8]) -> usize {
 /// stored state is its accumulators' states, as the group accumulators
 /// give them.
 ///
-/// Rows go into an epoch's partial aggregate; at each barrier (and before a
-/// watermark it passes on) that partial is merged with the stored states of
-/// the groups it touched, and the groups whose rows changed emit a delete
-/// of the old row and an insert of the new one. Memory holds the recently
+/// Rows go into a partial aggregate; at each barrier (before a watermark it
+/// passes on, and whenever it reaches [`FLUSH_GROUPS`] groups) that partial
+/// is merged with the stored states of the groups it touched, and the groups
+/// whose rows changed emit a delete of the old row and an insert of the new
+/// one. Memory holds the recently
 /// used groups' states within a budget; the others are read back from the
 /// store when a barrier needs them (see [`GroupCache`]).
 pub struct KeyedAgg {
@@ -255,7 +256,7 @@ impl Operator for KeyedAgg {
         "KeyedAgg"
     }
 
-    fn on_chunk(&mut self, chunk: StreamChunk, _out: &mut Vec<StreamChunk>) -> Result<()> {
+    fn on_chunk(&mut self, chunk: StreamChunk, out: &mut Vec<StreamChunk>) -> Result<()> {
         if chunk.has_deletes() {
             return Err(Error::Internal(
                 "an aggregate over append-only input received a delete".into(),
@@ -269,7 +270,13 @@ impl Operator for KeyedAgg {
             .map(|e| e.evaluate(batch)?.into_array(n))
             .collect::<datafusion::error::Result<Vec<_>>>()?;
         let (args, filters) = evaluate_agg_inputs(&self.args, &self.aggs, batch)?;
-        self.epoch_rows.update(&keys, &args, &filters, n)
+        self.epoch_rows.update(&keys, &args, &filters, n)?;
+        // Many groups are merged as they come, not all at the barrier: the
+        // barrier then passes at once, and epochs stay short.
+        if self.epoch_rows.num_groups() >= FLUSH_GROUPS {
+            self.flush(out)?;
+        }
+        Ok(())
     }
 
     fn on_watermark(

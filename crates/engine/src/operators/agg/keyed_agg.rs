@@ -152,30 +152,24 @@ impl KeyedAgg {
 
     /// The stored states of the groups of `keys` that have one: their
     /// positions in `keys`, and their key columns (rows of `key_columns`)
-    /// with their aggregates' states.
+    /// with their aggregates' states; `None` when no group has one.
     fn stored_states(
         &mut self,
         keys: &[Vec<u8>],
         key_columns: &[ArrayRef],
-    ) -> Result<(Vec<u32>, GroupedState)> {
+    ) -> Result<Option<(Vec<u32>, GroupedState)>> {
         self.load_missing(keys)?;
         self.groups.next_tick();
         let at: Vec<u32> = (0..keys.len() as u32)
             .filter(|&i| self.groups.get_mut(&keys[i as usize]).is_some())
             .collect();
+        if at.is_empty() {
+            return Ok(None);
+        }
         let bytes: Vec<&[u8]> = at
             .iter()
             .filter_map(|&i| self.groups.get(&keys[i as usize]).map(Vec::as_slice))
             .collect();
-        let indices = UInt32Array::from(at.clone());
-        let keys = key_columns
-            .iter()
-            .map(|c| take(c.as_ref(), &indices, None))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        if bytes.is_empty() {
-            let states = self.aggs.iter().map(|_| Vec::new()).collect();
-            return Ok((at, GroupedState { keys, states }));
-        }
         let columns = self.state_rows.decode(&bytes)?;
         let mut states = Vec::new();
         let mut column = 0;
@@ -183,7 +177,12 @@ impl KeyedAgg {
             states.push(columns[column..column + width].to_vec());
             column += width;
         }
-        Ok((at, GroupedState { keys, states }))
+        let indices = UInt32Array::from(at.clone());
+        let keys = key_columns
+            .iter()
+            .map(|c| take(c.as_ref(), &indices, None))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(Some((at, GroupedState { keys, states })))
     }
 
     /// Merges the epoch's rows into their groups' states and emits the rows
@@ -211,18 +210,18 @@ impl KeyedAgg {
     /// [`Self::flush`] for some of the epoch's groups.
     fn flush_part(&mut self, added: GroupedState, out: &mut Vec<StreamChunk>) -> Result<()> {
         let keys = self.key_codec.encode(&added.keys)?;
-        let (at, stored) = self.stored_states(&keys, &added.keys)?;
-
         // Numbered as `added` is, so the merged states line up with `keys`.
         let mut merged = Grouped::new(Arc::clone(&self.key_schema), &self.aggs)?;
         merged.intern_keys(&added.keys)?;
         // Stored first: an aggregate that keeps its input's order sees the
         // older rows first.
-        let old = if at.is_empty() {
-            RecordBatch::new_empty(Arc::clone(&self.schema))
-        } else {
-            merged.merge(&stored)?;
-            columns_to_batch(&self.schema, self.epoch_rows.evaluate(&stored)?)?
+        let (at, old) = match self.stored_states(&keys, &added.keys)? {
+            None => (Vec::new(), RecordBatch::new_empty(Arc::clone(&self.schema))),
+            Some((at, stored)) => {
+                merged.merge(&stored)?;
+                let old = self.epoch_rows.evaluate(&stored)?;
+                (at, columns_to_batch(&self.schema, old)?)
+            }
         };
         merged.merge(&added)?;
         let merged = merged.take()?;

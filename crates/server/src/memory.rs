@@ -6,18 +6,28 @@ use arrow::array::{ArrayRef, Int64Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
+use tidemark_sql::RelationKind;
 
 use crate::database::Database;
 
 impl Database {
     /// One row per part: the process's resident memory now and at its
-    /// peak (where the system reports them), then the store's parts.
+    /// peak (where the system reports them), the views' operator caches (as
+    /// estimated), then the store's parts.
     pub(crate) fn memory_table(&self) -> datafusion::error::Result<MemTable> {
         let schema = Arc::new(Schema::new(vec![
             Field::new("part", DataType::Utf8, false),
             Field::new("bytes", DataType::Int64, false),
         ]));
         let mut parts = process_memory();
+        let cached: i64 = self
+            .catalog()
+            .all()
+            .filter(|r| matches!(r.kind, RelationKind::MaterializedView))
+            .filter_map(|v| self.runtime.job_stats(v.id))
+            .map(|stats| stats.cached_bytes)
+            .sum();
+        parts.push(("operator caches", cached.max(0) as u64));
         parts.extend(self.store.memory_usage());
         let columns: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from_iter_values(parts.iter().map(|p| p.0))),

@@ -14,6 +14,8 @@ use datafusion::common::HashMap;
 
 use tidemark_types::Epoch;
 
+use crate::metrics::JobMetrics;
+
 /// Bookkeeping of one resident group.
 struct Slot<G> {
     group: G,
@@ -35,6 +37,8 @@ pub(crate) struct GroupCache<G> {
     tick: u64,
     /// Deleted groups whose delete was stored at this epoch, not yet committed.
     gone: HashMap<Vec<u8>, Epoch>,
+    /// The groups and bytes last reported to the job's metrics.
+    reported: (i64, i64),
 }
 
 impl<G> GroupCache<G> {
@@ -46,6 +50,7 @@ impl<G> GroupCache<G> {
             budget,
             tick: 0,
             gone: HashMap::default(),
+            reported: (0, 0),
         }
     }
 
@@ -145,6 +150,26 @@ impl<G> GroupCache<G> {
             self.remove(key);
         }
         doomed.len()
+    }
+
+    /// [`Self::settle`], then reports to `metrics` how the resident groups
+    /// and bytes changed since the last report.
+    pub fn settle_and_report(&mut self, committed: Epoch, metrics: Option<&JobMetrics>) -> usize {
+        let evicted = self.settle(committed);
+        let now = (self.len() as i64, self.resident_bytes() as i64);
+        if let Some(m) = metrics {
+            m.add_cached(now.0 - self.reported.0, now.1 - self.reported.1);
+        }
+        self.reported = now;
+        if evicted > 0 {
+            tracing::debug!(
+                evicted,
+                resident = self.len(),
+                bytes = self.resident_bytes(),
+                "groups left memory"
+            );
+        }
+        evicted
     }
 
     pub fn len(&self) -> usize {

@@ -86,8 +86,6 @@ pub struct HashAgg {
     /// keyed table may still hold a recomputed job's groups, whose delete
     /// commits with the job's first epoch.
     stored_elsewhere: bool,
-    /// The groups and bytes in memory last reported to the job's metrics.
-    reported: (i64, i64),
 }
 
 /// Why the accumulators of `aggs` cannot be restored, if they cannot. A
@@ -119,7 +117,7 @@ fn group_size(key: &[u8], group: &Group) -> usize {
 }
 
 /// The key of a group's state; the empty key holds the [`Progress`].
-fn group_key(key: &[u8]) -> Vec<u8> {
+pub(super) fn group_key(key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(key.len() + 1);
     k.push(1);
     k.extend_from_slice(key);
@@ -161,7 +159,6 @@ impl HashAgg {
             keyed: None,
             epoch: 0,
             stored_elsewhere: false,
-            reported: (0, 0),
         };
         if restorable(&agg.aggs, append_only).is_none() {
             let probe = agg.new_group(Vec::new())?;
@@ -565,23 +562,12 @@ impl Operator for HashAgg {
         }
         self.write_unsaved(keyed)?;
         let committed = self.keyed.as_ref().map_or(0, |k| k.committed_epoch());
-        let evicted = self.groups.settle(committed);
-        let now = (
-            self.groups.len() as i64,
-            self.groups.resident_bytes() as i64,
-        );
-        if let Some(m) = &self.metrics {
-            m.add_cached(now.0 - self.reported.0, now.1 - self.reported.1);
-        }
-        self.reported = now;
-        if evicted > 0 {
+        if self
+            .groups
+            .settle_and_report(committed, self.metrics.as_deref())
+            > 0
+        {
             self.stored_elsewhere = true;
-            tracing::debug!(
-                evicted,
-                resident = self.groups.len(),
-                bytes = self.groups.resident_bytes(),
-                "groups left memory"
-            );
         }
         Ok(())
     }

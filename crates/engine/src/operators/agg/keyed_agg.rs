@@ -17,18 +17,11 @@ use tidemark_types::{Epoch, StreamChunk, Watermark};
 use super::changes::{columns_to_batch, matched_changes};
 use super::group_cache::GroupCache;
 use super::grouped::{Grouped, GroupedState};
+use super::hash_agg::group_key;
 use super::{evaluate_agg_inputs, forward_watermark};
 use crate::durable::{KeyedReader, ScalarRows, StateEntries};
 use crate::metrics::JobMetrics;
 use crate::{Error, Operator, Result};
-
-/// The key of a group's state (as [`super::HashAgg`] keys its groups).
-fn group_key(key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(key.len() + 1);
-    k.push(1);
-    k.extend_from_slice(key);
-    k
-}
 
 /// Groups merged and emitted at a time: what bounds the memory a merge
 /// needs (reads of stored states, merges, the emitted chunk). An epoch's
@@ -80,8 +73,6 @@ pub struct KeyedAgg {
     /// (input column, output column): watermarks passed on.
     watermark_map: Vec<(usize, usize)>,
     metrics: Arc<JobMetrics>,
-    /// The groups and bytes in memory last reported to the job's metrics.
-    reported: (i64, i64),
 }
 
 impl KeyedAgg {
@@ -118,7 +109,6 @@ impl KeyedAgg {
             epoch: 0,
             watermark_map,
             metrics,
-            reported: (0, 0),
         })
     }
 
@@ -320,22 +310,12 @@ impl Operator for KeyedAgg {
             self.groups.saved(&key, self.epoch, Some(size));
         }
         let committed = self.keyed.as_ref().map_or(0, |k| k.committed_epoch());
-        let evicted = self.groups.settle(committed);
-        let now = (
-            self.groups.len() as i64,
-            self.groups.resident_bytes() as i64,
-        );
-        self.metrics
-            .add_cached(now.0 - self.reported.0, now.1 - self.reported.1);
-        self.reported = now;
-        if evicted > 0 {
+        if self
+            .groups
+            .settle_and_report(committed, Some(&self.metrics))
+            > 0
+        {
             self.stored_elsewhere = true;
-            tracing::debug!(
-                evicted,
-                resident = self.groups.len(),
-                bytes = self.groups.resident_bytes(),
-                "groups left memory"
-            );
         }
         Ok(())
     }

@@ -4,7 +4,6 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, BooleanArray};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::SchemaRef;
-use arrow::record_batch::RecordBatch;
 // DataFusion's maps hash with foldhash: keyed by group, they are on the
 // hot path, where std's SipHash costs several percent.
 use datafusion::common::{HashMap, HashSet, ScalarValue};
@@ -16,7 +15,8 @@ use tidemark_types::{Epoch, Op, StreamChunk, Watermark};
 
 use super::group_cache::GroupCache;
 use super::{
-    evaluate_agg_inputs, forward_watermark, rows_to_chunk, selected_args, RetractableMinMax,
+    evaluate_agg_inputs, evaluate_columns, forward_watermark, rows_to_chunk, selected_args,
+    RetractableMinMax,
 };
 use crate::durable::{merge_row, KeyedReader, Progress, ScalarRows, StateEntries};
 use crate::event_time::micros_at;
@@ -448,18 +448,11 @@ impl Operator for HashAgg {
     }
 
     fn on_chunk(&mut self, chunk: StreamChunk, out: &mut Vec<StreamChunk>) -> Result<()> {
-        let group_exprs = self.group_exprs.clone();
-        let evaluate_keys = |batch: &RecordBatch| {
-            group_exprs
-                .iter()
-                .map(|e| e.evaluate(batch)?.into_array(batch.num_rows()))
-                .collect::<datafusion::error::Result<Vec<_>>>()
-        };
-        let mut key_columns = evaluate_keys(chunk.batch())?;
+        let mut key_columns = evaluate_columns(&self.group_exprs, chunk.batch())?;
         let before = chunk.num_rows();
         let chunk = self.drop_late(chunk, &key_columns)?;
         if chunk.num_rows() != before {
-            key_columns = evaluate_keys(chunk.batch())?;
+            key_columns = evaluate_columns(&self.group_exprs, chunk.batch())?;
         }
         let batch = chunk.batch();
         let n = batch.num_rows();

@@ -18,7 +18,7 @@ use super::changes::{columns_to_batch, matched_changes};
 use super::group_cache::GroupCache;
 use super::grouped::{Grouped, GroupedState};
 use super::hash_agg::group_key;
-use super::{evaluate_agg_inputs, forward_watermark};
+use super::{evaluate_agg_inputs, evaluate_columns, forward_watermark};
 use crate::durable::{KeyedReader, ScalarRows, StateEntries};
 use crate::metrics::JobMetrics;
 use crate::{Error, Operator, Result};
@@ -253,11 +253,7 @@ impl Operator for KeyedAgg {
         }
         let batch = chunk.batch();
         let n = batch.num_rows();
-        let keys = self
-            .group_exprs
-            .iter()
-            .map(|e| e.evaluate(batch)?.into_array(n))
-            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        let keys = evaluate_columns(&self.group_exprs, batch)?;
         let (args, filters) = evaluate_agg_inputs(&self.args, &self.aggs, batch)?;
         self.epoch_rows.update(&keys, &args, &filters, n)?;
         // Many groups are merged as they come, not all at the barrier: the

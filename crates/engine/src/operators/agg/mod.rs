@@ -102,6 +102,16 @@ fn selected_args(
     ))
 }
 
+/// `exprs` over every row of `batch`, a column each (grouping keys, an
+/// aggregate's arguments).
+fn evaluate_columns(exprs: &[Arc<dyn PhysicalExpr>], batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
+    let n = batch.num_rows();
+    Ok(exprs
+        .iter()
+        .map(|e| e.evaluate(batch)?.into_array(n))
+        .collect::<datafusion::error::Result<Vec<_>>>()?)
+}
+
 /// Each aggregate's argument columns and its `FILTER` mask, over `batch`.
 type AggInputs = (Vec<Vec<ArrayRef>>, Vec<Option<BooleanArray>>);
 
@@ -110,16 +120,10 @@ fn evaluate_agg_inputs(
     aggs: &[AggCall],
     batch: &RecordBatch,
 ) -> Result<AggInputs> {
-    let n = batch.num_rows();
     let values = args
         .iter()
-        .map(|exprs| {
-            exprs
-                .iter()
-                .map(|e| e.evaluate(batch)?.into_array(n))
-                .collect::<datafusion::error::Result<Vec<_>>>()
-        })
-        .collect::<datafusion::error::Result<Vec<_>>>()?;
+        .map(|exprs| evaluate_columns(exprs, batch))
+        .collect::<Result<Vec<_>>>()?;
     let filters = aggs
         .iter()
         .map(|a| a.filter.as_ref().map(|f| filter_mask(f, batch)).transpose())

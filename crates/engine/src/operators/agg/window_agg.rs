@@ -14,7 +14,7 @@ use tidemark_types::{Epoch, StreamChunk, Watermark};
 
 use super::changes::{changes, columns_to_batch};
 use super::grouped::Grouped;
-use super::{evaluate_agg_inputs, forward_watermark};
+use super::{evaluate_agg_inputs, evaluate_columns, forward_watermark};
 use crate::durable::{grouped_bytes, window_of_key, Progress, StateEntries, StoredWindows};
 use crate::event_time::micros_array;
 use crate::metrics::JobMetrics;
@@ -217,11 +217,7 @@ impl Operator for WindowAgg {
         }
         let batch = chunk.batch();
         let n = batch.num_rows();
-        let keys = self
-            .group_exprs
-            .iter()
-            .map(|e| e.evaluate(batch)?.into_array(n))
-            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        let keys = evaluate_columns(&self.group_exprs, batch)?;
         let times = micros_array(keys[self.window.key].as_ref())
             .ok_or_else(|| Error::Internal("a window key that is not a timestamp".into()))?;
         let (parts, late) = split_by_window(&times, self.progress.watermark, true);

@@ -51,7 +51,7 @@ struct Args {
     /// without them (FLUSH still takes one at the end).
     #[arg(long, default_value_t = 1000)]
     checkpoint_ms: u64,
-    /// Memory each GROUP BY instance keeps of its groups, MiB.
+    /// Memory the GROUP BYs keep of their groups, together, MiB.
     #[arg(long, default_value_t = 64)]
     operator_cache_mib: usize,
 }

@@ -11,6 +11,7 @@ use tokio::sync::mpsc::{self, Receiver};
 use tidemark_connectors::{ConnectorConfig, SplitReader};
 
 use crate::actor::Actor;
+use crate::cache_budget::CacheBudget;
 use crate::chain::{Chain, ChainPlace};
 use crate::coordinator::Injector;
 use crate::dispatch::{Dispatcher, Output};
@@ -19,7 +20,7 @@ use crate::merge::Merge;
 use crate::metrics::JobMetrics;
 use crate::operators::{
     Filter, HashAgg, HopAgg, HopAggSpec, HopExpand, KeyedAgg, Materialize, Project, SessionAgg,
-    SessionAggSpec, WindowAgg,
+    SessionAggSpec,
 };
 use crate::outputs::Outputs;
 use crate::runtime::{Runtime, CHANNEL_CAPACITY};
@@ -44,7 +45,7 @@ fn build_operator(
     schema: &SchemaRef,
     index: usize,
     metrics: &Arc<JobMetrics>,
-    cache_bytes: usize,
+    cache_budget: &Arc<CacheBudget>,
 ) -> Result<Box<dyn Operator>> {
     Ok(match spec {
         OperatorSpec::Filter { predicate } => Box::new(Filter::new(Arc::clone(predicate))),
@@ -69,14 +70,17 @@ fn build_operator(
             arrow::datatypes::DataType::Timestamp(..)
         ) =>
         {
-            Box::new(WindowAgg::new(
-                group_exprs.iter().map(|(e, _)| Arc::clone(e)).collect(),
-                aggs.clone(),
-                Arc::clone(schema),
-                *window,
-                watermarks.clone(),
-                Arc::clone(metrics),
-            ))
+            Box::new(
+                KeyedAgg::new(
+                    group_exprs.iter().map(|(e, _)| Arc::clone(e)).collect(),
+                    aggs.clone(),
+                    Arc::clone(schema),
+                    watermarks.clone(),
+                    Arc::clone(metrics),
+                )?
+                .with_window(*window)
+                .with_cache_budget(Arc::clone(cache_budget)),
+            )
         }
         OperatorSpec::HashAgg {
             group_exprs,
@@ -93,7 +97,7 @@ fn build_operator(
                 watermarks.clone(),
                 Arc::clone(metrics),
             )?
-            .with_cache_bytes(cache_bytes),
+            .with_cache_budget(Arc::clone(cache_budget)),
         ),
         OperatorSpec::HashAgg {
             group_exprs,
@@ -110,7 +114,7 @@ fn build_operator(
                 *append_only_input,
             )?
             .with_window(*window, watermarks.clone(), Arc::clone(metrics))
-            .with_cache_bytes(cache_bytes),
+            .with_cache_budget(Arc::clone(cache_budget)),
         ),
         OperatorSpec::HopExpand {
             time,
@@ -251,10 +255,11 @@ fn open_source(
 /// a restart (it is recomputed then), or `None` when it can.
 pub(crate) fn recompute_reason(graph: &StreamGraph) -> Result<Option<String>> {
     let metrics = Arc::new(JobMetrics::default());
+    let budget = CacheBudget::new(usize::MAX);
     for f in &graph.fragments {
         for spec in &f.operators {
             if let Durability::Recompute(why) =
-                build_operator(spec, &f.schema, 0, &metrics, usize::MAX)?.durability()
+                build_operator(spec, &f.schema, 0, &metrics, &budget)?.durability()
             {
                 return Ok(Some(why));
             }
@@ -387,7 +392,7 @@ pub(crate) fn build_job(
                 f.operators
                     .iter()
                     .map(|spec| {
-                        build_operator(spec, &f.schema, index, metrics, runtime.cache_bytes())
+                        build_operator(spec, &f.schema, index, metrics, runtime.cache_budget())
                     })
                     .collect::<Result<Vec<_>>>()?,
             )

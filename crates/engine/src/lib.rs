@@ -10,6 +10,8 @@ mod actor_threads;
 mod backfill;
 pub use backfill::DEFAULT_BACKFILL_ROWS;
 mod builder;
+mod cache_budget;
+pub use cache_budget::CacheBudget;
 mod chain;
 mod checkpoints;
 mod committer;

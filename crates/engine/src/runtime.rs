@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 
 use crate::actor_threads::ActorThreads;
 use crate::builder::{build_job, recompute_reason, RestoredState};
+use crate::cache_budget::CacheBudget;
 use crate::checkpoints::{CheckpointLog, CheckpointStats};
 use crate::coordinator::{Command, Coordinator, Failures, Injector, JobChange};
 use crate::durable::{job_record_key, JobRecord};
@@ -35,8 +36,9 @@ pub struct RuntimeConfig {
     /// Actors per hashed fragment.
     pub parallelism: usize,
     pub checkpoint_interval: Duration,
-    /// Bytes of keyed state (groups of a `GROUP BY`) each operator instance
-    /// keeps in memory; past it, the least recently used go to the store.
+    /// Bytes of keyed state (groups of a `GROUP BY`) all operators of the
+    /// server keep in memory together; past it, the least recently used go
+    /// to the store.
     pub operator_cache_bytes: usize,
     /// Rows of an existing table or view a new view built on it receives
     /// per checkpoint while it is created (see `backfill`).
@@ -60,6 +62,7 @@ pub struct Runtime {
 
 struct Inner {
     config: RuntimeConfig,
+    cache_budget: Arc<CacheBudget>,
     shared: Arc<Shared>,
     checkpoints: CheckpointLog,
     commands: UnboundedSender<Command>,
@@ -116,6 +119,7 @@ impl Runtime {
         tokio::spawn(coordinator.run(config.checkpoint_interval, commands_rx, events_rx));
         Ok(Self {
             inner: Arc::new(Inner {
+                cache_budget: CacheBudget::new(config.operator_cache_bytes),
                 config,
                 shared,
                 checkpoints,
@@ -135,9 +139,9 @@ impl Runtime {
         self.inner.config.parallelism
     }
 
-    /// Bytes of keyed state each operator instance keeps in memory.
-    pub(crate) fn cache_bytes(&self) -> usize {
-        self.inner.config.operator_cache_bytes
+    /// What the operator caches of every view share.
+    pub fn cache_budget(&self) -> &Arc<CacheBudget> {
+        &self.inner.cache_budget
     }
 
     pub(crate) fn next_actor_id(&self) -> ActorId {

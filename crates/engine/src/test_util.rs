@@ -240,7 +240,7 @@ struct Keyed {
     map: Map,
     committed: tidemark_types::Epoch,
     pending: Option<(tidemark_types::Epoch, tidemark_state::WriteBatch)>,
-    /// Values read back (found) so far.
+    /// Values read back (found or scanned) so far.
     read_back: usize,
 }
 
@@ -265,6 +265,29 @@ impl crate::durable::KeyedReader for MapKeyed {
         Ok(got)
     }
 
+    fn scan_page(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> crate::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        use std::ops::Bound;
+        let mut keyed = self.0.lock().unwrap();
+        let from = match after {
+            Some(a) => Bound::Excluded(a.to_vec()),
+            None => Bound::Included(prefix.to_vec()),
+        };
+        let page: Vec<_> = keyed
+            .map
+            .range((from, Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        keyed.read_back += page.len();
+        Ok(page)
+    }
+
     fn committed_epoch(&self) -> tidemark_types::Epoch {
         self.0.lock().unwrap().committed
     }
@@ -272,7 +295,9 @@ impl crate::durable::KeyedReader for MapKeyed {
 
 /// Applies an operator's checkpoint writes to `map`.
 fn apply(map: &mut Map, state: tidemark_state::WriteBatch) {
-    assert!(state.delete_prefixes.is_empty());
+    for prefix in state.delete_prefixes {
+        map.retain(|k, _| !k.starts_with(&prefix));
+    }
     for (key, write) in state.writes {
         match write {
             tidemark_state::Write::Put(v) => {
@@ -307,6 +332,19 @@ pub fn run_in_store(mut op: Made, steps: &[Step]) -> (Vec<StreamChunk>, usize) {
     out.extend(run_steps(&mut op, &[Step::Checkpoint], &mut store));
     let read = store.keyed.lock().unwrap().read_back;
     (out, read)
+}
+
+/// Runs `steps` through `op` with a store for its state, then checkpoints
+/// until all is committed; returns the keys it left in its state and in
+/// its keyed state.
+pub fn stored_after(mut op: Made, steps: &[Step]) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let mut store = TestStore::default();
+    op.attach_keyed(Box::new(MapKeyed(Arc::clone(&store.keyed))));
+    run_steps(&mut op, steps, &mut store);
+    run_steps(&mut op, &[Step::Checkpoint], &mut store);
+    store.commit();
+    let keyed = store.keyed.lock().unwrap().map.keys().cloned().collect();
+    (store.state.keys().cloned().collect(), keyed)
 }
 
 /// Runs `steps` through one operator, checkpointing its state into `store`;

@@ -35,7 +35,7 @@ pub struct DatabaseConfig {
     pub state_backend: StateBackend,
     /// Bytes of the RocksDB block cache.
     pub state_cache_bytes: usize,
-    /// Bytes of keyed state each operator instance keeps in memory.
+    /// Bytes of keyed state all operators of the server keep in memory.
     pub operator_cache_bytes: usize,
     /// Rows of an existing relation a new view receives per checkpoint.
     pub backfill_rows: usize,

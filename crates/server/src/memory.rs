@@ -6,7 +6,6 @@ use arrow::array::{ArrayRef, Int64Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
-use tidemark_sql::RelationKind;
 
 use crate::database::Database;
 
@@ -20,14 +19,8 @@ impl Database {
             Field::new("bytes", DataType::Int64, false),
         ]));
         let mut parts = process_memory();
-        let cached: i64 = self
-            .catalog()
-            .all()
-            .filter(|r| matches!(r.kind, RelationKind::MaterializedView))
-            .filter_map(|v| self.runtime.job_stats(v.id))
-            .map(|stats| stats.cached_bytes)
-            .sum();
-        parts.push(("operator caches", cached.max(0) as u64));
+        let cached = self.runtime.cache_budget().used();
+        parts.push(("operator caches", cached as u64));
         parts.extend(self.store.memory_usage());
         let columns: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from_iter_values(parts.iter().map(|p| p.0))),

@@ -36,8 +36,10 @@ const FORMAT_KEY: &[u8] = b"format";
 /// with another format is refused at open rather than misread. 4: a plain
 /// `GROUP BY` over input that only inserts stores its groups' states as
 /// DataFusion's group accumulators give them, without a row count (3's
-/// states would read back wrongly: an average of no values as NaN).
-pub const STORE_FORMAT: u32 = 4;
+/// states would read back wrongly: an average of no values as NaN). 5: a
+/// TUMBLE aggregate keeps each group as keyed state, by window start then
+/// key, instead of each window whole.
+pub const STORE_FORMAT: u32 = 5;
 
 /// How the RocksDB store is tuned.
 #[derive(Debug, Clone)]

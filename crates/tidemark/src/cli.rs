@@ -51,10 +51,10 @@ pub struct Cli {
     #[arg(long, env = "TIDEMARK_STATE_CACHE_SIZE", default_value = "256MiB", value_name = "BYTES", value_parser = parse_bytes)]
     pub state_cache_size: usize,
 
-    /// Memory each instance of a `GROUP BY` keeps of its groups, e.g.
-    /// `64MiB`; past it, the least recently used groups are evicted and
-    /// read back from the store when their next row arrives.
-    #[arg(long, env = "TIDEMARK_OPERATOR_CACHE_SIZE", default_value = "64MiB", value_name = "BYTES", value_parser = parse_bytes)]
+    /// Memory all `GROUP BY`s of the server keep of their groups together,
+    /// e.g. `256MiB`; past it, the least recently used groups are evicted
+    /// and read back from the store when their next row arrives.
+    #[arg(long, env = "TIDEMARK_OPERATOR_CACHE_SIZE", default_value = "256MiB", value_name = "BYTES", value_parser = parse_bytes)]
     pub operator_cache_size: usize,
 
     /// Rows of an existing table or view that a view being created over it
@@ -170,7 +170,7 @@ mod tests {
         assert_eq!(config.checkpoint_interval, Duration::from_secs(1));
         assert_eq!(config.state_backend, StateBackend::RocksDb);
         assert_eq!(config.state_cache_bytes, 256 << 20);
-        assert_eq!(config.operator_cache_bytes, 64 << 20);
+        assert_eq!(config.operator_cache_bytes, 256 << 20);
         assert!(config.parallelism >= 1);
     }
 

@@ -17,6 +17,16 @@ pub trait KeyedReader: Send {
     /// The committed values of `keys` (`None`: absent), in order.
     fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>>;
 
+    /// Up to `limit` committed entries under `prefix`, after the key
+    /// `after`, in key order. Each page is read from one committed epoch;
+    /// successive pages may see later ones.
+    fn scan_page(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+
     /// The last committed epoch: what an operator wrote at a checkpoint of
     /// this epoch or before is what `get_many` reads.
     fn committed_epoch(&self) -> Epoch;
@@ -42,6 +52,24 @@ impl KeyedReader for StoreKeyed {
             .map(|k| [self.prefix.as_slice(), k].concat())
             .collect();
         Ok(self.store.get_many(&full)?)
+    }
+
+    fn scan_page(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let full = |k: &[u8]| [self.prefix.as_slice(), k].concat();
+        let after = after.map(full);
+        let page = self
+            .store
+            .scan_page(&full(prefix), after.as_deref(), limit)?;
+        let own = self.prefix.len();
+        Ok(page
+            .iter()
+            .map(|(k, v)| (k[own..].to_vec(), v.to_vec()))
+            .collect())
     }
 
     fn committed_epoch(&self) -> Epoch {

@@ -152,7 +152,7 @@ impl Progress {
 pub type StateEntries = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// Order-preserving bytes of a time, for keys.
-fn time_key(t: i64) -> [u8; 8] {
+pub(crate) fn time_key(t: i64) -> [u8; 8] {
     ((t as u64) ^ (1 << 63)).to_be_bytes()
 }
 

@@ -8,7 +8,7 @@ mod project;
 
 pub(crate) use agg::GroupedState;
 pub use agg::{
-    HashAgg, HopAgg, HopAggSpec, KeyedAgg, RetractableMinMax, SessionAgg, SessionAggSpec, WindowAgg,
+    HashAgg, HopAgg, HopAggSpec, KeyedAgg, RetractableMinMax, SessionAgg, SessionAggSpec,
 };
 pub use filter::Filter;
 pub use hop_expand::HopExpand;

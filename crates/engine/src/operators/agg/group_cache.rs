@@ -1,7 +1,7 @@
 //! The groups of a `GROUP BY` held in memory: all of them, or, when the
 //! aggregate keeps its groups as keyed state, a cache of the recently used
-//! ones within a byte budget; the rest are read back from the store when a
-//! row for them arrives.
+//! ones within its share of the server's budget ([`CacheBudget`]); the rest
+//! are read back from the store when a row for them arrives.
 //!
 //! A group may leave memory only once the store holds it as it is: it has
 //! not changed since the last checkpoint, and that checkpoint's epoch has
@@ -10,10 +10,13 @@
 //! so a row for it meanwhile starts a new group instead of reading back the
 //! committed, older one.
 
+use std::sync::Arc;
+
 use datafusion::common::HashMap;
 
 use tidemark_types::Epoch;
 
+use crate::cache_budget::CacheBudget;
 use crate::metrics::JobMetrics;
 
 /// Bookkeeping of one resident group.
@@ -31,8 +34,10 @@ pub(crate) struct GroupCache<G> {
     slots: HashMap<Vec<u8>, Slot<G>>,
     /// The bytes the resident groups take, as last estimated.
     resident: usize,
-    /// Past this many resident bytes, a checkpoint evicts.
-    budget: usize,
+    /// What all caches of the server share.
+    budget: Arc<CacheBudget>,
+    /// The resident bytes as last reported to the budget.
+    shared: usize,
     /// The chunk count: what "recently used" is measured in.
     tick: u64,
     /// Deleted groups whose delete was stored at this epoch, not yet committed.
@@ -42,19 +47,22 @@ pub(crate) struct GroupCache<G> {
 }
 
 impl<G> GroupCache<G> {
-    /// A cache that evicts past `budget` bytes (`usize::MAX`: never).
-    pub fn new(budget: usize) -> Self {
+    /// A cache that evicts when the caches sharing `budget` are over it.
+    pub fn new(budget: Arc<CacheBudget>) -> Self {
         Self {
             slots: HashMap::default(),
             resident: 0,
             budget,
+            shared: 0,
             tick: 0,
             gone: HashMap::default(),
             reported: (0, 0),
         }
     }
 
-    pub fn set_budget(&mut self, budget: usize) {
+    pub fn set_budget(&mut self, budget: Arc<CacheBudget>) {
+        self.budget.resized(self.shared, 0);
+        self.shared = 0;
         self.budget = budget;
     }
 
@@ -105,6 +113,23 @@ impl<G> GroupCache<G> {
         Some(slot.group)
     }
 
+    /// Takes out every group whose key starts with `prefix` (a window's
+    /// groups, when it closes). Looks at every resident group.
+    pub fn take_prefix(&mut self, prefix: &[u8]) -> Vec<(Vec<u8>, G)> {
+        let keys: Vec<Vec<u8>> = self
+            .slots
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect();
+        keys.into_iter()
+            .filter_map(|k| {
+                let group = self.remove(&k)?;
+                Some((k, group))
+            })
+            .collect()
+    }
+
     /// Records that the checkpoint of `epoch` stored `key` as it is now,
     /// `size` bytes, or its delete when it is not resident.
     pub fn saved(&mut self, key: &[u8], epoch: Epoch, size: Option<usize>) {
@@ -120,16 +145,19 @@ impl<G> GroupCache<G> {
         }
     }
 
-    /// After a checkpoint: forgets the deletes that have committed, and when
-    /// over budget evicts the least recently used groups the store holds as
-    /// they are, down to three quarters of the budget (so eviction does not
-    /// run at every checkpoint). Returns how many left memory.
-    pub fn settle(&mut self, committed: Epoch) -> usize {
-        self.gone.retain(|_, epoch| *epoch > committed);
-        if self.resident <= self.budget {
+    /// After the checkpoint of `epoch`: forgets the deletes that have
+    /// committed, reports its size to the budget and, when the caches are
+    /// over it, evicts the least recently used groups the store holds as
+    /// they are, down to the share of its bytes the budget says it keeps.
+    /// Returns how many left memory.
+    pub fn settle(&mut self, epoch: Epoch, committed: Epoch) -> usize {
+        self.gone.retain(|_, e| *e > committed);
+        self.report_to_budget();
+        let kept = self.budget.share_kept(epoch);
+        if kept >= 1.0 {
             return 0;
         }
-        let target = self.budget / 4 * 3;
+        let target = (self.resident as f64 * kept) as usize;
         let mut candidates: Vec<(u64, &Vec<u8>)> = self
             .slots
             .iter()
@@ -149,13 +177,24 @@ impl<G> GroupCache<G> {
         for key in &doomed {
             self.remove(key);
         }
+        self.report_to_budget();
         doomed.len()
+    }
+
+    fn report_to_budget(&mut self) {
+        self.budget.resized(self.shared, self.resident);
+        self.shared = self.resident;
     }
 
     /// [`Self::settle`], then reports to `metrics` how the resident groups
     /// and bytes changed since the last report.
-    pub fn settle_and_report(&mut self, committed: Epoch, metrics: Option<&JobMetrics>) -> usize {
-        let evicted = self.settle(committed);
+    pub fn settle_and_report(
+        &mut self,
+        epoch: Epoch,
+        committed: Epoch,
+        metrics: Option<&JobMetrics>,
+    ) -> usize {
+        let evicted = self.settle(epoch, committed);
         let now = (self.len() as i64, self.resident_bytes() as i64);
         if let Some(m) = metrics {
             m.add_cached(now.0 - self.reported.0, now.1 - self.reported.1);
@@ -181,6 +220,12 @@ impl<G> GroupCache<G> {
     }
 }
 
+impl<G> Drop for GroupCache<G> {
+    fn drop(&mut self) {
+        self.budget.resized(self.shared, 0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,7 +236,7 @@ mod tests {
 
     #[test]
     fn evicts_least_recently_used_groups_the_store_holds() {
-        let mut cache = GroupCache::new(400);
+        let mut cache = GroupCache::new(CacheBudget::new(400));
         for i in 0..5 {
             cache.next_tick();
             cache.insert(key(i), i, 100, 0);
@@ -201,26 +246,49 @@ mod tests {
         cache.get_mut(&key(0));
         // group 1 changed and stored at epoch 7, not committed yet
         cache.saved(&key(1), 7, Some(100));
-        assert_eq!(cache.settle(6), 2);
+        assert_eq!(cache.settle(8, 6), 2);
         // 1 stays (uncommitted), 2 and 3 were oldest, 4 and 0 newest
         assert!(cache.contains(&key(1)) && cache.contains(&key(0)) && cache.contains(&key(4)));
         assert!(!cache.contains(&key(2)) && !cache.contains(&key(3)));
         assert_eq!(cache.resident_bytes(), 300);
         // within budget: nothing leaves
-        assert_eq!(cache.settle(7), 0);
+        assert_eq!(cache.settle(9, 7), 0);
     }
 
     #[test]
     fn a_delete_is_remembered_until_it_commits() {
-        let mut cache = GroupCache::new(usize::MAX);
+        let mut cache = GroupCache::new(CacheBudget::new(usize::MAX));
         cache.insert(key(1), (), 10, 0);
         cache.remove(&key(1));
         cache.saved(&key(1), 3, None);
         assert!(cache.is_gone(&key(1)));
-        cache.settle(2);
+        cache.settle(3, 2);
         assert!(cache.is_gone(&key(1)));
-        cache.settle(3);
+        cache.settle(4, 3);
         assert!(!cache.is_gone(&key(1)));
         assert_eq!(cache.resident_bytes(), 0);
+    }
+
+    #[test]
+    fn caches_sharing_a_budget_give_up_the_same_share() {
+        let budget = CacheBudget::new(1000);
+        let mut big = GroupCache::new(Arc::clone(&budget));
+        let mut small = GroupCache::new(Arc::clone(&budget));
+        for i in 0..12 {
+            big.insert(key(i), (), 100, 0);
+        }
+        for i in 0..4 {
+            small.insert(key(i), (), 100, 0);
+        }
+        // alone, each is within the budget; together they are over it
+        assert_eq!(small.settle(1, 0), 0);
+        assert_eq!(budget.used(), 400);
+        // 1600 used, 750 to keep: each keeps 46.875% of its bytes
+        assert_eq!(big.settle(2, 1), 7);
+        assert_eq!(small.settle(2, 1), 3);
+        assert_eq!((big.resident_bytes(), small.resident_bytes()), (500, 100));
+        assert_eq!(budget.used(), 600);
+        drop(big);
+        assert_eq!(budget.used(), 100);
     }
 }

@@ -18,6 +18,7 @@ use super::{
     evaluate_agg_inputs, evaluate_columns, forward_watermark, rows_to_chunk, selected_args,
     RetractableMinMax,
 };
+use crate::cache_budget::CacheBudget;
 use crate::durable::{merge_row, KeyedReader, Progress, ScalarRows, StateEntries};
 use crate::event_time::micros_at;
 use crate::metrics::JobMetrics;
@@ -146,7 +147,7 @@ impl HashAgg {
             aggs,
             args,
             schema,
-            groups: GroupCache::new(usize::MAX),
+            groups: GroupCache::new(CacheBudget::new(usize::MAX)),
             global,
             window: None,
             watermark_map: Vec::new(),
@@ -175,10 +176,10 @@ impl HashAgg {
         Ok(agg)
     }
 
-    /// Keeps at most about `bytes` of groups in memory when the groups are
-    /// keyed state (see [`Self::keeps_groups_keyed`]); the default keeps all.
-    pub fn with_cache_bytes(mut self, bytes: usize) -> Self {
-        self.groups.set_budget(bytes);
+    /// Keeps its groups within its share of `budget` when they are keyed
+    /// state (see [`Self::keeps_groups_keyed`]); the default keeps all.
+    pub fn with_cache_budget(mut self, budget: Arc<CacheBudget>) -> Self {
+        self.groups.set_budget(budget);
         self
     }
 
@@ -557,7 +558,7 @@ impl Operator for HashAgg {
         let committed = self.keyed.as_ref().map_or(0, |k| k.committed_epoch());
         if self
             .groups
-            .settle_and_report(committed, self.metrics.as_deref())
+            .settle_and_report(self.epoch, committed, self.metrics.as_deref())
             > 0
         {
             self.stored_elsewhere = true;
@@ -699,7 +700,7 @@ mod tests {
             for cut in (0..steps.len()).step_by(3) {
                 for budget in [usize::MAX, 0] {
                     let make = |_| -> Box<dyn Operator> {
-                        Box::new(count_and_max().with_cache_bytes(budget))
+                        Box::new(count_and_max().with_cache_budget(CacheBudget::new(budget)))
                     };
                     assert_restores(make, &steps, cut);
                 }
@@ -716,7 +717,7 @@ mod tests {
             let (all_in_memory, none_read) = run_in_store(Box::new(count_and_max()), &steps);
             assert_eq!(none_read, 0);
             // A budget of 0 evicts every group once its checkpoint commits.
-            let evicting = Box::new(count_and_max().with_cache_bytes(0));
+            let evicting = Box::new(count_and_max().with_cache_budget(CacheBudget::new(0)));
             let (evicted, read) = run_in_store(evicting, &steps);
             assert_eq!(pretty(&evicted), pretty(&all_in_memory), "seed {seed}");
             read_back += read;
@@ -742,7 +743,7 @@ mod tests {
         for cut in 0..steps.len() {
             for budget in [usize::MAX, 0] {
                 let make = |_| -> Box<dyn Operator> {
-                    Box::new(count_and_max_over(true).with_cache_bytes(budget))
+                    Box::new(count_and_max_over(true).with_cache_budget(CacheBudget::new(budget)))
                 };
                 assert_restores(make, &steps, cut);
             }

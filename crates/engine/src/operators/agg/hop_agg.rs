@@ -2,10 +2,10 @@
 //! slide-long slice it falls in, and a window's rows are the slices it
 //! covers merged — no copy of a row per window.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use arrow::array::ArrayRef;
+use arrow::array::{Array, ArrayRef, UInt32Array};
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
@@ -17,11 +17,55 @@ use tidemark_types::{Epoch, StreamChunk, Watermark};
 use super::changes::{changes, columns_to_batch};
 use super::evaluate_agg_inputs;
 use super::grouped::{Grouped, GroupedState};
-use super::window_agg::split_by_window;
 use crate::durable::{grouped_bytes, window_of_key, Progress, StateEntries, StoredWindows};
 use crate::event_time::{micros_array, timestamp_array, END_OF_TIME};
 use crate::metrics::JobMetrics;
 use crate::{Error, Operator, Result};
+
+/// Rows of a batch taken apart by window: `None` when all rows are in one.
+type Parts = Vec<(i64, Option<UInt32Array>)>;
+
+/// Rows by window (`times` holds each row's), with the number of late rows
+/// left out: those of windows before `first_open`, and those without a
+/// window.
+fn split_by_window(times: &arrow::array::Int64Array, first_open: Option<i64>) -> (Parts, usize) {
+    let window = |r: usize| {
+        if times.is_null(r) {
+            None
+        } else {
+            let t = times.value(r);
+            first_open.is_none_or(|w| t >= w).then_some(t)
+        }
+    };
+    let n = times.len();
+    if n == 0 {
+        return (Vec::new(), 0);
+    }
+    let first = window(0);
+    if let Some(w) = first.filter(|_| (1..n).all(|r| window(r) == first)) {
+        return (vec![(w, None)], 0);
+    }
+    let mut order = Vec::new();
+    let mut rows: HashMap<i64, Vec<u32>> = HashMap::new();
+    let mut late = 0;
+    for r in 0..n {
+        match window(r) {
+            Some(w) => rows
+                .entry(w)
+                .or_insert_with(|| {
+                    order.push(w);
+                    Vec::new()
+                })
+                .push(r as u32),
+            None => late += 1,
+        }
+    }
+    let parts = order
+        .into_iter()
+        .map(|w| (w, rows.remove(&w).map(UInt32Array::from)))
+        .collect();
+    (parts, late)
+}
 
 /// What the operator is built from. `size` is a whole multiple of `slide`.
 pub struct HopAggSpec {
@@ -289,7 +333,7 @@ impl Operator for HopAgg {
             .progress
             .watermark
             .map(|w| w.saturating_sub(self.spec.size).saturating_add(1));
-        let (parts, late) = split_by_window(&slices, first_open, false);
+        let (parts, late) = split_by_window(&slices, first_open);
         if late > 0 {
             self.metrics.add_late_rows(late);
             self.progress.late += late as u64;

@@ -1,16 +1,17 @@
-//! Plain (unwindowed) `GROUP BY` over append-only input, vectorized: the
-//! rows of an epoch are aggregated by DataFusion's group accumulators, then
-//! merged into the groups' stored states at the barrier.
+//! `GROUP BY` over append-only input, plain or by TUMBLE window, vectorized:
+//! the rows of an epoch are aggregated by DataFusion's group accumulators,
+//! then merged into the groups' stored states at the barrier.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, UInt32Array};
-use arrow::compute::take;
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::array::{ArrayRef, AsArray, UInt32Array};
+use arrow::compute::{min, take};
+use arrow::datatypes::{Int64Type, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::common::HashSet;
 use datafusion::physical_expr::PhysicalExpr;
-use tidemark_plan::AggCall;
+use tidemark_plan::{AggCall, WindowKey};
 use tidemark_state::{RowCodec, WriteBatch};
 use tidemark_types::{Epoch, StreamChunk, Watermark};
 
@@ -18,8 +19,11 @@ use super::changes::{columns_to_batch, matched_changes};
 use super::group_cache::GroupCache;
 use super::grouped::{Grouped, GroupedState};
 use super::hash_agg::group_key;
+use super::keyed_windows::KeyedWindows;
 use super::{evaluate_agg_inputs, evaluate_columns, forward_watermark};
+use crate::cache_budget::CacheBudget;
 use crate::durable::{KeyedReader, ScalarRows, StateEntries};
+use crate::event_time::micros_array;
 use crate::metrics::JobMetrics;
 use crate::{Error, Operator, Result};
 
@@ -36,18 +40,24 @@ fn cached_size(key: &[u8], state: &[u8]) -> usize {
     key.len() + state.len() + 2 * 16 + 2 * ENTRY
 }
 
-/// The form of [`super::HashAgg`] for a plain `GROUP BY` over input that
-/// only inserts: the same results, computed a batch at a time. A group's
-/// stored state is its accumulators' states, as the group accumulators
-/// give them.
+/// The form of [`super::HashAgg`] for a plain or TUMBLE-windowed `GROUP
+/// BY` over input that only inserts: the same results, computed a batch at
+/// a time. A group's stored state is its accumulators' states, as the
+/// group accumulators give them.
 ///
 /// Rows go into a partial aggregate; at each barrier (before a watermark it
-/// passes on, and whenever it reaches [`FLUSH_GROUPS`] groups) that partial
+/// passes on that some of its rows precede, and whenever it reaches
+/// [`FLUSH_GROUPS`] groups) that partial
 /// is merged with the stored states of the groups it touched, and the groups
 /// whose rows changed emit a delete of the old row and an insert of the new
 /// one. Memory holds the recently
 /// used groups' states within a budget; the others are read back from the
 /// store when a barrier needs them (see [`GroupCache`]).
+///
+/// Windowed, a group's key starts with its window's start: rows of closed
+/// windows are late, and a watermark that closes a window emits its groups
+/// (when the view emits on close, read from memory and the store) and
+/// deletes them.
 pub struct KeyedAgg {
     group_exprs: Vec<Arc<dyn PhysicalExpr>>,
     aggs: Vec<AggCall>,
@@ -73,6 +83,11 @@ pub struct KeyedAgg {
     /// (input column, output column): watermarks passed on.
     watermark_map: Vec<(usize, usize)>,
     metrics: Arc<JobMetrics>,
+    windows: Option<KeyedWindows>,
+    /// Per grouping column that carries a watermark, the least value (µs)
+    /// among the rows held back in `epoch_rows`: a watermark above it must
+    /// wait for them to go out.
+    earliest: HashMap<usize, i64>,
 }
 
 impl KeyedAgg {
@@ -102,19 +117,79 @@ impl KeyedAgg {
             key_codec,
             state_rows: ScalarRows::new(types)?,
             state_widths,
-            groups: GroupCache::new(usize::MAX),
+            groups: GroupCache::new(CacheBudget::new(usize::MAX)),
             unsaved: HashSet::default(),
             keyed: None,
             stored_elsewhere: false,
             epoch: 0,
             watermark_map,
             metrics,
+            windows: None,
+            earliest: HashMap::new(),
         })
     }
 
-    /// Keeps at most about `bytes` of groups in memory.
-    pub fn with_cache_bytes(mut self, bytes: usize) -> Self {
-        self.groups.set_budget(bytes);
+    /// Groups by `window` too (a TUMBLE window's start among the keys).
+    pub fn with_window(mut self, window: WindowKey) -> Self {
+        self.windows = Some(KeyedWindows::new(window));
+        self
+    }
+
+    /// Whether changed groups are emitted as they change (else once, when
+    /// their window closes).
+    fn emits_changes(&self) -> bool {
+        self.windows
+            .as_ref()
+            .is_none_or(|w| !w.window.emit_on_close)
+    }
+
+    /// The keys of groups, from their key columns.
+    fn encode_keys(&self, keys: &[ArrayRef]) -> Result<Vec<Vec<u8>>> {
+        let encoded = self.key_codec.encode(keys)?;
+        match &self.windows {
+            Some(w) => w.window_keys(keys, encoded),
+            None => Ok(encoded),
+        }
+    }
+
+    /// Lowers [`Self::earliest`] to the rows `rows` (all when `None`) of a
+    /// batch's grouping columns `keys`.
+    fn note_earliest(&mut self, keys: &[ArrayRef], rows: Option<&UInt32Array>) -> Result<()> {
+        for &(_, column) in &self.watermark_map {
+            let Some(key) = keys.get(column) else {
+                continue;
+            };
+            let least = match micros_array(key.as_ref()) {
+                Some(times) => match rows {
+                    Some(rows) => min(take(&times, rows, None)?.as_primitive::<Int64Type>()),
+                    None => min(&times),
+                },
+                // A watermark on a column of another type: always flush.
+                None => Some(i64::MIN),
+            };
+            if let Some(least) = least {
+                let e = self.earliest.entry(column).or_insert(least);
+                *e = (*e).min(least);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stored states, as columns: each aggregate's.
+    fn decode_states(&self, bytes: &[&[u8]]) -> Result<Vec<Vec<ArrayRef>>> {
+        let columns = self.state_rows.decode(bytes)?;
+        let mut states = Vec::new();
+        let mut column = 0;
+        for width in &self.state_widths {
+            states.push(columns[column..column + width].to_vec());
+            column += width;
+        }
+        Ok(states)
+    }
+
+    /// Keeps its groups within its share of `budget`.
+    pub fn with_cache_budget(mut self, budget: Arc<CacheBudget>) -> Self {
+        self.groups.set_budget(budget);
         self
     }
 
@@ -160,13 +235,7 @@ impl KeyedAgg {
             .iter()
             .filter_map(|&i| self.groups.get(&keys[i as usize]).map(Vec::as_slice))
             .collect();
-        let columns = self.state_rows.decode(&bytes)?;
-        let mut states = Vec::new();
-        let mut column = 0;
-        for width in &self.state_widths {
-            states.push(columns[column..column + width].to_vec());
-            column += width;
-        }
+        let states = self.decode_states(&bytes)?;
         let indices = UInt32Array::from(at.clone());
         let keys = key_columns
             .iter()
@@ -178,6 +247,7 @@ impl KeyedAgg {
     /// Merges the epoch's rows into their groups' states and emits the rows
     /// of the groups that changed.
     fn flush(&mut self, out: &mut Vec<StreamChunk>) -> Result<()> {
+        self.earliest.clear();
         let groups = self.epoch_rows.num_groups();
         if groups == 0 {
             return Ok(());
@@ -199,7 +269,8 @@ impl KeyedAgg {
 
     /// [`Self::flush`] for some of the epoch's groups.
     fn flush_part(&mut self, added: GroupedState, out: &mut Vec<StreamChunk>) -> Result<()> {
-        let keys = self.key_codec.encode(&added.keys)?;
+        let keys = self.encode_keys(&added.keys)?;
+        let emits = self.emits_changes();
         // Numbered as `added` is, so the merged states line up with `keys`.
         let mut merged = Grouped::new(Arc::clone(&self.key_schema), &self.aggs)?;
         merged.intern_keys(&added.keys)?;
@@ -209,24 +280,29 @@ impl KeyedAgg {
             None => (Vec::new(), RecordBatch::new_empty(Arc::clone(&self.schema))),
             Some((at, stored)) => {
                 merged.merge(&stored)?;
-                let old = self.epoch_rows.evaluate(&stored)?;
-                (at, columns_to_batch(&self.schema, old)?)
+                let old = match emits {
+                    true => columns_to_batch(&self.schema, self.epoch_rows.evaluate(&stored)?)?,
+                    false => RecordBatch::new_empty(Arc::clone(&self.schema)),
+                };
+                (at, old)
             }
         };
         merged.merge(&added)?;
         let merged = merged.take()?;
 
-        let new = columns_to_batch(&self.schema, self.epoch_rows.evaluate(&merged)?)?;
-        let old_rows: Vec<u32> = (0..at.len() as u32).collect();
-        let mut is_old = vec![false; keys.len()];
-        for &i in &at {
-            is_old[i as usize] = true;
-        }
-        let new_groups: Vec<u32> = (0..keys.len() as u32)
-            .filter(|&i| !is_old[i as usize])
-            .collect();
-        if let Some(chunk) = matched_changes(&old, &old_rows, &new, &at, &new_groups)? {
-            out.push(chunk);
+        if emits {
+            let new = columns_to_batch(&self.schema, self.epoch_rows.evaluate(&merged)?)?;
+            let old_rows: Vec<u32> = (0..at.len() as u32).collect();
+            let mut is_old = vec![false; keys.len()];
+            for &i in &at {
+                is_old[i as usize] = true;
+            }
+            let new_groups: Vec<u32> = (0..keys.len() as u32)
+                .filter(|&i| !is_old[i as usize])
+                .collect();
+            if let Some(chunk) = matched_changes(&old, &old_rows, &new, &at, &new_groups)? {
+                out.push(chunk);
+            }
         }
 
         let columns: Vec<ArrayRef> = merged.states.into_iter().flatten().collect();
@@ -236,6 +312,59 @@ impl KeyedAgg {
             self.groups.insert(key.clone(), state, size, 0);
             self.unsaved.insert(key);
         }
+        Ok(())
+    }
+
+    /// The window starting at `start` closed: its groups leave memory, and
+    /// when the view emits on close, they are emitted, with those only the
+    /// store holds (read a page at a time). Their stored states are
+    /// deleted at the next checkpoint.
+    fn close_window(&mut self, start: i64, out: &mut Vec<StreamChunk>) -> Result<()> {
+        let prefix = KeyedWindows::prefix(start);
+        let cached = self.groups.take_prefix(&prefix);
+        for (key, _) in &cached {
+            self.unsaved.remove(key);
+        }
+        if self.emits_changes() {
+            return Ok(());
+        }
+        for part in cached.chunks(FLUSH_GROUPS) {
+            self.emit_groups(part, out)?;
+        }
+        let Some(keyed) = self.keyed.as_ref().filter(|_| self.stored_elsewhere) else {
+            return Ok(());
+        };
+        let in_memory: HashSet<&[u8]> = cached.iter().map(|(k, _)| k.as_slice()).collect();
+        let stored_prefix = group_key(&prefix);
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = keyed.scan_page(&stored_prefix, after.as_deref(), FLUSH_GROUPS)?;
+            let Some((last, _)) = page.last() else {
+                return Ok(());
+            };
+            after = Some(last.clone());
+            // Stored keys are `group_key`s: a tag byte, then the group's key.
+            let groups: Vec<(Vec<u8>, Vec<u8>)> = page
+                .into_iter()
+                .map(|(k, v)| (k[1..].to_vec(), v))
+                .filter(|(k, _)| !in_memory.contains(k.as_slice()))
+                .collect();
+            self.metrics.add_groups_read_back(groups.len());
+            self.emit_groups(&groups, out)?;
+        }
+    }
+
+    /// Emits the final rows of windowed groups: (key, stored state).
+    fn emit_groups(&self, groups: &[(Vec<u8>, Vec<u8>)], out: &mut Vec<StreamChunk>) -> Result<()> {
+        if groups.is_empty() {
+            return Ok(());
+        }
+        // A windowed key is the window's start (8 bytes), then the key row.
+        let keys = self.key_codec.decode(groups.iter().map(|(k, _)| &k[8..]))?;
+        let bytes: Vec<&[u8]> = groups.iter().map(|(_, s)| s.as_slice()).collect();
+        let states = self.decode_states(&bytes)?;
+        let rows = self.epoch_rows.evaluate(&GroupedState { keys, states })?;
+        out.push(StreamChunk::inserts(columns_to_batch(&self.schema, rows)?));
         Ok(())
     }
 }
@@ -254,8 +383,17 @@ impl Operator for KeyedAgg {
         let batch = chunk.batch();
         let n = batch.num_rows();
         let keys = evaluate_columns(&self.group_exprs, batch)?;
+        let rows = match &mut self.windows {
+            Some(w) => w.admit(&keys, &self.metrics)?,
+            None => None,
+        };
+        if rows.as_ref().is_some_and(|r| r.is_empty()) {
+            return Ok(());
+        }
+        self.note_earliest(&keys, rows.as_ref())?;
         let (args, filters) = evaluate_agg_inputs(&self.args, &self.aggs, batch)?;
-        self.epoch_rows.update(&keys, &args, &filters, n)?;
+        self.epoch_rows
+            .update_rows(&keys, &args, &filters, rows.as_ref(), n)?;
         // Many groups are merged as they come, not all at the barrier: the
         // barrier then passes at once, and epochs stay short.
         if self.epoch_rows.num_groups() >= FLUSH_GROUPS {
@@ -270,9 +408,20 @@ impl Operator for KeyedAgg {
         out: &mut Vec<StreamChunk>,
     ) -> Result<Vec<Watermark>> {
         let passed = forward_watermark(&self.watermark_map, wm);
-        // The rows before the watermark go out before it.
-        if !passed.is_empty() {
+        let closed = match &mut self.windows {
+            Some(w) if w.window.input_column == wm.column => w.advance(wm.value),
+            _ => Vec::new(),
+        };
+        // The rows before a watermark go out before it; rows held back at
+        // or past it may wait.
+        let behind = passed
+            .iter()
+            .any(|w| self.earliest.get(&w.column).is_some_and(|e| *e < w.value));
+        if !closed.is_empty() || behind {
             self.flush(out)?;
+        }
+        for start in closed {
+            self.close_window(start, out)?;
         }
         Ok(passed)
     }
@@ -295,7 +444,17 @@ impl Operator for KeyedAgg {
         self.keyed = Some(keyed);
     }
 
+    fn checkpoint_state(&mut self, state: &mut WriteBatch) -> Result<()> {
+        match &mut self.windows {
+            Some(w) => w.checkpoint_state(state),
+            None => Ok(()),
+        }
+    }
+
     fn checkpoint_keyed(&mut self, keyed: &mut WriteBatch) -> Result<()> {
+        if let Some(w) = &mut self.windows {
+            w.checkpoint_keyed(keyed);
+        }
         for key in std::mem::take(&mut self.unsaved) {
             let state = self
                 .groups
@@ -308,7 +467,7 @@ impl Operator for KeyedAgg {
         let committed = self.keyed.as_ref().map_or(0, |k| k.committed_epoch());
         if self
             .groups
-            .settle_and_report(committed, Some(&self.metrics))
+            .settle_and_report(self.epoch, committed, Some(&self.metrics))
             > 0
         {
             self.stored_elsewhere = true;
@@ -317,8 +476,15 @@ impl Operator for KeyedAgg {
     }
 
     fn restore(&mut self, entries: StateEntries) -> Result<()> {
-        // Groups are read back as rows reach them: the keyed state is all.
+        // Groups are read back as rows reach them: the keyed state is all
+        // but the windows' progress.
         self.stored_elsewhere = true;
+        if let Some(w) = &mut self.windows {
+            for (key, value) in &entries {
+                w.restore(key, value, &self.metrics)?;
+            }
+            return Ok(());
+        }
         match entries.first() {
             Some((key, _)) => Err(Error::Internal(format!(
                 "a stored aggregate key of {} bytes outside its keyed state",
@@ -369,7 +535,7 @@ mod tests {
         Box::new(
             KeyedAgg::new(keys, aggs, schema, vec![(0, 0)], metrics)
                 .unwrap()
-                .with_cache_bytes(budget),
+                .with_cache_budget(CacheBudget::new(budget)),
         )
     }
 

@@ -7,9 +7,9 @@ mod grouped;
 mod hash_agg;
 mod hop_agg;
 mod keyed_agg;
+mod keyed_windows;
 mod min_max;
 mod session_agg;
-mod window_agg;
 
 pub(crate) use grouped::GroupedState;
 pub use hash_agg::HashAgg;
@@ -17,7 +17,6 @@ pub use hop_agg::{HopAgg, HopAggSpec};
 pub use keyed_agg::KeyedAgg;
 pub use min_max::RetractableMinMax;
 pub use session_agg::{SessionAgg, SessionAggSpec};
-pub use window_agg::WindowAgg;
 
 use std::sync::Arc;
 

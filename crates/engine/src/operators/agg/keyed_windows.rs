@@ -1,0 +1,343 @@
+//! The windows of a TUMBLE aggregate whose groups are keyed state
+//! ([`super::KeyedAgg`]): which rows are late, which windows are open, and
+//! what a checkpoint writes of them. A group's key starts with its window's
+//! start, so a window's groups are one key range of the keyed state: read in
+//! pages when the window closes, deleted as a range after.
+
+use std::collections::BTreeSet;
+
+use arrow::array::{Array, ArrayRef, UInt32Array};
+use tidemark_plan::WindowKey;
+use tidemark_state::WriteBatch;
+
+use super::hash_agg::group_key;
+use crate::durable::{time_key, window_of_key, Progress, StoredWindows};
+use crate::event_time::micros_array;
+use crate::metrics::JobMetrics;
+use crate::{Error, Result};
+
+/// Where rows whose window key is NULL are kept: no watermark closes it.
+const NULL_WINDOW: i64 = i64::MAX;
+
+pub(super) struct KeyedWindows {
+    pub window: WindowKey,
+    /// The watermark windows close by, and the late rows dropped,
+    /// restored ones included.
+    progress: Progress,
+    /// Windows that have groups, by start.
+    open: BTreeSet<i64>,
+    /// Which of them the operator's restored state lists.
+    stored: StoredWindows,
+    /// Closed since the last checkpoint: their groups' states go.
+    closed: Vec<i64>,
+}
+
+impl KeyedWindows {
+    pub fn new(window: WindowKey) -> Self {
+        Self {
+            window,
+            progress: Progress::default(),
+            open: BTreeSet::new(),
+            stored: StoredWindows::default(),
+            closed: Vec::new(),
+        }
+    }
+
+    fn starts(&self, keys: &[ArrayRef]) -> Result<arrow::array::Int64Array> {
+        micros_array(keys[self.window.key].as_ref())
+            .ok_or_else(|| Error::Internal("a window key that is not a timestamp".into()))
+    }
+
+    /// The rows of a batch (its key columns) to aggregate: all (`None`), or
+    /// those whose window is still open, the others counted as late. Rows
+    /// without a window are kept: no watermark closes theirs.
+    pub fn admit(
+        &mut self,
+        keys: &[ArrayRef],
+        metrics: &JobMetrics,
+    ) -> Result<Option<UInt32Array>> {
+        let starts = self.starts(keys)?;
+        let first_open = self.progress.watermark;
+        let mut kept = Vec::with_capacity(starts.len());
+        let mut last = None;
+        for r in 0..starts.len() {
+            let start = if starts.is_null(r) {
+                NULL_WINDOW
+            } else {
+                starts.value(r)
+            };
+            if first_open.is_some_and(|w| start < w) {
+                continue;
+            }
+            if last != Some(start) && self.open.insert(start) {
+                self.stored.changed(start);
+            }
+            last = Some(start);
+            kept.push(r as u32);
+        }
+        let late = starts.len() - kept.len();
+        if late == 0 {
+            return Ok(None);
+        }
+        metrics.add_late_rows(late);
+        self.progress.late += late as u64;
+        Ok(Some(UInt32Array::from(kept)))
+    }
+
+    /// The keys of groups (`encoded` from their key columns `keys`), each
+    /// after its window's start.
+    pub fn window_keys(&self, keys: &[ArrayRef], encoded: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>> {
+        let starts = self.starts(keys)?;
+        Ok(encoded
+            .into_iter()
+            .enumerate()
+            .map(|(r, key)| {
+                let start = if starts.is_null(r) {
+                    NULL_WINDOW
+                } else {
+                    starts.value(r)
+                };
+                [time_key(start).as_slice(), &key].concat()
+            })
+            .collect())
+    }
+
+    /// Takes a watermark on the window column: returns the windows it
+    /// closes, oldest first (their groups must be emitted or dropped now).
+    pub fn advance(&mut self, watermark: i64) -> Vec<i64> {
+        if self.progress.watermark.is_some_and(|w| w >= watermark) {
+            return Vec::new();
+        }
+        self.progress.watermark = Some(watermark);
+        let open = self.open.split_off(&watermark);
+        let closed: Vec<i64> = std::mem::replace(&mut self.open, open)
+            .into_iter()
+            .collect();
+        for &start in &closed {
+            self.stored.closed(start);
+            self.closed.push(start);
+        }
+        closed
+    }
+
+    /// The prefix of the keys of the window starting at `start`.
+    pub fn prefix(start: i64) -> [u8; 8] {
+        time_key(start)
+    }
+
+    /// Writes the progress and the open windows.
+    pub fn checkpoint_state(&mut self, state: &mut WriteBatch) -> Result<()> {
+        self.progress.put(state);
+        let open = &self.open;
+        self.stored
+            .write(state, |start| Ok(open.contains(&start).then(Vec::new)))
+    }
+
+    /// Deletes the stored groups of the windows closed since.
+    pub fn checkpoint_keyed(&mut self, keyed: &mut WriteBatch) {
+        for start in self.closed.drain(..) {
+            keyed.delete_prefixes.push(group_key(&time_key(start)));
+        }
+    }
+
+    /// Reads back one entry of [`Self::checkpoint_state`].
+    pub fn restore(&mut self, key: &[u8], value: &[u8], metrics: &JobMetrics) -> Result<()> {
+        if key.is_empty() {
+            self.progress = Progress::restore(value, Some(metrics))?;
+            return Ok(());
+        }
+        let start = window_of_key(key)?;
+        self.open.insert(start);
+        self.stored.restored(start);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+    use datafusion::functions_aggregate::{count::count_udaf, min_max::min_udaf};
+    use datafusion::physical_expr::expressions::Column;
+    use datafusion::physical_expr::PhysicalExpr;
+    use tidemark_plan::AggCall;
+
+    use super::*;
+    use crate::cache_budget::CacheBudget;
+    use crate::operators::{HashAgg, KeyedAgg};
+    use crate::test_util::{
+        agg_call, applied_pretty, key_value_time_schema, random_steps,
+        restores_over_random_streams, run_in_store, stored_after, Step,
+    };
+    use crate::Operator;
+
+    /// count and min per (k, ts): each distinct time is a window of its own.
+    fn parts() -> (Vec<Arc<dyn PhysicalExpr>>, Vec<AggCall>, SchemaRef) {
+        let input = key_value_time_schema();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, true),
+            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+            Field::new("n", DataType::Int64, false),
+            Field::new("low", DataType::Int64, true),
+        ]));
+        let keys: Vec<Arc<dyn PhysicalExpr>> = vec![
+            Arc::new(Column::new("k", 0)),
+            Arc::new(Column::new("ts", 2)),
+        ];
+        let aggs = vec![
+            agg_call(count_udaf(), 1, &input, "n"),
+            agg_call(min_udaf(), 1, &input, "low"),
+        ];
+        (keys, aggs, schema)
+    }
+
+    fn window(emit_on_close: bool) -> WindowKey {
+        WindowKey {
+            key: 1,
+            input_column: 2,
+            emit_on_close,
+        }
+    }
+
+    fn keyed(emit_on_close: bool, budget: usize, metrics: Arc<JobMetrics>) -> Box<dyn Operator> {
+        let (keys, aggs, schema) = parts();
+        Box::new(
+            KeyedAgg::new(keys, aggs, schema, vec![(2, 1)], metrics)
+                .unwrap()
+                .with_window(window(emit_on_close))
+                .with_cache_budget(CacheBudget::new(budget)),
+        )
+    }
+
+    fn row_at_a_time(emit_on_close: bool, metrics: Arc<JobMetrics>) -> Box<dyn Operator> {
+        let (keys, aggs, schema) = parts();
+        Box::new(HashAgg::new(keys, aggs, schema, true).unwrap().with_window(
+            Some(window(emit_on_close)),
+            vec![(2, 1)],
+            metrics,
+        ))
+    }
+
+    #[test]
+    fn windows_equal_the_row_at_a_time_aggregate() {
+        let mut read_back = 0;
+        for seed in 0..30u64 {
+            // Times of up to 30 of disorder, each a window of its own,
+            // mostly open over several checkpoints; a watermark 40 behind:
+            // some rows are late.
+            let steps = random_steps(seed, 80, 30, 40);
+            for emit_on_close in [true, false] {
+                let metrics = Arc::new(JobMetrics::default());
+                let (expected, _) =
+                    run_in_store(row_at_a_time(emit_on_close, Arc::clone(&metrics)), &steps);
+                let late = metrics.stats().late_rows;
+                for budget in [usize::MAX, 0] {
+                    let m = Arc::new(JobMetrics::default());
+                    let (got, read) =
+                        run_in_store(keyed(emit_on_close, budget, Arc::clone(&m)), &steps);
+                    assert_eq!(
+                        applied_pretty(&got),
+                        applied_pretty(&expected),
+                        "seed {seed}, emit on close {emit_on_close}, budget {budget}"
+                    );
+                    assert_eq!(m.stats().late_rows, late, "seed {seed}");
+                    read_back += read;
+                }
+            }
+        }
+        assert!(read_back > 100, "only {read_back} groups were read back");
+    }
+
+    #[test]
+    fn a_restored_windowed_aggregate_continues_as_if_never_stopped() {
+        for budget in [usize::MAX, 0] {
+            restores_over_random_streams(|emit_on_close, m| keyed(emit_on_close, budget, m));
+        }
+    }
+
+    #[test]
+    fn closed_windows_leave_nothing_stored() {
+        let mut steps = random_steps(7, 40, 2, 4);
+        // a NULL time: its window never closes
+        let null_time = arrow::record_batch::RecordBatch::try_new(
+            key_value_time_schema(),
+            vec![
+                Arc::new(arrow::array::Int64Array::from(vec![1])),
+                Arc::new(arrow::array::Int64Array::from(vec![5])),
+                Arc::new(arrow::array::TimestampMicrosecondArray::from(vec![None])),
+            ],
+        )
+        .unwrap();
+        steps.insert(
+            0,
+            Step::Chunk(tidemark_types::StreamChunk::inserts(null_time)),
+        );
+        for emit_on_close in [true, false] {
+            let m = Arc::new(JobMetrics::default());
+            let (state, keyed) = stored_after(keyed(emit_on_close, 0, m), &steps);
+            // the progress and the NULL window, and the NULL window's group
+            assert_eq!(state.len(), 2, "{state:?}");
+            assert_eq!(keyed.len(), 1, "{keyed:?}");
+        }
+    }
+
+    /// No row goes out behind a watermark already passed on, though rows
+    /// of open windows wait past watermarks that close nothing.
+    #[test]
+    fn rows_go_out_before_the_watermarks_they_precede() {
+        let mut waited = false;
+        // by window, and plain, grouped by the time (so rows before a
+        // watermark are not late, and must go out before it)
+        let plain = || -> Box<dyn Operator> {
+            let (keys, aggs, schema) = parts();
+            let metrics = Arc::new(JobMetrics::default());
+            Box::new(KeyedAgg::new(keys, aggs, schema, vec![(2, 1)], metrics).unwrap())
+        };
+        for seed in 0..20u64 {
+            let steps = random_steps(seed, 80, 30, 40);
+            for emit_on_close in [true, false, false] {
+                let mut op = match emit_on_close {
+                    true => keyed(true, usize::MAX, Arc::new(JobMetrics::default())),
+                    false if seed % 2 == 0 => {
+                        keyed(false, usize::MAX, Arc::new(JobMetrics::default()))
+                    }
+                    false => plain(),
+                };
+                let mut passed: Option<i64> = None;
+                for step in &steps {
+                    let mut out = Vec::new();
+                    // what goes out with a watermark goes out before it
+                    let before = passed;
+                    match step {
+                        Step::Chunk(c) => op.on_chunk(c.clone(), &mut out).unwrap(),
+                        Step::Watermark(w) => {
+                            for w in op.on_watermark(*w, &mut out).unwrap() {
+                                assert_eq!(w.column, 1);
+                                passed = Some(w.value);
+                            }
+                        }
+                        Step::Checkpoint => op
+                            .on_checkpoint(1, &mut WriteBatch::default(), &mut out)
+                            .unwrap(),
+                    }
+                    if matches!(step, Step::Watermark(_)) && out.is_empty() && !emit_on_close {
+                        waited = true;
+                    }
+                    for chunk in &out {
+                        let times = micros_array(chunk.batch().column(1).as_ref()).unwrap();
+                        for r in 0..times.len() {
+                            let behind = before.is_some_and(|w| times.value(r) < w);
+                            assert!(
+                                !behind,
+                                "seed {seed}: a row at {} after watermark {before:?}",
+                                times.value(r)
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        assert!(waited, "every watermark flushed");
+    }
+}

@@ -26,6 +26,8 @@ enum Window {
     /// No window: a plain `GROUP BY auction`, ~1000 groups, each changed in
     /// every checkpoint.
     Auction,
+    /// TUMBLE by `auction, bidder`: nearly a group per bid in each window.
+    TumbleBidder,
 }
 
 #[derive(Debug, Parser)]
@@ -51,6 +53,10 @@ struct Args {
     /// without them (FLUSH still takes one at the end).
     #[arg(long, default_value_t = 1000)]
     checkpoint_ms: u64,
+    /// The TUMBLE window's length, seconds (1000 rows each): a long one
+    /// with `--window tumble-bidder` makes windows of many groups.
+    #[arg(long, default_value_t = 10)]
+    window_secs: u64,
     /// Memory the GROUP BYs keep of their groups, together, MiB.
     #[arg(long, default_value_t = 64)]
     operator_cache_mib: usize,
@@ -129,15 +135,21 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     let window = match args.window {
-        Window::Tumble => "TUMBLE(bids, ts, INTERVAL '10' SECOND)",
-        Window::Hop => "HOP(bids, ts, INTERVAL '2' SECOND, INTERVAL '10' SECOND)",
-        Window::Session => "SESSION(bids, ts, INTERVAL '5' SECOND)",
-        Window::None | Window::Auction => "bids",
+        Window::Tumble | Window::TumbleBidder => {
+            format!("TUMBLE(bids, ts, INTERVAL '{}' SECOND)", args.window_secs)
+        }
+        Window::Hop => "HOP(bids, ts, INTERVAL '2' SECOND, INTERVAL '10' SECOND)".into(),
+        Window::Session => "SESSION(bids, ts, INTERVAL '5' SECOND)".into(),
+        Window::None | Window::Auction => "bids".into(),
     };
     let (keys, emit) = match args.window {
         Window::None => ("auction, bidder", ""),
         Window::Auction => ("auction", ""),
         _ if args.windows_only => ("window_start, window_end", " EMIT ON WINDOW CLOSE"),
+        Window::TumbleBidder => (
+            "auction, bidder, window_start, window_end",
+            " EMIT ON WINDOW CLOSE",
+        ),
         _ => ("auction, window_start, window_end", " EMIT ON WINDOW CLOSE"),
     };
     let started = Instant::now();

@@ -58,47 +58,36 @@ fn build_operator(
             Arc::clone(schema),
             watermarks.clone(),
         )),
+        // Plain, or by a TUMBLE window (a timestamp key), over input that
+        // only inserts: vectorized, groups as keyed state.
         OperatorSpec::HashAgg {
             group_exprs,
             aggs,
             schema,
-            window: Some(window),
+            window,
             watermarks,
             append_only_input: true,
-        } if matches!(
-            schema.field(window.key).data_type(),
-            arrow::datatypes::DataType::Timestamp(..)
-        ) =>
+        } if match window {
+            Some(w) => matches!(
+                schema.field(w.key).data_type(),
+                arrow::datatypes::DataType::Timestamp(..)
+            ),
+            None => !group_exprs.is_empty(),
+        } =>
         {
-            Box::new(
-                KeyedAgg::new(
-                    group_exprs.iter().map(|(e, _)| Arc::clone(e)).collect(),
-                    aggs.clone(),
-                    Arc::clone(schema),
-                    watermarks.clone(),
-                    Arc::clone(metrics),
-                )?
-                .with_window(*window)
-                .with_cache_budget(Arc::clone(cache_budget)),
-            )
-        }
-        OperatorSpec::HashAgg {
-            group_exprs,
-            aggs,
-            schema,
-            window: None,
-            watermarks,
-            append_only_input: true,
-        } if !group_exprs.is_empty() => Box::new(
-            KeyedAgg::new(
+            let agg = KeyedAgg::new(
                 group_exprs.iter().map(|(e, _)| Arc::clone(e)).collect(),
                 aggs.clone(),
                 Arc::clone(schema),
                 watermarks.clone(),
                 Arc::clone(metrics),
             )?
-            .with_cache_budget(Arc::clone(cache_budget)),
-        ),
+            .with_cache_budget(Arc::clone(cache_budget));
+            Box::new(match window {
+                Some(w) => agg.with_window(*w),
+                None => agg,
+            })
+        }
         OperatorSpec::HashAgg {
             group_exprs,
             aggs,

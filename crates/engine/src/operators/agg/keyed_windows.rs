@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use arrow::array::{Array, ArrayRef, UInt32Array};
+use arrow::array::{Array, ArrayRef, Int64Array, UInt32Array};
 use tidemark_plan::WindowKey;
 use tidemark_state::WriteBatch;
 
@@ -18,6 +18,15 @@ use crate::{Error, Result};
 
 /// Where rows whose window key is NULL are kept: no watermark closes it.
 const NULL_WINDOW: i64 = i64::MAX;
+
+/// The window of row `r`: its start, or [`NULL_WINDOW`].
+fn start_at(starts: &Int64Array, r: usize) -> i64 {
+    if starts.is_null(r) {
+        NULL_WINDOW
+    } else {
+        starts.value(r)
+    }
+}
 
 pub(super) struct KeyedWindows {
     pub window: WindowKey,
@@ -43,7 +52,7 @@ impl KeyedWindows {
         }
     }
 
-    fn starts(&self, keys: &[ArrayRef]) -> Result<arrow::array::Int64Array> {
+    fn starts(&self, keys: &[ArrayRef]) -> Result<Int64Array> {
         micros_array(keys[self.window.key].as_ref())
             .ok_or_else(|| Error::Internal("a window key that is not a timestamp".into()))
     }
@@ -61,11 +70,7 @@ impl KeyedWindows {
         let mut kept = Vec::with_capacity(starts.len());
         let mut last = None;
         for r in 0..starts.len() {
-            let start = if starts.is_null(r) {
-                NULL_WINDOW
-            } else {
-                starts.value(r)
-            };
+            let start = start_at(&starts, r);
             if first_open.is_some_and(|w| start < w) {
                 continue;
             }
@@ -91,14 +96,7 @@ impl KeyedWindows {
         Ok(encoded
             .into_iter()
             .enumerate()
-            .map(|(r, key)| {
-                let start = if starts.is_null(r) {
-                    NULL_WINDOW
-                } else {
-                    starts.value(r)
-                };
-                [time_key(start).as_slice(), &key].concat()
-            })
+            .map(|(r, key)| [time_key(start_at(&starts, r)).as_slice(), &key].concat())
             .collect())
     }
 

@@ -79,8 +79,8 @@ impl Database {
         ]));
         let retained = self
             .retained
-            .as_deref()
-            .map(crate::retained::list)
+            .as_ref()
+            .map(crate::retained::Copies::list)
             .unwrap_or_default();
         let columns: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from_iter_values(

@@ -52,7 +52,7 @@ pub struct Database {
     /// Catalog changes one at a time.
     pub(crate) ddl: tokio::sync::Mutex<()>,
     /// Where retained checkpoints are kept, when they are.
-    pub(crate) retained: Option<PathBuf>,
+    pub(crate) retained: Option<crate::retained::Copies>,
 }
 
 /// One parsed statement with the text it came from, for error positions.
@@ -141,7 +141,10 @@ impl Database {
         )
         .map_err(|e| PgError::new("58000", e.to_string()))?;
         let retained = (config.state_backend == StateBackend::RocksDb && config.retain.keep > 0)
-            .then(|| crate::retained::retained_dir(&config.data_dir));
+            .then(|| crate::retained::Copies {
+                dir: crate::retained::retained_dir(&config.data_dir),
+                keep: config.retain.keep,
+            });
         let db = Self {
             store,
             runtime,
@@ -150,8 +153,8 @@ impl Database {
             retained,
         };
         db.restore_catalog().await?;
-        if let Some(dir) = &db.retained {
-            crate::retained::spawn(Arc::clone(&db.store), dir.clone(), config.retain);
+        if let Some(copies) = &db.retained {
+            crate::retained::spawn(Arc::clone(&db.store), copies.dir.clone(), config.retain);
         }
         Ok(db)
     }

@@ -42,8 +42,25 @@ pub(crate) struct Retained {
     pub taken_at: SystemTime,
 }
 
-/// The retained copies in `dir`, oldest first.
-pub(crate) fn list(dir: &Path) -> Vec<Retained> {
+/// Where a server keeps its copies, and how many.
+#[derive(Debug, Clone)]
+pub(crate) struct Copies {
+    pub dir: PathBuf,
+    pub keep: usize,
+}
+
+impl Copies {
+    /// The retained copies, oldest first: the newest `keep` in the folder.
+    /// Older ones are being deleted after a new copy came in.
+    pub(crate) fn list(&self) -> Vec<Retained> {
+        let mut all = list(&self.dir);
+        all.drain(..all.len().saturating_sub(self.keep));
+        all
+    }
+}
+
+/// Every copy in `dir`, oldest first.
+fn list(dir: &Path) -> Vec<Retained> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };

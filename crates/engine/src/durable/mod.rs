@@ -156,6 +156,13 @@ pub(crate) fn time_key(t: i64) -> [u8; 8] {
     ((t as u64) ^ (1 << 63)).to_be_bytes()
 }
 
+/// The time whose [`time_key`] `key` starts with (8 bytes at least).
+pub(crate) fn time_of_key(key: &[u8]) -> i64 {
+    let mut bytes = [0; 8];
+    bytes.copy_from_slice(&key[..8]);
+    (u64::from_be_bytes(bytes) ^ (1 << 63)) as i64
+}
+
 /// The key of the state of the window (or slice) starting at `start`; the
 /// empty key is the operator's [`Progress`].
 pub fn window_key(start: i64) -> Vec<u8> {
@@ -167,11 +174,7 @@ pub fn window_key(start: i64) -> Vec<u8> {
 /// The start of a [`window_key`].
 pub fn window_of_key(key: &[u8]) -> crate::Result<i64> {
     match key.split_first() {
-        Some((1, rest)) if rest.len() == 8 => {
-            let mut bytes = [0; 8];
-            bytes.copy_from_slice(rest);
-            Ok((u64::from_be_bytes(bytes) ^ (1 << 63)) as i64)
-        }
+        Some((1, rest)) if rest.len() == 8 => Ok(time_of_key(rest)),
         _ => Err(crate::Error::Internal(format!(
             "a stored window key of {} bytes",
             key.len()

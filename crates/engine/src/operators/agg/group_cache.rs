@@ -116,18 +116,12 @@ impl<G> GroupCache<G> {
     /// Takes out every group whose key starts with `prefix` (a window's
     /// groups, when it closes). Looks at every resident group.
     pub fn take_prefix(&mut self, prefix: &[u8]) -> Vec<(Vec<u8>, G)> {
-        let keys: Vec<Vec<u8>> = self
+        let taken: Vec<(Vec<u8>, Slot<G>)> = self
             .slots
-            .keys()
-            .filter(|k| k.starts_with(prefix))
-            .cloned()
+            .extract_if(|k, _| k.starts_with(prefix))
             .collect();
-        keys.into_iter()
-            .filter_map(|k| {
-                let group = self.remove(&k)?;
-                Some((k, group))
-            })
-            .collect()
+        self.resident -= taken.iter().map(|(_, s)| s.size).sum::<usize>();
+        taken.into_iter().map(|(k, s)| (k, s.group)).collect()
     }
 
     /// Records that the checkpoint of `epoch` stored `key` as it is now,

@@ -242,10 +242,19 @@ impl Grouped {
         Ok(columns)
     }
 
-    /// The final rows of `state` (see [`Grouped::finish`]), leaving `self` untouched.
+    /// The final rows of `state`, whose groups are distinct (as
+    /// [`Grouped::take`] gives them): key columns, then one column per
+    /// aggregate. Leaves `self` untouched.
     pub fn evaluate(&self, state: &GroupedState) -> Result<Vec<ArrayRef>> {
-        let mut scratch = Grouped::new(Arc::clone(&self.key_schema), &self.aggs)?;
-        scratch.merge(state)?;
-        scratch.finish()
+        let n = state.num_groups();
+        // Group `i` is row `i`: no need to number the keys again.
+        let groups: Vec<usize> = (0..n).collect();
+        let mut columns = state.keys.clone();
+        for (call, states) in self.aggs.iter().zip(&state.states) {
+            let mut acc = groups_accumulator(call)?;
+            acc.merge_batch(states, &groups, n)?;
+            columns.push(acc.evaluate(EmitTo::All)?);
+        }
+        Ok(columns)
     }
 }

@@ -88,6 +88,9 @@ pub struct KeyedAgg {
     /// among the rows held back in `epoch_rows`: a watermark above it must
     /// wait for them to go out.
     earliest: HashMap<usize, i64>,
+    /// Groups of closing windows emitted by the last flush, when the store
+    /// may hold them too: the close must not emit them again.
+    emitted: HashSet<Vec<u8>>,
 }
 
 impl KeyedAgg {
@@ -126,6 +129,7 @@ impl KeyedAgg {
             metrics,
             windows: None,
             earliest: HashMap::new(),
+            emitted: HashSet::default(),
         })
     }
 
@@ -271,24 +275,28 @@ impl KeyedAgg {
     fn flush_part(&mut self, added: GroupedState, out: &mut Vec<StreamChunk>) -> Result<()> {
         let keys = self.encode_keys(&added.keys)?;
         let emits = self.emits_changes();
-        // Numbered as `added` is, so the merged states line up with `keys`.
-        let mut merged = Grouped::new(Arc::clone(&self.key_schema), &self.aggs)?;
-        merged.intern_keys(&added.keys)?;
-        // Stored first: an aggregate that keeps its input's order sees the
-        // older rows first.
-        let (at, old) = match self.stored_states(&keys, &added.keys)? {
-            None => (Vec::new(), RecordBatch::new_empty(Arc::clone(&self.schema))),
+        let (at, old, merged) = match self.stored_states(&keys, &added.keys)? {
+            // All new groups: the epoch's states are theirs.
+            None => (
+                Vec::new(),
+                RecordBatch::new_empty(Arc::clone(&self.schema)),
+                added,
+            ),
             Some((at, stored)) => {
+                // Numbered as `added` is, so the merged states line up with
+                // `keys`. Stored first: an aggregate that keeps its input's
+                // order sees the older rows first.
+                let mut merged = Grouped::new(Arc::clone(&self.key_schema), &self.aggs)?;
+                merged.intern_keys(&added.keys)?;
                 merged.merge(&stored)?;
+                merged.merge(&added)?;
                 let old = match emits {
                     true => columns_to_batch(&self.schema, self.epoch_rows.evaluate(&stored)?)?,
                     false => RecordBatch::new_empty(Arc::clone(&self.schema)),
                 };
-                (at, old)
+                (at, old, merged.take()?)
             }
         };
-        merged.merge(&added)?;
-        let merged = merged.take()?;
 
         if emits {
             let new = columns_to_batch(&self.schema, self.epoch_rows.evaluate(&merged)?)?;
@@ -305,6 +313,7 @@ impl KeyedAgg {
             }
         }
 
+        let (keys, merged) = self.emit_closing(keys, merged, out)?;
         let columns: Vec<ArrayRef> = merged.states.into_iter().flatten().collect();
         let states = self.state_rows.encode_columns(&columns)?;
         for (key, state) in keys.into_iter().zip(states) {
@@ -313,6 +322,71 @@ impl KeyedAgg {
             self.unsaved.insert(key);
         }
         Ok(())
+    }
+
+    /// With `EMIT ON WINDOW CLOSE`, emits the merged groups (`keys`,
+    /// `merged`) of windows the watermark has closed, as they are, without
+    /// caching them; returns the others. [`Self::close_window`] then emits
+    /// the closed windows' groups this flush did not touch.
+    fn emit_closing(
+        &mut self,
+        keys: Vec<Vec<u8>>,
+        merged: GroupedState,
+        out: &mut Vec<StreamChunk>,
+    ) -> Result<(Vec<Vec<u8>>, GroupedState)> {
+        let Some(below) = self
+            .windows
+            .as_ref()
+            .filter(|w| w.window.emit_on_close)
+            .and_then(KeyedWindows::closed_prefix)
+        else {
+            return Ok((keys, merged));
+        };
+        // A key starts with its window's start, in an order bytes keep.
+        let (mut closing, mut open) = (Vec::new(), Vec::new());
+        for (i, key) in keys.iter().enumerate() {
+            match key[..8] < below[..] {
+                true => closing.push(i as u32),
+                false => open.push(i as u32),
+            }
+        }
+        if closing.is_empty() {
+            return Ok((keys, merged));
+        }
+        let rows = |at: &[u32]| -> Result<GroupedState> {
+            let at = UInt32Array::from(at.to_vec());
+            let take_all = |columns: &[ArrayRef]| -> Result<Vec<ArrayRef>> {
+                Ok(columns
+                    .iter()
+                    .map(|c| take(c.as_ref(), &at, None))
+                    .collect::<std::result::Result<_, _>>()?)
+            };
+            Ok(GroupedState {
+                keys: take_all(&merged.keys)?,
+                states: merged
+                    .states
+                    .iter()
+                    .map(|s| take_all(s))
+                    .collect::<Result<_>>()?,
+            })
+        };
+        let done = rows(&closing)?;
+        let columns = self.epoch_rows.evaluate(&done)?;
+        out.push(StreamChunk::inserts(columns_to_batch(
+            &self.schema,
+            columns,
+        )?));
+        let mut keys: Vec<Option<Vec<u8>>> = keys.into_iter().map(Some).collect();
+        for &i in &closing {
+            let key = keys[i as usize].take().expect("each group once");
+            self.groups.remove(&key);
+            self.unsaved.remove(&key);
+            if self.stored_elsewhere {
+                self.emitted.insert(key);
+            }
+        }
+        let rest = rows(&open)?;
+        Ok((keys.into_iter().flatten().collect(), rest))
     }
 
     /// The window starting at `start` closed: its groups leave memory, and
@@ -334,7 +408,11 @@ impl KeyedAgg {
         let Some(keyed) = self.keyed.as_ref().filter(|_| self.stored_elsewhere) else {
             return Ok(());
         };
-        let in_memory: HashSet<&[u8]> = cached.iter().map(|(k, _)| k.as_slice()).collect();
+        let in_memory: HashSet<&[u8]> = cached
+            .iter()
+            .map(|(k, _)| k.as_slice())
+            .chain(self.emitted.iter().map(Vec::as_slice))
+            .collect();
         let stored_prefix = group_key(&prefix);
         let mut after: Option<Vec<u8>> = None;
         loop {
@@ -423,6 +501,7 @@ impl Operator for KeyedAgg {
         for start in closed {
             self.close_window(start, out)?;
         }
+        self.emitted.clear();
         Ok(passed)
     }
 
@@ -461,6 +540,9 @@ impl Operator for KeyedAgg {
                 .get(&key)
                 .ok_or_else(|| Error::Internal("a changed group left memory unsaved".into()))?;
             let size = cached_size(&key, state);
+            if let Some(w) = &mut self.windows {
+                w.writes(&key);
+            }
             keyed.put(group_key(&key), state.clone());
             self.groups.saved(&key, self.epoch, Some(size));
         }

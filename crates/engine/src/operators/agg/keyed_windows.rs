@@ -11,7 +11,7 @@ use tidemark_plan::WindowKey;
 use tidemark_state::WriteBatch;
 
 use super::hash_agg::group_key;
-use crate::durable::{time_key, window_of_key, Progress, StoredWindows};
+use crate::durable::{time_key, time_of_key, window_of_key, Progress, StoredWindows};
 use crate::event_time::micros_array;
 use crate::metrics::JobMetrics;
 use crate::{Error, Result};
@@ -39,6 +39,9 @@ pub(super) struct KeyedWindows {
     stored: StoredWindows,
     /// Closed since the last checkpoint: their groups' states go.
     closed: Vec<i64>,
+    /// Windows the store may hold groups of (a checkpoint wrote some, or
+    /// they were restored): only their key ranges need deleting.
+    written: BTreeSet<i64>,
 }
 
 impl KeyedWindows {
@@ -49,6 +52,7 @@ impl KeyedWindows {
             open: BTreeSet::new(),
             stored: StoredWindows::default(),
             closed: Vec::new(),
+            written: BTreeSet::new(),
         }
     }
 
@@ -113,9 +117,17 @@ impl KeyedWindows {
             .collect();
         for &start in &closed {
             self.stored.closed(start);
-            self.closed.push(start);
+            if self.written.remove(&start) {
+                self.closed.push(start);
+            }
         }
         closed
+    }
+
+    /// The keys of closed windows' groups sort before this: the
+    /// watermark's window key.
+    pub fn closed_prefix(&self) -> Option<[u8; 8]> {
+        self.progress.watermark.map(time_key)
     }
 
     /// The prefix of the keys of the window starting at `start`.
@@ -129,6 +141,12 @@ impl KeyedWindows {
         let open = &self.open;
         self.stored
             .write(state, |start| Ok(open.contains(&start).then(Vec::new)))
+    }
+
+    /// Notes that a checkpoint writes the group of `key` (a window's start,
+    /// then the group's key).
+    pub fn writes(&mut self, key: &[u8]) {
+        self.written.insert(time_of_key(key));
     }
 
     /// Deletes the stored groups of the windows closed since.
@@ -146,6 +164,7 @@ impl KeyedWindows {
         }
         let start = window_of_key(key)?;
         self.open.insert(start);
+        self.written.insert(start);
         self.stored.restored(start);
         Ok(())
     }
@@ -278,6 +297,27 @@ mod tests {
             assert_eq!(state.len(), 2, "{state:?}");
             assert_eq!(keyed.len(), 1, "{keyed:?}");
         }
+    }
+
+    /// A closed window's key range is deleted only when the store may hold
+    /// groups of it: a checkpoint wrote some, or it was restored.
+    #[test]
+    fn only_windows_the_store_may_hold_are_deleted() {
+        let mut w = KeyedWindows::new(window(true));
+        let metrics = JobMetrics::default();
+        w.restore(&crate::durable::window_key(5), &[], &metrics)
+            .unwrap();
+        let keys: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(vec![1, 1])),
+            Arc::new(arrow::array::TimestampMicrosecondArray::from(vec![10, 20])),
+        ];
+        assert!(w.admit(&keys, &metrics).unwrap().is_none());
+        w.writes(&[time_key(10).as_slice(), &[7]].concat());
+        assert_eq!(w.advance(30), vec![5, 10, 20]);
+        let mut batch = WriteBatch::default();
+        w.checkpoint_keyed(&mut batch);
+        let deleted: Vec<Vec<u8>> = [5, 10].map(|s| group_key(&time_key(s))).to_vec();
+        assert_eq!(batch.delete_prefixes, deleted);
     }
 
     /// No row goes out behind a watermark already passed on, though rows

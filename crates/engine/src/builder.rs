@@ -125,18 +125,21 @@ fn build_operator(
             keys,
             emit_on_close,
             schema,
-        } => Box::new(SessionAgg::new(
-            SessionAggSpec {
-                partition: partition.clone(),
-                time: *time,
-                gap: *gap_us,
-                aggs: aggs.clone(),
-                keys: keys.clone(),
-                emit_on_close: *emit_on_close,
-                schema: Arc::clone(schema),
-            },
-            Arc::clone(metrics),
-        )?),
+        } => Box::new(
+            SessionAgg::new(
+                SessionAggSpec {
+                    partition: partition.clone(),
+                    time: *time,
+                    gap: *gap_us,
+                    aggs: aggs.clone(),
+                    keys: keys.clone(),
+                    emit_on_close: *emit_on_close,
+                    schema: Arc::clone(schema),
+                },
+                Arc::clone(metrics),
+            )?
+            .with_cache_budget(Arc::clone(cache_budget)),
+        ),
         OperatorSpec::HopAgg {
             partition,
             time,

@@ -38,8 +38,10 @@ const FORMAT_KEY: &[u8] = b"format";
 /// DataFusion's group accumulators give them, without a row count (3's
 /// states would read back wrongly: an average of no values as NaN). 5: a
 /// TUMBLE aggregate keeps each group as keyed state, by window start then
-/// key, instead of each window whole.
-pub const STORE_FORMAT: u32 = 5;
+/// key, instead of each window whole. 6: a SESSION aggregate keeps each
+/// partition's sessions as keyed state, and only their starts and ends with
+/// the state restored whole.
+pub const STORE_FORMAT: u32 = 6;
 
 /// How the RocksDB store is tuned.
 #[derive(Debug, Clone)]

@@ -4,15 +4,19 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, BooleanArray};
 use arrow::datatypes::SchemaRef;
 // DataFusion's hash map: a faster hasher than std's for per-row lookups.
-use datafusion::common::{HashMap, ScalarValue};
+use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 use tidemark_plan::{AggCall, SessionKey};
 use tidemark_state::{RowCodec, WriteBatch};
-use tidemark_types::{Op, StreamChunk, Watermark};
+use tidemark_types::{Epoch, Op, StreamChunk, Watermark};
 
+use super::group_cache::GroupCache;
 use super::{evaluate_agg_inputs, rows_to_chunk, selected_args};
-use crate::durable::{merge_row, Decoder, Encoder, Progress, ScalarRows, StateEntries};
+use crate::cache_budget::CacheBudget;
+use crate::durable::{
+    merge_row, Decoder, Encoder, KeyedReader, Progress, ScalarRows, StateEntries,
+};
 use crate::event_time::{micros_array, timestamp_array};
 use crate::metrics::JobMetrics;
 use crate::{Error, Operator, Result};
@@ -55,7 +59,15 @@ pub struct SessionAgg {
     spec: SessionAggSpec,
     args: Vec<Vec<Arc<dyn PhysicalExpr>>>,
     codec: RowCodec,
-    partitions: HashMap<Vec<u8>, Partition>,
+    /// The partitions in memory: all of them, or (with keyed state) the
+    /// recently used ones within the cache budget; the others are read
+    /// back from the store when a row or a closing session needs them.
+    partitions: GroupCache<Partition>,
+    keyed: Option<Box<dyn KeyedReader>>,
+    /// Whether the store may hold partitions memory does not: after a
+    /// restore, or once one was evicted.
+    stored_elsewhere: bool,
+    epoch: Epoch,
     /// (end, partition, start) of sessions, to find those a watermark closes;
     /// entries of merged or extended sessions go stale and are skipped.
     by_end: BTreeMap<i64, Vec<(Vec<u8>, i64)>>,
@@ -69,12 +81,31 @@ pub struct SessionAgg {
     state_rows: ScalarRows,
 }
 
-/// The key of a partition's sessions; the empty key holds the [`Progress`].
+/// The key of a partition's sessions in the keyed state, and of their
+/// starts and ends in the state restored whole (whose empty key holds the
+/// [`Progress`]).
 fn partition_key(key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(key.len() + 1);
     k.push(1);
     k.extend_from_slice(key);
     k
+}
+
+/// The estimated bytes of a partition in memory.
+fn partition_size(key: &[u8], p: &Partition) -> usize {
+    const SESSION: usize = std::mem::size_of::<(i64, Session)>() + 32;
+    let sessions: usize = p
+        .sessions
+        .values()
+        .map(|s| {
+            let row = s
+                .emitted
+                .as_ref()
+                .map_or(0, |r| r.iter().map(ScalarValue::size).sum());
+            SESSION + row + s.accumulators.iter().map(|a| a.size()).sum::<usize>()
+        })
+        .sum();
+    2 * key.len() + std::mem::size_of::<Partition>() + 64 + sessions
 }
 
 impl SessionAgg {
@@ -94,13 +125,22 @@ impl SessionAgg {
             spec,
             args,
             codec,
-            partitions: HashMap::new(),
+            partitions: GroupCache::new(CacheBudget::new(usize::MAX)),
+            keyed: None,
+            stored_elsewhere: false,
+            epoch: 0,
             by_end: BTreeMap::new(),
             progress: Progress::default(),
             metrics,
             unsaved: HashSet::new(),
             state_rows: ScalarRows::new(types)?,
         })
+    }
+
+    /// Keeps its partitions within its share of `budget`.
+    pub fn with_cache_budget(mut self, budget: Arc<CacheBudget>) -> Self {
+        self.partitions.set_budget(budget);
+        self
     }
 
     fn new_accumulators(&self) -> Result<Vec<Box<dyn Accumulator>>> {
@@ -144,8 +184,9 @@ impl SessionAgg {
         Ok(values)
     }
 
-    /// Loads one partition's stored sessions.
-    fn restore_partition(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+    /// One partition's stored sessions, as [`Self::encode_partitions`]
+    /// wrote them.
+    fn decode_partition(&self, key: &[u8], value: &[u8]) -> Result<Partition> {
         let mut d = Decoder::new("session partition", value);
         let n = d.len()?;
         let mut parts = Vec::with_capacity(n);
@@ -178,20 +219,70 @@ impl SessionAgg {
             if !self.spec.emit_on_close {
                 session.emitted = Some(self.output_row(&pkey, start, &mut session)?);
             }
+            sessions.insert(start, session);
+        }
+        Ok(Partition {
+            key: pkey,
+            sessions,
+        })
+    }
+
+    /// Reads back the partitions of `keys` that left memory; the others
+    /// are new, or were deleted by a checkpoint not yet committed.
+    fn load_missing<'a>(&mut self, keys: impl Iterator<Item = &'a [u8]>) -> Result<()> {
+        let Some(keyed) = self.keyed.as_ref().filter(|_| self.stored_elsewhere) else {
+            return Ok(());
+        };
+        let mut missing: Vec<&[u8]> = keys
+            .filter(|k| {
+                !self.partitions.contains(k)
+                    && !self.unsaved.contains(*k)
+                    && !self.partitions.is_gone(k)
+            })
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let stored =
+            keyed.get_many(&missing.iter().map(|k| partition_key(k)).collect::<Vec<_>>())?;
+        let mut read = 0;
+        for (key, value) in missing.into_iter().zip(stored) {
+            if let Some(value) = value {
+                let partition = self.decode_partition(key, &value)?;
+                let size = partition_size(key, &partition);
+                self.partitions.insert(key.to_vec(), partition, size, 0);
+                read += 1;
+            }
+        }
+        self.metrics.add_groups_read_back(read);
+        Ok(())
+    }
+
+    /// Files the sessions of a partition restored as (start, last) pairs
+    /// to be closed by the watermark.
+    fn restore_ends(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        let mut d = Decoder::new("session ends", value);
+        for _ in 0..d.len()? {
+            let (start, last) = (d.i64()?, d.i64()?);
             self.by_end
                 .entry(last.saturating_add(self.spec.gap))
                 .or_default()
                 .push((key.to_vec(), start));
-            sessions.insert(start, session);
         }
-        self.partitions.insert(
-            key.to_vec(),
-            Partition {
-                key: pkey,
-                sessions,
-            },
-        );
-        Ok(())
+        d.end()
+    }
+
+    /// The (start, last) of each of the sessions of the partition `key`.
+    fn encode_ends(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let p = self.partitions.get(key)?;
+        let mut e = Encoder::new();
+        e.u64(p.sessions.len() as u64);
+        for (&start, session) in &p.sessions {
+            e.i64(start).i64(session.last);
+        }
+        Some(e.finish())
     }
 
     fn output_row(
@@ -374,6 +465,11 @@ impl SessionAgg {
     fn close(&mut self, watermark: i64, out: &mut Vec<StreamChunk>) -> Result<()> {
         let open = self.by_end.split_off(&watermark);
         let closed = std::mem::replace(&mut self.by_end, open);
+        if closed.is_empty() {
+            return Ok(());
+        }
+        self.partitions.next_tick();
+        self.load_missing(closed.values().flatten().map(|(k, _)| k.as_slice()))?;
         let mut rows = Vec::new();
         for (key, start) in closed.into_values().flatten() {
             let Some(partition) = self.partitions.get_mut(&key) else {
@@ -439,6 +535,8 @@ impl Operator for SessionAgg {
         let times = micros_array(batch.column(self.spec.time).as_ref()).ok_or_else(|| {
             Error::Internal("session window over a column that is not a timestamp".into())
         })?;
+        self.partitions.next_tick();
+        self.load_missing(keys.iter().map(Vec::as_slice))?;
         let mut retract = Vec::new();
         // (row holding the partition key, session start)
         let mut touched: Vec<(usize, i64)> = Vec::new();
@@ -457,18 +555,17 @@ impl Operator for SessionAgg {
                 late += 1;
                 continue;
             }
-            if !self.partitions.contains_key(key) {
+            if !self.partitions.contains(key) {
                 let scalars = key_columns
                     .iter()
                     .map(|c| ScalarValue::try_from_array(c, r))
                     .collect::<datafusion::error::Result<Vec<_>>>()?;
-                self.partitions.insert(
-                    key.clone(),
-                    Partition {
-                        key: scalars,
-                        sessions: BTreeMap::new(),
-                    },
-                );
+                let partition = Partition {
+                    key: scalars,
+                    sessions: BTreeMap::new(),
+                };
+                let size = partition_size(key, &partition);
+                self.partitions.insert(key.clone(), partition, size, 0);
             }
             if let Some(start) = self.add_row(key, t, r as u32, &mut retract)? {
                 touched.push((r, start));
@@ -528,27 +625,65 @@ impl Operator for SessionAgg {
         crate::Durability::Checkpointed
     }
 
+    fn on_checkpoint(
+        &mut self,
+        epoch: Epoch,
+        _batch: &mut WriteBatch,
+        _out: &mut Vec<StreamChunk>,
+    ) -> Result<()> {
+        self.epoch = epoch;
+        Ok(())
+    }
+
+    /// The progress, and the starts and ends of the sessions of the
+    /// partitions changed: what a restore needs to close them in time.
     fn checkpoint_state(&mut self, state: &mut WriteBatch) -> Result<()> {
         self.progress.put(state);
-        let keys: Vec<Vec<u8>> = std::mem::take(&mut self.unsaved).into_iter().collect();
-        let values = self.encode_partitions(&keys)?;
-        for (key, value) in keys.into_iter().zip(values) {
-            if self.partitions.contains_key(&key) {
-                state.put(partition_key(&key), value);
-            } else {
-                state.delete(partition_key(&key));
+        for key in &self.unsaved {
+            match self.encode_ends(key) {
+                Some(ends) => state.put(partition_key(key), ends),
+                None => state.delete(partition_key(key)),
             }
         }
         Ok(())
     }
 
+    fn attach_keyed(&mut self, keyed: Box<dyn KeyedReader>) {
+        self.keyed = Some(keyed);
+    }
+
+    /// The sessions of the partitions changed, with their accumulators.
+    fn checkpoint_keyed(&mut self, keyed: &mut WriteBatch) -> Result<()> {
+        let keys: Vec<Vec<u8>> = std::mem::take(&mut self.unsaved).into_iter().collect();
+        let values = self.encode_partitions(&keys)?;
+        for (key, value) in keys.into_iter().zip(values) {
+            let size = self.partitions.get(&key).map(|p| partition_size(&key, p));
+            match size {
+                Some(_) => keyed.put(partition_key(&key), value),
+                None => keyed.delete(partition_key(&key)),
+            }
+            self.partitions.saved(&key, self.epoch, size);
+        }
+        let committed = self.keyed.as_ref().map_or(0, |k| k.committed_epoch());
+        if self
+            .partitions
+            .settle_and_report(self.epoch, committed, Some(&self.metrics))
+            > 0
+        {
+            self.stored_elsewhere = true;
+        }
+        Ok(())
+    }
+
     fn restore(&mut self, entries: StateEntries) -> Result<()> {
+        // Partitions are read back as rows or closing sessions reach them.
+        self.stored_elsewhere = true;
         for (key, value) in entries {
             match key.split_first() {
                 None => {
                     self.progress = Progress::restore(&value, Some(&self.metrics))?;
                 }
-                Some((1, partition)) => self.restore_partition(partition, &value)?,
+                Some((1, partition)) => self.restore_ends(partition, &value)?,
                 Some(_) => {
                     return Err(Error::Internal(format!(
                         "a stored session key of {} bytes",
@@ -594,8 +729,8 @@ mod tests {
     use super::*;
     use crate::event_time::END_OF_TIME;
     use crate::test_util::{
-        agg_call, applied_rows as emitted, key_value_time_chunk as chunk, key_value_time_schema,
-        restores_over_random_streams, Lcg,
+        agg_call, applied_pretty, applied_rows as emitted, key_value_time_chunk as chunk,
+        key_value_time_schema, random_steps, restores_over_random_streams, run_in_store, Lcg,
     };
 
     const GAP: i64 = 5;
@@ -730,8 +865,42 @@ mod tests {
 
     #[test]
     fn a_restored_operator_continues_as_if_never_stopped() {
-        restores_over_random_streams(|emit_on_close, m| {
-            Box::new(session_agg_with(emit_on_close, m))
-        });
+        for budget in [usize::MAX, 0] {
+            restores_over_random_streams(|emit_on_close, m| {
+                Box::new(
+                    session_agg_with(emit_on_close, m).with_cache_budget(CacheBudget::new(budget)),
+                )
+            });
+        }
+    }
+
+    /// With a budget of 0 every partition leaves memory once its
+    /// checkpoint commits, and is read back by its next row or closing
+    /// session: the same rows go out as when all stay.
+    #[test]
+    fn partitions_evicted_to_the_store_are_read_back() {
+        let mut read_back = 0;
+        for seed in 0..30u64 {
+            let steps = random_steps(seed, 80, 8, 4 + seed as i64 % 7);
+            for emit_on_close in [true, false] {
+                let make = |budget| -> Box<dyn crate::Operator> {
+                    let m = Arc::new(JobMetrics::default());
+                    Box::new(
+                        session_agg_with(emit_on_close, m)
+                            .with_cache_budget(CacheBudget::new(budget)),
+                    )
+                };
+                let (expected, none) = run_in_store(make(usize::MAX), &steps);
+                assert_eq!(none, 0);
+                let (got, read) = run_in_store(make(0), &steps);
+                assert_eq!(
+                    applied_pretty(&got),
+                    applied_pretty(&expected),
+                    "seed {seed}, emit on close {emit_on_close}"
+                );
+                read_back += read;
+            }
+        }
+        assert!(read_back > 50, "only {read_back} partitions were read back");
     }
 }

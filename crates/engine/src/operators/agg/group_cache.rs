@@ -17,7 +17,9 @@ use datafusion::common::HashMap;
 use tidemark_types::Epoch;
 
 use crate::cache_budget::CacheBudget;
+use crate::durable::KeyedReader;
 use crate::metrics::JobMetrics;
+use crate::Result;
 
 /// Bookkeeping of one resident group.
 struct Slot<G> {
@@ -111,6 +113,34 @@ impl<G> GroupCache<G> {
         let slot = self.slots.remove(key)?;
         self.resident -= slot.size;
         Some(slot.group)
+    }
+
+    /// Reads the groups of `keys` that left memory from `keyed`, where
+    /// `stored_key` gives their keys: each once, and only those the store
+    /// holds as they were evicted (not resident, not `changed` since the
+    /// last checkpoint, not deleted by a checkpoint not yet committed).
+    /// Returns (key, stored value) of the ones found.
+    pub fn read_back<'a>(
+        &self,
+        keyed: &dyn KeyedReader,
+        keys: impl Iterator<Item = &'a [u8]>,
+        changed: impl Fn(&[u8]) -> bool,
+        stored_key: impl Fn(&[u8]) -> Vec<u8>,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut missing: Vec<&[u8]> = keys
+            .filter(|k| !self.contains(k) && !self.is_gone(k) && !changed(k))
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if missing.is_empty() {
+            return Ok(Vec::new());
+        }
+        let stored = keyed.get_many(&missing.iter().map(|k| stored_key(k)).collect::<Vec<_>>())?;
+        Ok(missing
+            .into_iter()
+            .zip(stored)
+            .filter_map(|(k, v)| Some((k.to_vec(), v?)))
+            .collect())
     }
 
     /// Takes out every group whose key starts with `prefix` (a window's

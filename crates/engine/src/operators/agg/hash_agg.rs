@@ -200,24 +200,14 @@ impl HashAgg {
         let Some(keyed) = self.keyed.as_ref().filter(|_| self.stored_elsewhere) else {
             return Ok(());
         };
-        let missing: Vec<&Vec<u8>> = order
-            .iter()
-            .filter(|k| {
-                !self.groups.contains(k) && !self.unsaved.contains(*k) && !self.groups.is_gone(k)
-            })
-            .collect();
-        if missing.is_empty() {
-            return Ok(());
-        }
-        let stored = keyed.get_many(&missing.iter().map(|k| group_key(k)).collect::<Vec<_>>())?;
-        let mut keys = Vec::new();
-        let mut values = Vec::new();
-        for (key, value) in missing.into_iter().zip(stored) {
-            if let Some(value) = value {
-                keys.push(key.clone());
-                values.push(value);
-            }
-        }
+        let unsaved = &self.unsaved;
+        let stored = self.groups.read_back(
+            keyed.as_ref(),
+            order.iter().map(Vec::as_slice),
+            |k| unsaved.contains(k),
+            group_key,
+        )?;
+        let (keys, values): (Vec<Vec<u8>>, Vec<Vec<u8>>) = stored.into_iter().unzip();
         if let Some(m) = &self.metrics {
             m.add_groups_read_back(keys.len());
         }

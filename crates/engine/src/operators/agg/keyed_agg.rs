@@ -202,20 +202,18 @@ impl KeyedAgg {
         let Some(keyed) = self.keyed.as_ref().filter(|_| self.stored_elsewhere) else {
             return Ok(());
         };
-        let missing: Vec<&Vec<u8>> = keys.iter().filter(|k| !self.groups.contains(k)).collect();
-        if missing.is_empty() {
-            return Ok(());
+        let unsaved = &self.unsaved;
+        let stored = self.groups.read_back(
+            keyed.as_ref(),
+            keys.iter().map(Vec::as_slice),
+            |k| unsaved.contains(k),
+            group_key,
+        )?;
+        self.metrics.add_groups_read_back(stored.len());
+        for (key, value) in stored {
+            let size = cached_size(&key, &value);
+            self.groups.insert(key, value, size, 0);
         }
-        let stored = keyed.get_many(&missing.iter().map(|k| group_key(k)).collect::<Vec<_>>())?;
-        let mut read = 0;
-        for (key, value) in missing.into_iter().zip(stored) {
-            if let Some(value) = value {
-                let size = cached_size(key, &value);
-                self.groups.insert(key.clone(), value, size, 0);
-                read += 1;
-            }
-        }
-        self.metrics.add_groups_read_back(read);
         Ok(())
     }
 

@@ -233,30 +233,19 @@ impl SessionAgg {
         let Some(keyed) = self.keyed.as_ref().filter(|_| self.stored_elsewhere) else {
             return Ok(());
         };
-        let mut missing: Vec<&[u8]> = keys
-            .filter(|k| {
-                !self.partitions.contains(k)
-                    && !self.unsaved.contains(*k)
-                    && !self.partitions.is_gone(k)
-            })
-            .collect();
-        missing.sort_unstable();
-        missing.dedup();
-        if missing.is_empty() {
-            return Ok(());
+        let unsaved = &self.unsaved;
+        let stored = self.partitions.read_back(
+            keyed.as_ref(),
+            keys,
+            |k| unsaved.contains(k),
+            partition_key,
+        )?;
+        self.metrics.add_groups_read_back(stored.len());
+        for (key, value) in stored {
+            let partition = self.decode_partition(&key, &value)?;
+            let size = partition_size(&key, &partition);
+            self.partitions.insert(key, partition, size, 0);
         }
-        let stored =
-            keyed.get_many(&missing.iter().map(|k| partition_key(k)).collect::<Vec<_>>())?;
-        let mut read = 0;
-        for (key, value) in missing.into_iter().zip(stored) {
-            if let Some(value) = value {
-                let partition = self.decode_partition(key, &value)?;
-                let size = partition_size(key, &partition);
-                self.partitions.insert(key.to_vec(), partition, size, 0);
-                read += 1;
-            }
-        }
-        self.metrics.add_groups_read_back(read);
         Ok(())
     }
 

@@ -69,6 +69,19 @@ impl GroupedState {
             (None, None) => 0,
         }
     }
+
+    /// The groups at `rows`, in that order.
+    pub fn rows(&self, rows: &UInt32Array) -> Result<GroupedState> {
+        let rows = Some(rows.clone());
+        Ok(GroupedState {
+            keys: take_rows(&self.keys, &rows)?,
+            states: self
+                .states
+                .iter()
+                .map(|s| take_rows(s, &rows))
+                .collect::<Result<_>>()?,
+        })
+    }
 }
 
 /// Groups of rows and their aggregates. Groups are numbered in the order they

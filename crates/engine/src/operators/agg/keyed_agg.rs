@@ -351,31 +351,15 @@ impl KeyedAgg {
         if closing.is_empty() {
             return Ok((keys, merged));
         }
-        let rows = |at: &[u32]| -> Result<GroupedState> {
-            let at = UInt32Array::from(at.to_vec());
-            let take_all = |columns: &[ArrayRef]| -> Result<Vec<ArrayRef>> {
-                Ok(columns
-                    .iter()
-                    .map(|c| take(c.as_ref(), &at, None))
-                    .collect::<std::result::Result<_, _>>()?)
-            };
-            Ok(GroupedState {
-                keys: take_all(&merged.keys)?,
-                states: merged
-                    .states
-                    .iter()
-                    .map(|s| take_all(s))
-                    .collect::<Result<_>>()?,
-            })
-        };
-        let done = rows(&closing)?;
+        let closing = UInt32Array::from(closing);
+        let done = merged.rows(&closing)?;
         let columns = self.epoch_rows.evaluate(&done)?;
         out.push(StreamChunk::inserts(columns_to_batch(
             &self.schema,
             columns,
         )?));
         let mut keys: Vec<Option<Vec<u8>>> = keys.into_iter().map(Some).collect();
-        for &i in &closing {
+        for &i in closing.values() {
             let key = keys[i as usize].take().expect("each group once");
             self.groups.remove(&key);
             self.unsaved.remove(&key);
@@ -383,7 +367,7 @@ impl KeyedAgg {
                 self.emitted.insert(key);
             }
         }
-        let rest = rows(&open)?;
+        let rest = merged.rows(&UInt32Array::from(open))?;
         Ok((keys.into_iter().flatten().collect(), rest))
     }
 

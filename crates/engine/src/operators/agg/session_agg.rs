@@ -3,7 +3,6 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BooleanArray};
 use arrow::datatypes::SchemaRef;
-// DataFusion's hash map: a faster hasher than std's for per-row lookups.
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;

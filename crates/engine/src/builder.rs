@@ -150,20 +150,23 @@ fn build_operator(
             keys,
             emit_on_close,
             schema,
-        } => Box::new(HopAgg::new(
-            HopAggSpec {
-                partition: partition.clone(),
-                time: *time,
-                slide: *slide_us,
-                size: *size_us,
-                offset: *offset_us,
-                aggs: aggs.clone(),
-                keys: keys.clone(),
-                emit_on_close: *emit_on_close,
-                schema: Arc::clone(schema),
-            },
-            Arc::clone(metrics),
-        )?),
+        } => Box::new(
+            HopAgg::new(
+                HopAggSpec {
+                    partition: partition.clone(),
+                    time: *time,
+                    slide: *slide_us,
+                    size: *size_us,
+                    offset: *offset_us,
+                    aggs: aggs.clone(),
+                    keys: keys.clone(),
+                    emit_on_close: *emit_on_close,
+                    schema: Arc::clone(schema),
+                },
+                Arc::clone(metrics),
+            )?
+            .with_cache_budget(Arc::clone(cache_budget)),
+        ),
         OperatorSpec::Materialize { relation, .. } => Box::new(Materialize::new(
             *relation,
             partition_of(index)?,

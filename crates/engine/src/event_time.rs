@@ -113,6 +113,20 @@ pub fn timestamp_array(micros: i64, data_type: &DataType) -> Option<ArrayRef> {
     scalar.to_array().ok()
 }
 
+/// Timestamps of type `data_type` at each of `micros` (µs since the epoch);
+/// `None` when `data_type` is not a timestamp.
+pub fn timestamps_array(
+    micros: impl IntoIterator<Item = i64>,
+    data_type: &DataType,
+) -> Option<ArrayRef> {
+    let DataType::Timestamp(unit, _) = data_type else {
+        return None;
+    };
+    let values = Int64Array::from_iter_values(micros.into_iter().map(|m| from_micros(m, *unit)));
+    // From integers, a cast keeps the values and takes the time zone.
+    arrow::compute::cast(&values, data_type).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,6 @@
 
 mod actor_record;
 mod codec;
-pub(crate) mod grouped_bytes;
 mod keyed;
 mod scalar_rows;
 mod stored_windows;

@@ -6,7 +6,6 @@ mod hop_expand;
 mod materialize;
 mod project;
 
-pub(crate) use agg::GroupedState;
 pub use agg::{
     HashAgg, HopAgg, HopAggSpec, KeyedAgg, RetractableMinMax, SessionAgg, SessionAggSpec,
 };

@@ -1,7 +1,6 @@
 //! The changes between two evaluations of the same groups, for aggregates
 //! that recompute their rows and emit only what differs.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BooleanArray, UInt32Array};
@@ -9,7 +8,6 @@ use arrow::compute::kernels::boolean::or;
 use arrow::compute::kernels::cmp::distinct;
 use arrow::compute::{concat_batches, filter_record_batch, take_record_batch};
 use arrow::record_batch::RecordBatch;
-use arrow::row::{RowConverter, SortField};
 use tidemark_types::{Op, StreamChunk};
 
 use crate::Result;
@@ -26,45 +24,6 @@ fn differing(old: &RecordBatch, new: &RecordBatch) -> Result<BooleanArray> {
         mask = or(&mask, &column)?;
     }
     Ok(mask)
-}
-
-/// The deletes and inserts that turn `old` into `new`, rows matched on their
-/// first `keys` columns. Rows of `old` with no match in `new` stay: groups of
-/// append-only input never disappear.
-pub fn changes(
-    keys: usize,
-    old: Option<&RecordBatch>,
-    new: &RecordBatch,
-) -> Result<Option<StreamChunk>> {
-    let Some(old) = old.filter(|o| o.num_rows() > 0) else {
-        return Ok((new.num_rows() > 0).then(|| StreamChunk::inserts(new.clone())));
-    };
-    let fields = new
-        .schema()
-        .fields()
-        .iter()
-        .take(keys)
-        .map(|f| SortField::new(f.data_type().clone()))
-        .collect();
-    let converter = RowConverter::new(fields)?;
-    let old_rows = converter.convert_columns(&old.columns()[..keys])?;
-    let new_rows = converter.convert_columns(&new.columns()[..keys])?;
-    let index: HashMap<&[u8], u32> = old_rows
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.data(), i as u32))
-        .collect();
-    let (mut old_matched, mut new_matched, mut added) = (Vec::new(), Vec::new(), Vec::new());
-    for (i, row) in new_rows.iter().enumerate() {
-        match index.get(row.data()) {
-            Some(&o) => {
-                old_matched.push(o);
-                new_matched.push(i as u32);
-            }
-            None => added.push(i as u32),
-        }
-    }
-    matched_changes(old, &old_matched, new, &new_matched, &added)
 }
 
 /// The deletes and inserts that turn rows `old_matched` of `old` into rows
@@ -122,10 +81,11 @@ mod tests {
     fn only_changed_and_new_groups_are_emitted() {
         let old = chunk_from_pretty("I I\n+ 1 10\n+ 2 20\n+ 3 30");
         let new = chunk_from_pretty("I I\n+ 3 31\n+ 4 40\n+ 1 10\n+ 2 20");
-        let out = changes(1, Some(old.batch()), new.batch()).unwrap().unwrap();
-        assert_eq!(pretty(&[out]), vec!["- 3 30", "+ 3 31", "+ 4 40"]);
-        assert!(changes(1, Some(new.batch()), new.batch())
+        let out = matched_changes(old.batch(), &[0, 1, 2], new.batch(), &[2, 3, 0], &[1])
             .unwrap()
-            .is_none());
+            .unwrap();
+        assert_eq!(pretty(&[out]), vec!["- 3 30", "+ 3 31", "+ 4 40"]);
+        let same = matched_changes(new.batch(), &[0, 1], new.batch(), &[0, 1], &[]).unwrap();
+        assert!(same.is_none());
     }
 }

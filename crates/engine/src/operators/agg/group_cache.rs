@@ -143,6 +143,11 @@ impl<G> GroupCache<G> {
             .collect())
     }
 
+    /// The resident groups, in no order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &G)> {
+        self.slots.iter().map(|(k, s)| (k.as_slice(), &s.group))
+    }
+
     /// Takes out every group whose key starts with `prefix` (a window's
     /// groups, when it closes). Looks at every resident group.
     pub fn take_prefix(&mut self, prefix: &[u8]) -> Vec<(Vec<u8>, G)> {

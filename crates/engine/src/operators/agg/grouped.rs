@@ -110,20 +110,6 @@ impl Grouped {
         Ok(grouped)
     }
 
-    /// The grouped state a checkpoint stored as `bytes` (see
-    /// [`crate::durable::grouped_bytes`]), rebuilt by merging it into a new
-    /// one; returned with the decoded state.
-    pub fn restored(
-        key_schema: SchemaRef,
-        aggs: &[AggCall],
-        bytes: &[u8],
-    ) -> Result<(Self, GroupedState)> {
-        let state = crate::durable::grouped_bytes::decode(bytes, aggs.len())?;
-        let mut grouped = Self::new(key_schema, aggs)?;
-        grouped.merge(&state)?;
-        Ok((grouped, state))
-    }
-
     fn reset(&mut self) -> Result<()> {
         self.values = if self.key_schema.fields().is_empty() {
             None
@@ -234,27 +220,6 @@ impl Grouped {
         Ok(GroupedState { keys, states })
     }
 
-    /// The groups as partial aggregates, keeping them (and their numbers).
-    pub fn state(&mut self) -> Result<GroupedState> {
-        let state = self.take()?;
-        self.merge(&state)?;
-        Ok(state)
-    }
-
-    /// Takes the groups out as final rows: key columns, then one column per
-    /// aggregate.
-    pub fn finish(&mut self) -> Result<Vec<ArrayRef>> {
-        let mut columns = match &mut self.values {
-            Some(v) => v.emit(EmitTo::All)?,
-            None => Vec::new(),
-        };
-        for acc in &mut self.accumulators {
-            columns.push(acc.evaluate(EmitTo::All)?);
-        }
-        self.reset()?;
-        Ok(columns)
-    }
-
     /// The final rows of `state`, whose groups are distinct (as
     /// [`Grouped::take`] gives them): key columns, then one column per
     /// aggregate. Leaves `self` untouched.
@@ -263,11 +228,25 @@ impl Grouped {
         // Group `i` is row `i`: no need to number the keys again.
         let groups: Vec<usize> = (0..n).collect();
         let mut columns = state.keys.clone();
-        for (call, states) in self.aggs.iter().zip(&state.states) {
-            let mut acc = groups_accumulator(call)?;
-            acc.merge_batch(states, &groups, n)?;
-            columns.push(acc.evaluate(EmitTo::All)?);
-        }
+        columns.extend(merge_by_group(&self.aggs, &state.states, &groups, n)?);
         Ok(columns)
     }
+}
+
+/// The final values of `n` groups (one column per aggregate) from partial
+/// states (each aggregate's state columns) whose rows belong to the groups
+/// numbered by `groups`: several rows of a group are merged in order.
+pub fn merge_by_group(
+    aggs: &[AggCall],
+    states: &[Vec<ArrayRef>],
+    groups: &[usize],
+    n: usize,
+) -> Result<Vec<ArrayRef>> {
+    let mut columns = Vec::with_capacity(aggs.len());
+    for (call, states) in aggs.iter().zip(states) {
+        let mut acc = groups_accumulator(call)?;
+        acc.merge_batch(states, groups, n)?;
+        columns.push(acc.evaluate(EmitTo::All)?);
+    }
+    Ok(columns)
 }

@@ -1,71 +1,39 @@
 //! HOP windows aggregated by slices: each row is added once, to the
-//! slide-long slice it falls in, and a window's rows are the slices it
-//! covers merged — no copy of a row per window.
+//! slide-long slice it falls in, and a window's rows are the groups of the
+//! slices it covers merged — no copy of a row per window.
+//!
+//! A slice's groups are keyed state, keyed by the slice's start and then the
+//! group's key, held in a cache within the server's budget like
+//! [`super::KeyedAgg`]'s: neither the slices nor a window need fit in
+//! memory. A closing window merges its slices' groups in key order, a part
+//! at a time ([`SliceGroups`]); with continuous emission, each barrier
+//! merges the epoch's rows into their slices and emits, per window they
+//! change, the group's old and new rows, both computed from its slices.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, UInt32Array};
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::array::{ArrayRef, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
-use datafusion::common::ScalarValue;
 use datafusion::physical_expr::PhysicalExpr;
-use tidemark_plan::{AggCall, SessionKey};
-use tidemark_state::WriteBatch;
+use tidemark_plan::{AggCall, SessionKey, WindowKey};
+use tidemark_state::{RowCodec, WriteBatch};
 use tidemark_types::{Epoch, StreamChunk, Watermark};
 
-use super::changes::{changes, columns_to_batch};
+use super::changes::{columns_to_batch, matched_changes};
 use super::evaluate_agg_inputs;
-use super::grouped::{Grouped, GroupedState};
-use crate::durable::{grouped_bytes, window_of_key, Progress, StateEntries, StoredWindows};
-use crate::event_time::{micros_array, timestamp_array, END_OF_TIME};
+use super::grouped::{merge_by_group, Grouped, GroupedState};
+use super::keyed_agg::{parts, FLUSH_GROUPS};
+use super::keyed_states::{merge_stored, KeyedStates};
+use super::keyed_windows::KeyedWindows;
+use super::slice_groups::SliceGroups;
+use crate::cache_budget::CacheBudget;
+use crate::durable::{time_key, time_of_key, KeyedReader, StateEntries};
+use crate::event_time::{micros_array, timestamps_array, END_OF_TIME};
 use crate::metrics::JobMetrics;
 use crate::{Error, Operator, Result};
-
-/// Rows of a batch taken apart by window: `None` when all rows are in one.
-type Parts = Vec<(i64, Option<UInt32Array>)>;
-
-/// Rows by window (`times` holds each row's), with the number of late rows
-/// left out: those of windows before `first_open`, and those without a
-/// window.
-fn split_by_window(times: &arrow::array::Int64Array, first_open: Option<i64>) -> (Parts, usize) {
-    let window = |r: usize| {
-        if times.is_null(r) {
-            None
-        } else {
-            let t = times.value(r);
-            first_open.is_none_or(|w| t >= w).then_some(t)
-        }
-    };
-    let n = times.len();
-    if n == 0 {
-        return (Vec::new(), 0);
-    }
-    let first = window(0);
-    if let Some(w) = first.filter(|_| (1..n).all(|r| window(r) == first)) {
-        return (vec![(w, None)], 0);
-    }
-    let mut order = Vec::new();
-    let mut rows: HashMap<i64, Vec<u32>> = HashMap::new();
-    let mut late = 0;
-    for r in 0..n {
-        match window(r) {
-            Some(w) => rows
-                .entry(w)
-                .or_insert_with(|| {
-                    order.push(w);
-                    Vec::new()
-                })
-                .push(r as u32),
-            None => late += 1,
-        }
-    }
-    let parts = order
-        .into_iter()
-        .map(|w| (w, rows.remove(&w).map(UInt32Array::from)))
-        .collect();
-    (parts, late)
-}
 
 /// What the operator is built from. `size` is a whole multiple of `slide`.
 pub struct HopAggSpec {
@@ -82,11 +50,14 @@ pub struct HopAggSpec {
     pub schema: SchemaRef,
 }
 
-struct Slice {
-    grouped: Grouped,
-    /// The slice's partial aggregates as of its last change, reused by every
-    /// window that covers it.
-    state: Option<GroupedState>,
+/// Groups of windows to emit: group `j` is the window starting at
+/// `windows[j]` of the group whose key row is `keys[j]`; `parts` are its
+/// slices' states, (j, state), oldest slice first.
+#[derive(Default)]
+struct WindowGroups<'a> {
+    windows: Vec<i64>,
+    keys: Vec<Cow<'a, [u8]>>,
+    parts: Vec<(usize, Cow<'a, [u8]>)>,
 }
 
 /// `GROUP BY` keys, window over `HOP(…, slide, size)`. A window is final
@@ -96,19 +67,19 @@ struct Slice {
 pub struct HopAgg {
     spec: HopAggSpec,
     args: Vec<Vec<Arc<dyn PhysicalExpr>>>,
-    partition_schema: SchemaRef,
-    time_type: arrow::datatypes::DataType,
-    slices: BTreeMap<i64, Slice>,
-    /// Continuous emission: rows last emitted per open window, by start…
-    emitted: BTreeMap<i64, RecordBatch>,
-    /// …and the windows changed since.
-    dirty: BTreeSet<i64>,
-    /// The watermark windows close by, and the late rows dropped,
-    /// restored ones included.
-    progress: Progress,
+    /// Encodes the plain group keys: a group's key row.
+    key_codec: RowCodec,
+    time_type: DataType,
+    /// The rows since the last barrier, aggregated by slice (a timestamp
+    /// column first), then the plain group keys.
+    epoch_rows: Grouped,
+    slice_schema: SchemaRef,
+    /// Each slice's groups' states.
+    states: KeyedStates,
+    /// The slices with groups, and the late rows. Its watermark is the
+    /// first slice still open: its newest window ends `size` after it.
+    slices: KeyedWindows,
     metrics: Arc<JobMetrics>,
-    /// Slices the store holds or the next checkpoint writes.
-    stored: StoredWindows,
 }
 
 impl HopAgg {
@@ -121,23 +92,40 @@ impl HopAgg {
                 _ => time_type = Some(field.data_type().clone()),
             }
         }
-        let partition_schema = Arc::new(Schema::new(
-            partition.into_iter().flatten().collect::<Vec<_>>(),
-        ));
         let time_type = time_type
             .ok_or_else(|| Error::Internal("HOP aggregate without a window key".into()))?;
+        let partition: Vec<Field> = partition.into_iter().flatten().collect();
+        let key_codec = RowCodec::new(partition.iter().map(|f| f.data_type().clone()))?;
+        let slice = Field::new(
+            "slice",
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            true,
+        );
+        let slice_schema = Arc::new(Schema::new(
+            std::iter::once(slice).chain(partition).collect::<Vec<_>>(),
+        ));
+        let slices = KeyedWindows::for_slices(WindowKey {
+            key: 0,
+            input_column: spec.time,
+            emit_on_close: spec.emit_on_close,
+        });
         Ok(Self {
             args: spec.aggs.iter().map(|a| a.expr.expressions()).collect(),
+            epoch_rows: Grouped::new(Arc::clone(&slice_schema), &spec.aggs)?,
+            states: KeyedStates::new(&spec.aggs, Arc::clone(&metrics))?,
             spec,
-            partition_schema,
+            key_codec,
             time_type,
-            slices: BTreeMap::new(),
-            emitted: BTreeMap::new(),
-            dirty: BTreeSet::new(),
-            progress: Progress::default(),
+            slice_schema,
+            slices,
             metrics,
-            stored: StoredWindows::default(),
         })
+    }
+
+    /// Keeps its groups within its share of `budget`.
+    pub fn with_cache_budget(mut self, budget: Arc<CacheBudget>) -> Self {
+        self.states.set_budget(budget);
+        self
     }
 
     /// The start of the newest window (and of the slice) holding time `t`.
@@ -149,10 +137,11 @@ impl HopAgg {
             .saturating_add(offset)
     }
 
-    fn is_final(&self, window_start: i64) -> bool {
-        self.progress
-            .watermark
-            .is_some_and(|w| window_start.saturating_add(self.spec.size) <= w)
+    /// Whether the window starting at `start` has ended.
+    fn is_final(&self, start: i64) -> bool {
+        self.slices
+            .watermark()
+            .is_some_and(|first_open| start < first_open)
     }
 
     /// The starts of the windows covering the slice at `slice`, oldest first.
@@ -163,96 +152,188 @@ impl HopAgg {
             .map(move |k| slice.saturating_sub(k.saturating_mul(self.spec.slide)))
     }
 
-    fn timestamp(&self, micros: i64, rows: usize) -> Result<ArrayRef> {
-        let one = timestamp_array(micros, &self.time_type)
-            .ok_or_else(|| Error::Internal("HOP over a column that is not a timestamp".into()))?;
-        Ok(ScalarValue::try_from_array(&one, 0)?.to_array_of_size(rows)?)
+    /// The starts of the slices the window starting at `start` covers that
+    /// have groups, oldest first.
+    fn slices_in(&self, start: i64) -> Vec<i64> {
+        self.slices
+            .open_in(start..start.saturating_add(self.spec.size))
+            .collect()
     }
 
-    /// The rows of the window starting at `start`: its slices merged.
-    fn window_rows(&mut self, start: i64) -> Result<Option<RecordBatch>> {
-        let mut merged = Grouped::new(Arc::clone(&self.partition_schema), &self.spec.aggs)?;
-        for (_, slice) in self
-            .slices
-            .range_mut(start..start.saturating_add(self.spec.size))
-        {
-            if slice.state.is_none() {
-                slice.state = Some(slice.grouped.state()?);
-            }
-            if let Some(state) = &slice.state {
-                merged.merge(state)?;
-            }
-        }
-        let rows = merged.num_groups();
-        if rows == 0 {
-            return Ok(None);
-        }
-        let mut values = merged.finish()?;
-        let aggregates = values.split_off(self.spec.partition.len());
+    /// The keys of groups, from their key columns (the slice first).
+    fn encode_keys(&self, keys: &[ArrayRef]) -> Result<Vec<Vec<u8>>> {
+        let rows = match keys.len() {
+            // No plain group keys: one group per slice.
+            1 => vec![Vec::new(); keys[0].len()],
+            _ => self.key_codec.encode(&keys[1..])?,
+        };
+        self.slices.window_keys(keys, rows)
+    }
+
+    /// The final rows of `groups`.
+    fn window_rows(&self, groups: &WindowGroups) -> Result<RecordBatch> {
+        let n = groups.windows.len();
+        let bytes: Vec<&[u8]> = groups.parts.iter().map(|(_, s)| s.as_ref()).collect();
+        let states = self.states.decode(&bytes)?;
+        let numbers: Vec<usize> = groups.parts.iter().map(|(j, _)| *j).collect();
+        let aggregates = merge_by_group(&self.spec.aggs, &states, &numbers, n)?;
+        let partition = match self.spec.partition.len() {
+            0 => Vec::new(),
+            _ => self
+                .key_codec
+                .decode(groups.keys.iter().map(|k| k.as_ref()))?,
+        };
+        let times = |shift: i64| {
+            let starts = groups.windows.iter().map(|w| w.saturating_add(shift));
+            timestamps_array(starts, &self.time_type)
+                .ok_or_else(|| Error::Internal("HOP over a column that is not a timestamp".into()))
+        };
         let mut columns = Vec::with_capacity(self.spec.schema.fields().len());
         for key in &self.spec.keys {
             columns.push(match key {
-                SessionKey::Partition(i) => Arc::clone(&values[*i]),
-                SessionKey::WindowStart => self.timestamp(start, rows)?,
-                SessionKey::WindowEnd => {
-                    self.timestamp(start.saturating_add(self.spec.size), rows)?
-                }
+                SessionKey::Partition(i) => Arc::clone(&partition[*i]),
+                SessionKey::WindowStart => times(0)?,
+                SessionKey::WindowEnd => times(self.spec.size)?,
             });
         }
         columns.extend(aggregates);
-        Ok(Some(columns_to_batch(&self.spec.schema, columns)?))
+        columns_to_batch(&self.spec.schema, columns)
     }
 
-    /// Emits the changes of the windows changed since the last call.
-    fn emit_changes(&mut self, out: &mut Vec<StreamChunk>) -> Result<()> {
-        let keys = self.spec.keys.len();
-        for start in std::mem::take(&mut self.dirty) {
-            let Some(rows) = self.window_rows(start)? else {
-                continue;
-            };
-            if let Some(chunk) = changes(keys, self.emitted.get(&start), &rows)? {
-                out.push(chunk);
-            }
-            self.emitted.insert(start, rows);
-        }
-        Ok(())
-    }
-
-    /// Windows ending at or before `watermark` become final: emitted (on
-    /// close) or flushed, then forgotten with the slices no open window covers.
-    fn close(&mut self, watermark: i64, out: &mut Vec<StreamChunk>) -> Result<()> {
-        let previous = self.progress.watermark.replace(watermark);
-        let size = self.spec.size;
-        if self.spec.emit_on_close {
-            let newly_final: BTreeSet<i64> = self
-                .slices
-                .keys()
-                .flat_map(|&s| self.windows_of(s).collect::<Vec<_>>())
-                .filter(|&w| {
-                    w.saturating_add(size) <= watermark
-                        && previous.is_none_or(|p| w.saturating_add(size) > p)
-                })
-                .collect();
-            for start in newly_final {
-                if let Some(rows) = self.window_rows(start)? {
-                    out.push(StreamChunk::inserts(rows));
+    /// The groups (window, key row) `pairs` as their resident slices'
+    /// states give them; also whether each has any.
+    fn pairs_now<'a>(&'a self, pairs: &[(i64, &'a [u8])]) -> (WindowGroups<'a>, Vec<bool>) {
+        let mut groups = WindowGroups::default();
+        let mut found = vec![false; pairs.len()];
+        for (j, &(window, key)) in pairs.iter().enumerate() {
+            groups.windows.push(window);
+            groups.keys.push(Cow::Borrowed(key));
+            for slice in self.slices_in(window) {
+                let stored = [time_key(slice).as_slice(), key].concat();
+                if let Some(state) = self.states.peek(&stored) {
+                    groups.parts.push((j, Cow::Borrowed(state)));
+                    found[j] = true;
                 }
             }
-        } else {
-            self.emit_changes(out)?;
         }
-        // A slice's newest window starts with it.
-        let stored = &mut self.stored;
-        self.slices.retain(|&s, _| {
-            let keep = s.saturating_add(size) > watermark;
-            if !keep {
-                stored.closed(s);
-            }
-            keep
-        });
-        self.emitted
-            .retain(|&w, _| w.saturating_add(size) > watermark);
+        (groups, found)
+    }
+
+    /// Merges the epoch's rows into their slices' groups, and, with
+    /// continuous emission, emits the rows of the windows they change.
+    fn flush(&mut self, out: &mut Vec<StreamChunk>) -> Result<()> {
+        if self.epoch_rows.num_groups() == 0 {
+            return Ok(());
+        }
+        let added = self.epoch_rows.take()?;
+        for part in parts(added) {
+            self.flush_part(part, out)?;
+        }
         Ok(())
+    }
+
+    /// [`Self::flush`] for some of the epoch's groups.
+    fn flush_part(&mut self, added: GroupedState, out: &mut Vec<StreamChunk>) -> Result<()> {
+        let keys = self.encode_keys(&added.keys)?;
+        if self.spec.emit_on_close {
+            return self.merge_part(keys, added);
+        }
+        // The open windows the part changes, per group, each once.
+        let mut pairs: Vec<(i64, Vec<u8>)> = Vec::new();
+        let mut seen: HashMap<(i64, &[u8]), ()> = HashMap::new();
+        for key in &keys {
+            let slice = time_of_key(key);
+            for window in self.windows_of(slice).filter(|&w| !self.is_final(w)) {
+                if seen.insert((window, &key[8..]), ()).is_none() {
+                    pairs.push((window, key[8..].to_vec()));
+                }
+            }
+        }
+        drop(seen);
+        // Every slice state those windows' rows are made of.
+        let mut needed = Vec::new();
+        for (window, key) in &pairs {
+            for slice in self.slices_in(*window) {
+                needed.push([time_key(slice).as_slice(), key].concat());
+            }
+        }
+        self.states.load_missing(needed.iter().map(Vec::as_slice))?;
+        let pairs: Vec<(i64, &[u8])> = pairs.iter().map(|(w, k)| (*w, k.as_slice())).collect();
+        let old = {
+            let (groups, found) = self.pairs_now(&pairs);
+            (self.window_rows(&groups)?, found)
+        };
+        self.merge_part(keys, added)?;
+        let (groups, _) = self.pairs_now(&pairs);
+        let new = self.window_rows(&groups)?;
+        let (old, found) = old;
+        let matched: Vec<u32> = (0..pairs.len() as u32)
+            .filter(|&j| found[j as usize])
+            .collect();
+        let added: Vec<u32> = (0..pairs.len() as u32)
+            .filter(|&j| !found[j as usize])
+            .collect();
+        if let Some(chunk) = matched_changes(&old, &matched, &new, &matched, &added)? {
+            out.push(chunk);
+        }
+        Ok(())
+    }
+
+    /// Merges `added` (whose groups' keys are `keys`) into the slices'
+    /// groups.
+    fn merge_part(&mut self, keys: Vec<Vec<u8>>, added: GroupedState) -> Result<()> {
+        let merged = match self.states.stored(&keys, &added.keys)? {
+            None => added,
+            Some((_, stored)) => {
+                merge_stored(&self.slice_schema, &self.spec.aggs, &stored, &added)?
+            }
+        };
+        self.states.put(keys, &merged.states)
+    }
+
+    /// Emits the rows of the window starting at `start`, which has ended:
+    /// its slices' groups merged in key order, [`FLUSH_GROUPS`] at a time.
+    fn emit_window(&self, start: i64, out: &mut Vec<StreamChunk>) -> Result<()> {
+        let slices = self.slices_in(start);
+        let mut cached: Vec<Vec<(&[u8], &[u8])>> = vec![Vec::new(); slices.len()];
+        for (key, state) in self.states.resident() {
+            if let Ok(i) = slices.binary_search(&time_of_key(key)) {
+                cached[i].push((key, state));
+            }
+        }
+        let metrics = self.states.metrics();
+        let mut streams = Vec::with_capacity(slices.len());
+        for (&slice, cached) in slices.iter().zip(&mut cached) {
+            cached.sort_unstable_by_key(|(k, _)| *k);
+            streams.push(SliceGroups::new(
+                slice,
+                cached,
+                self.states.elsewhere(),
+                metrics,
+            )?);
+        }
+        loop {
+            let mut groups = WindowGroups::default();
+            while groups.keys.len() < FLUSH_GROUPS {
+                let Some(least) = streams.iter().filter_map(SliceGroups::next_key).min() else {
+                    break;
+                };
+                let least = least.to_vec();
+                let j = groups.keys.len();
+                for stream in &mut streams {
+                    if stream.next_key() == Some(least.as_slice()) {
+                        let state = stream.pop(metrics)?.expect("a next group");
+                        groups.parts.push((j, state));
+                    }
+                }
+                groups.windows.push(start);
+                groups.keys.push(Cow::Owned(least));
+            }
+            if groups.keys.is_empty() {
+                return Ok(());
+            }
+            out.push(StreamChunk::inserts(self.window_rows(&groups)?));
+        }
     }
 }
 
@@ -265,57 +346,31 @@ impl Operator for HopAgg {
         crate::Durability::Checkpointed
     }
 
+    fn attach_keyed(&mut self, keyed: Box<dyn KeyedReader>) {
+        self.states.attach(keyed);
+    }
+
     fn checkpoint_state(&mut self, state: &mut WriteBatch) -> Result<()> {
-        self.progress.put(state);
+        self.slices.checkpoint_state(state)
+    }
+
+    fn checkpoint_keyed(&mut self, keyed: &mut WriteBatch) -> Result<()> {
+        self.slices.checkpoint_keyed(keyed);
         let slices = &mut self.slices;
-        self.stored.write(state, |start| {
-            let Some(slice) = slices.get_mut(&start) else {
-                return Ok(None);
-            };
-            if slice.state.is_none() {
-                slice.state = Some(slice.grouped.state()?);
-            }
-            slice.state.as_ref().map(grouped_bytes::encode).transpose()
-        })
+        self.states.checkpoint(keyed, |key| slices.writes(key))
     }
 
     fn restore(&mut self, entries: StateEntries) -> Result<()> {
-        for (key, value) in entries {
-            if key.is_empty() {
-                self.progress = Progress::restore(&value, Some(&self.metrics))?;
-                continue;
-            }
-            let start = window_of_key(&key)?;
-            let (grouped, state) =
-                Grouped::restored(Arc::clone(&self.partition_schema), &self.spec.aggs, &value)?;
-            self.slices.insert(
-                start,
-                Slice {
-                    grouped,
-                    state: Some(state),
-                },
-            );
-            self.stored.restored(start);
-        }
-        // What continuous emission last sent: every open window's rows, as
-        // of the checkpoint that stored these slices.
-        if !self.spec.emit_on_close {
-            let open: BTreeSet<i64> = self
-                .slices
-                .keys()
-                .flat_map(|&s| self.windows_of(s).collect::<Vec<_>>())
-                .filter(|&w| !self.is_final(w))
-                .collect();
-            for start in open {
-                if let Some(rows) = self.window_rows(start)? {
-                    self.emitted.insert(start, rows);
-                }
-            }
+        // Groups are read back as rows and closing windows reach them: the
+        // state restored whole is the progress and the slices with groups.
+        self.states.restored();
+        for (key, value) in &entries {
+            self.slices.restore(key, value, &self.metrics)?;
         }
         Ok(())
     }
 
-    fn on_chunk(&mut self, chunk: StreamChunk, _out: &mut Vec<StreamChunk>) -> Result<()> {
+    fn on_chunk(&mut self, chunk: StreamChunk, out: &mut Vec<StreamChunk>) -> Result<()> {
         if chunk.has_deletes() {
             return Err(Error::Internal(
                 "a HOP aggregate over append-only input received a delete".into(),
@@ -327,48 +382,25 @@ impl Operator for HopAgg {
         // Rows go to their slice; a row is late when its slice's newest
         // window (the one starting with the slice) is final, and a row
         // without a time is in no window.
-        let slices =
-            arrow::array::Int64Array::from_iter(times.iter().map(|t| t.map(|t| self.slice_of(t))));
-        let first_open = self
-            .progress
-            .watermark
-            .map(|w| w.saturating_sub(self.spec.size).saturating_add(1));
-        let (parts, late) = split_by_window(&slices, first_open);
-        if late > 0 {
-            self.metrics.add_late_rows(late);
-            self.progress.late += late as u64;
-        }
-        if parts.is_empty() {
+        let slices: ArrayRef = Arc::new(TimestampMicrosecondArray::from_iter(
+            times.iter().map(|t| t.map(|t| self.slice_of(t))),
+        ));
+        let mut keys = vec![slices];
+        keys.extend(
+            self.spec
+                .partition
+                .iter()
+                .map(|&i| Arc::clone(batch.column(i))),
+        );
+        let rows = self.slices.admit(&keys, &self.metrics)?;
+        if rows.as_ref().is_some_and(|r| r.is_empty()) {
             return Ok(());
         }
-        let n = batch.num_rows();
-        let keys: Vec<ArrayRef> = self
-            .spec
-            .partition
-            .iter()
-            .map(|&i| Arc::clone(batch.column(i)))
-            .collect();
         let (args, filters) = evaluate_agg_inputs(&self.args, &self.spec.aggs, batch)?;
-        for (start, rows) in parts {
-            self.stored.changed(start);
-            let slice = match self.slices.entry(start) {
-                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::btree_map::Entry::Vacant(e) => e.insert(Slice {
-                    grouped: Grouped::new(Arc::clone(&self.partition_schema), &self.spec.aggs)?,
-                    state: None,
-                }),
-            };
-            slice
-                .grouped
-                .update_rows(&keys, &args, &filters, rows.as_ref(), n)?;
-            slice.state = None;
-            if !self.spec.emit_on_close {
-                let open: Vec<i64> = self
-                    .windows_of(start)
-                    .filter(|&w| !self.is_final(w))
-                    .collect();
-                self.dirty.extend(open);
-            }
+        self.epoch_rows
+            .update_rows(&keys, &args, &filters, rows.as_ref(), batch.num_rows())?;
+        if self.epoch_rows.num_groups() >= FLUSH_GROUPS {
+            self.flush(out)?;
         }
         Ok(())
     }
@@ -381,8 +413,29 @@ impl Operator for HopAgg {
         if wm.column != self.spec.time {
             return Ok(Vec::new());
         }
-        if self.progress.watermark.is_none_or(|w| wm.value > w) {
-            self.close(wm.value, out)?;
+        // The first slice whose newest window is still open.
+        let first_open = wm.value.saturating_sub(self.spec.size).saturating_add(1);
+        let previous = self.slices.watermark();
+        if previous.is_none_or(|p| first_open > p) {
+            let ending: BTreeSet<i64> = self
+                .slices
+                .open_in(i64::MIN..first_open.saturating_add(self.spec.size))
+                .flat_map(|s| self.windows_of(s).collect::<Vec<_>>())
+                .filter(|&w| w < first_open && previous.is_none_or(|p| w >= p))
+                .collect();
+            if !ending.is_empty() {
+                // The epoch's rows are in the windows ending now: they go
+                // out (or into the slices) before the watermark.
+                self.flush(out)?;
+                if self.spec.emit_on_close {
+                    for &start in &ending {
+                        self.emit_window(start, out)?;
+                    }
+                }
+            }
+            for slice in self.slices.advance(first_open) {
+                self.states.take_prefix(&time_key(slice));
+            }
         }
         let start = if wm.value == END_OF_TIME {
             END_OF_TIME
@@ -410,14 +463,12 @@ impl Operator for HopAgg {
 
     fn on_checkpoint(
         &mut self,
-        _epoch: Epoch,
+        epoch: Epoch,
         _batch: &mut WriteBatch,
         out: &mut Vec<StreamChunk>,
     ) -> Result<()> {
-        if !self.spec.emit_on_close {
-            self.emit_changes(out)?;
-        }
-        Ok(())
+        self.states.start_epoch(epoch);
+        self.flush(out)
     }
 }
 
@@ -426,10 +477,12 @@ mod tests {
     use arrow::datatypes::{DataType, Field, TimeUnit};
     use datafusion::functions_aggregate::{count::count_udaf, sum::sum_udaf};
 
+    use std::collections::BTreeMap;
+
     use super::*;
     use crate::test_util::{
-        agg_call, applied_rows as emitted, key_value_time_chunk as chunk, key_value_time_schema,
-        restores_over_random_streams, Lcg,
+        agg_call, applied_pretty, applied_rows as emitted, key_value_time_chunk as chunk,
+        key_value_time_schema, random_steps, restores_over_random_streams, run_in_store, Lcg, Step,
     };
 
     const SLIDE: i64 = 2;
@@ -438,6 +491,10 @@ mod tests {
 
     fn hop_agg(emit_on_close: bool) -> HopAgg {
         hop_agg_with(emit_on_close, Arc::new(JobMetrics::default()))
+    }
+
+    fn hop_agg_in(emit_on_close: bool, budget: usize, m: Arc<JobMetrics>) -> Box<dyn Operator> {
+        Box::new(hop_agg_with(emit_on_close, m).with_cache_budget(CacheBudget::new(budget)))
     }
 
     fn hop_agg_with(emit_on_close: bool, metrics: Arc<JobMetrics>) -> HopAgg {
@@ -535,10 +592,8 @@ mod tests {
                 expected(&rows),
                 "seed {seed} {emit_on_close}"
             );
-            assert!(
-                agg.slices.is_empty() && agg.emitted.is_empty(),
-                "all purged"
-            );
+            assert_eq!(agg.slices.open_in(i64::MIN..i64::MAX).count(), 0);
+            assert_eq!(agg.states.resident().count(), 0, "all purged");
             if emit_on_close {
                 assert!(out.iter().all(|c| c.ops().is_none()), "only inserts");
             }
@@ -576,6 +631,59 @@ mod tests {
 
     #[test]
     fn a_restored_operator_continues_as_if_never_stopped() {
-        restores_over_random_streams(|emit_on_close, m| Box::new(hop_agg_with(emit_on_close, m)));
+        for budget in [usize::MAX, 0] {
+            restores_over_random_streams(|emit_on_close, m| hop_agg_in(emit_on_close, budget, m));
+        }
+    }
+
+    /// With no memory for groups, every slice's groups leave memory once
+    /// their checkpoint commits, and are read back by rows, by the windows
+    /// a change reaches and by closing windows: the rows are the same.
+    #[test]
+    fn slices_evicted_to_the_store_are_read_back() {
+        let mut read_back = 0;
+        for seed in 0..30u64 {
+            let steps = random_steps(seed, 80, 6, 8);
+            for emit_on_close in [true, false] {
+                let run = |budget| {
+                    let m = Arc::new(JobMetrics::default());
+                    let (out, read) =
+                        run_in_store(hop_agg_in(emit_on_close, budget, Arc::clone(&m)), &steps);
+                    (applied_pretty(&out), m.stats().late_rows, read)
+                };
+                let (expected, late, none_read) = run(usize::MAX);
+                assert_eq!(none_read, 0);
+                let (got, got_late, read) = run(0);
+                assert_eq!(got, expected, "seed {seed}, emit on close {emit_on_close}");
+                assert_eq!(got_late, late, "seed {seed}");
+                read_back += read;
+            }
+        }
+        assert!(read_back > 200, "only {read_back} groups were read back");
+    }
+
+    /// A closing window whose slices' groups are partly in memory, partly
+    /// only in the store, and both (a stale stored copy) merges them in key
+    /// order: each group once, with its newest state.
+    #[test]
+    fn a_closing_window_merges_memory_and_store_in_key_order() {
+        let first = [(1, 1, 1), (2, 2, 1), (3, 3, 3), (5, 5, 5)];
+        // After the first is evicted: some groups come back changed, one new.
+        let then = [(2, 10, 2), (4, 4, 4), (5, 50, 6)];
+        let steps = vec![
+            Step::Chunk(chunk(&first)),
+            Step::Checkpoint,
+            Step::Checkpoint,
+            Step::Chunk(chunk(&then)),
+            Step::Watermark(Watermark {
+                column: 2,
+                value: END_OF_TIME,
+            }),
+        ];
+        let m = Arc::new(JobMetrics::default());
+        let (out, read) = run_in_store(hop_agg_in(true, 0, Arc::clone(&m)), &steps);
+        assert!(read >= first.len(), "read back {read}");
+        let rows: Vec<(i64, i64, i64)> = first.iter().chain(&then).copied().collect();
+        assert_eq!(emitted(&out), expected(&rows));
     }
 }

@@ -16,13 +16,13 @@ use tidemark_state::{RowCodec, WriteBatch};
 use tidemark_types::{Epoch, StreamChunk, Watermark};
 
 use super::changes::{columns_to_batch, matched_changes};
-use super::group_cache::GroupCache;
 use super::grouped::{Grouped, GroupedState};
 use super::hash_agg::group_key;
+use super::keyed_states::{merge_stored, KeyedStates};
 use super::keyed_windows::KeyedWindows;
 use super::{evaluate_agg_inputs, evaluate_columns, forward_watermark};
 use crate::cache_budget::CacheBudget;
-use crate::durable::{KeyedReader, ScalarRows, StateEntries};
+use crate::durable::{KeyedReader, StateEntries};
 use crate::event_time::micros_array;
 use crate::metrics::JobMetrics;
 use crate::{Error, Operator, Result};
@@ -30,15 +30,7 @@ use crate::{Error, Operator, Result};
 /// Groups merged and emitted at a time: what bounds the memory a merge
 /// needs (reads of stored states, merges, the emitted chunk). An epoch's
 /// rows are merged once they reach this many groups, else at the barrier.
-const FLUSH_GROUPS: usize = 4096;
-
-/// The estimated bytes of a cached group: its key and stored state, each
-/// with the allocator's header, and its entry in the map, which is up to
-/// half empty after it grows.
-fn cached_size(key: &[u8], state: &[u8]) -> usize {
-    const ENTRY: usize = std::mem::size_of::<(Vec<u8>, usize, u64, u64, Vec<u8>)>();
-    key.len() + state.len() + 2 * 16 + 2 * ENTRY
-}
+pub(super) const FLUSH_GROUPS: usize = 4096;
 
 /// The form of [`super::HashAgg`] for a plain or TUMBLE-windowed `GROUP
 /// BY` over input that only inserts: the same results, computed a batch at
@@ -52,7 +44,7 @@ fn cached_size(key: &[u8], state: &[u8]) -> usize {
 /// whose rows changed emit a delete of the old row and an insert of the new
 /// one. Memory holds the recently
 /// used groups' states within a budget; the others are read back from the
-/// store when a barrier needs them (see [`GroupCache`]).
+/// store when a barrier needs them (see [`KeyedStates`]).
 ///
 /// Windowed, a group's key starts with its window's start: rows of closed
 /// windows are late, and a watermark that closes a window emits its groups
@@ -65,21 +57,10 @@ pub struct KeyedAgg {
     schema: SchemaRef,
     key_schema: SchemaRef,
     key_codec: RowCodec,
-    /// Each aggregate's state columns, in order.
-    state_rows: ScalarRows,
-    /// How many state columns each aggregate has.
-    state_widths: Vec<usize>,
     /// The rows since the last barrier, aggregated.
     epoch_rows: Grouped,
-    /// Each group's stored state as of the last barrier.
-    groups: GroupCache<Vec<u8>>,
-    /// Groups changed since the last checkpoint.
-    unsaved: HashSet<Vec<u8>>,
-    keyed: Option<Box<dyn KeyedReader>>,
-    /// Whether the store may hold groups memory does not: after a restore,
-    /// or once one was evicted (see [`super::HashAgg`]).
-    stored_elsewhere: bool,
-    epoch: Epoch,
+    /// Each group's state as of the last barrier.
+    states: KeyedStates,
     /// (input column, output column): watermarks passed on.
     watermark_map: Vec<(usize, usize)>,
     metrics: Arc<JobMetrics>,
@@ -103,28 +84,15 @@ impl KeyedAgg {
     ) -> Result<Self> {
         let key_schema = Arc::new(Schema::new(schema.fields()[..group_exprs.len()].to_vec()));
         let key_codec = RowCodec::new(key_schema.fields().iter().map(|f| f.data_type().clone()))?;
-        let mut types = Vec::new();
-        let mut state_widths = Vec::new();
-        for a in &aggs {
-            let fields = a.expr.state_fields()?;
-            state_widths.push(fields.len());
-            types.extend(fields.iter().map(|f| f.data_type().clone()));
-        }
         Ok(Self {
             args: aggs.iter().map(|a| a.expr.expressions()).collect(),
             epoch_rows: Grouped::new(Arc::clone(&key_schema), &aggs)?,
+            states: KeyedStates::new(&aggs, Arc::clone(&metrics))?,
             group_exprs,
             aggs,
             schema,
             key_schema,
             key_codec,
-            state_rows: ScalarRows::new(types)?,
-            state_widths,
-            groups: GroupCache::new(CacheBudget::new(usize::MAX)),
-            unsaved: HashSet::default(),
-            keyed: None,
-            stored_elsewhere: false,
-            epoch: 0,
             watermark_map,
             metrics,
             windows: None,
@@ -179,91 +147,21 @@ impl KeyedAgg {
         Ok(())
     }
 
-    /// Stored states, as columns: each aggregate's.
-    fn decode_states(&self, bytes: &[&[u8]]) -> Result<Vec<Vec<ArrayRef>>> {
-        let columns = self.state_rows.decode(bytes)?;
-        let mut states = Vec::new();
-        let mut column = 0;
-        for width in &self.state_widths {
-            states.push(columns[column..column + width].to_vec());
-            column += width;
-        }
-        Ok(states)
-    }
-
     /// Keeps its groups within its share of `budget`.
     pub fn with_cache_budget(mut self, budget: Arc<CacheBudget>) -> Self {
-        self.groups.set_budget(budget);
+        self.states.set_budget(budget);
         self
-    }
-
-    /// Reads back the groups of `keys` that left memory.
-    fn load_missing(&mut self, keys: &[Vec<u8>]) -> Result<()> {
-        let Some(keyed) = self.keyed.as_ref().filter(|_| self.stored_elsewhere) else {
-            return Ok(());
-        };
-        let unsaved = &self.unsaved;
-        let stored = self.groups.read_back(
-            keyed.as_ref(),
-            keys.iter().map(Vec::as_slice),
-            |k| unsaved.contains(k),
-            group_key,
-        )?;
-        self.metrics.add_groups_read_back(stored.len());
-        for (key, value) in stored {
-            let size = cached_size(&key, &value);
-            self.groups.insert(key, value, size, 0);
-        }
-        Ok(())
-    }
-
-    /// The stored states of the groups of `keys` that have one: their
-    /// positions in `keys`, and their key columns (rows of `key_columns`)
-    /// with their aggregates' states; `None` when no group has one.
-    fn stored_states(
-        &mut self,
-        keys: &[Vec<u8>],
-        key_columns: &[ArrayRef],
-    ) -> Result<Option<(Vec<u32>, GroupedState)>> {
-        self.load_missing(keys)?;
-        self.groups.next_tick();
-        let at: Vec<u32> = (0..keys.len() as u32)
-            .filter(|&i| self.groups.get_mut(&keys[i as usize]).is_some())
-            .collect();
-        if at.is_empty() {
-            return Ok(None);
-        }
-        let bytes: Vec<&[u8]> = at
-            .iter()
-            .filter_map(|&i| self.groups.get(&keys[i as usize]).map(Vec::as_slice))
-            .collect();
-        let states = self.decode_states(&bytes)?;
-        let indices = UInt32Array::from(at.clone());
-        let keys = key_columns
-            .iter()
-            .map(|c| take(c.as_ref(), &indices, None))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        Ok(Some((at, GroupedState { keys, states })))
     }
 
     /// Merges the epoch's rows into their groups' states and emits the rows
     /// of the groups that changed.
     fn flush(&mut self, out: &mut Vec<StreamChunk>) -> Result<()> {
         self.earliest.clear();
-        let groups = self.epoch_rows.num_groups();
-        if groups == 0 {
+        if self.epoch_rows.num_groups() == 0 {
             return Ok(());
         }
         let added = self.epoch_rows.take()?;
-        for start in (0..groups).step_by(FLUSH_GROUPS) {
-            let len = FLUSH_GROUPS.min(groups - start);
-            let slice = |columns: &[ArrayRef]| -> Vec<ArrayRef> {
-                columns.iter().map(|c| c.slice(start, len)).collect()
-            };
-            let part = GroupedState {
-                keys: slice(&added.keys),
-                states: added.states.iter().map(|s| slice(s)).collect(),
-            };
+        for part in parts(added) {
             self.flush_part(part, out)?;
         }
         Ok(())
@@ -273,7 +171,7 @@ impl KeyedAgg {
     fn flush_part(&mut self, added: GroupedState, out: &mut Vec<StreamChunk>) -> Result<()> {
         let keys = self.encode_keys(&added.keys)?;
         let emits = self.emits_changes();
-        let (at, old, merged) = match self.stored_states(&keys, &added.keys)? {
+        let (at, old, merged) = match self.states.stored(&keys, &added.keys)? {
             // All new groups: the epoch's states are theirs.
             None => (
                 Vec::new(),
@@ -281,18 +179,12 @@ impl KeyedAgg {
                 added,
             ),
             Some((at, stored)) => {
-                // Numbered as `added` is, so the merged states line up with
-                // `keys`. Stored first: an aggregate that keeps its input's
-                // order sees the older rows first.
-                let mut merged = Grouped::new(Arc::clone(&self.key_schema), &self.aggs)?;
-                merged.intern_keys(&added.keys)?;
-                merged.merge(&stored)?;
-                merged.merge(&added)?;
                 let old = match emits {
                     true => columns_to_batch(&self.schema, self.epoch_rows.evaluate(&stored)?)?,
                     false => RecordBatch::new_empty(Arc::clone(&self.schema)),
                 };
-                (at, old, merged.take()?)
+                let merged = merge_stored(&self.key_schema, &self.aggs, &stored, &added)?;
+                (at, old, merged)
             }
         };
 
@@ -312,14 +204,7 @@ impl KeyedAgg {
         }
 
         let (keys, merged) = self.emit_closing(keys, merged, out)?;
-        let columns: Vec<ArrayRef> = merged.states.into_iter().flatten().collect();
-        let states = self.state_rows.encode_columns(&columns)?;
-        for (key, state) in keys.into_iter().zip(states) {
-            let size = cached_size(&key, &state);
-            self.groups.insert(key.clone(), state, size, 0);
-            self.unsaved.insert(key);
-        }
-        Ok(())
+        self.states.put(keys, &merged.states)
     }
 
     /// With `EMIT ON WINDOW CLOSE`, emits the merged groups (`keys`,
@@ -359,11 +244,11 @@ impl KeyedAgg {
             columns,
         )?));
         let mut keys: Vec<Option<Vec<u8>>> = keys.into_iter().map(Some).collect();
+        let elsewhere = self.states.elsewhere().is_some();
         for &i in closing.values() {
             let key = keys[i as usize].take().expect("each group once");
-            self.groups.remove(&key);
-            self.unsaved.remove(&key);
-            if self.stored_elsewhere {
+            self.states.forget(&key);
+            if elsewhere {
                 self.emitted.insert(key);
             }
         }
@@ -377,17 +262,14 @@ impl KeyedAgg {
     /// deleted at the next checkpoint.
     fn close_window(&mut self, start: i64, out: &mut Vec<StreamChunk>) -> Result<()> {
         let prefix = KeyedWindows::prefix(start);
-        let cached = self.groups.take_prefix(&prefix);
-        for (key, _) in &cached {
-            self.unsaved.remove(key);
-        }
+        let cached = self.states.take_prefix(&prefix);
         if self.emits_changes() {
             return Ok(());
         }
         for part in cached.chunks(FLUSH_GROUPS) {
             self.emit_groups(part, out)?;
         }
-        let Some(keyed) = self.keyed.as_ref().filter(|_| self.stored_elsewhere) else {
+        let Some(keyed) = self.states.elsewhere() else {
             return Ok(());
         };
         let in_memory: HashSet<&[u8]> = cached
@@ -422,11 +304,26 @@ impl KeyedAgg {
         // A windowed key is the window's start (8 bytes), then the key row.
         let keys = self.key_codec.decode(groups.iter().map(|(k, _)| &k[8..]))?;
         let bytes: Vec<&[u8]> = groups.iter().map(|(_, s)| s.as_slice()).collect();
-        let states = self.decode_states(&bytes)?;
+        let states = self.states.decode(&bytes)?;
         let rows = self.epoch_rows.evaluate(&GroupedState { keys, states })?;
         out.push(StreamChunk::inserts(columns_to_batch(&self.schema, rows)?));
         Ok(())
     }
+}
+
+/// An epoch's groups, [`FLUSH_GROUPS`] at a time.
+pub(super) fn parts(added: GroupedState) -> impl Iterator<Item = GroupedState> {
+    let groups = added.num_groups();
+    (0..groups).step_by(FLUSH_GROUPS).map(move |start| {
+        let len = FLUSH_GROUPS.min(groups - start);
+        let slice = |columns: &[ArrayRef]| -> Vec<ArrayRef> {
+            columns.iter().map(|c| c.slice(start, len)).collect()
+        };
+        GroupedState {
+            keys: slice(&added.keys),
+            states: added.states.iter().map(|s| slice(s)).collect(),
+        }
+    })
 }
 
 impl Operator for KeyedAgg {
@@ -493,7 +390,7 @@ impl Operator for KeyedAgg {
         _batch: &mut WriteBatch,
         out: &mut Vec<StreamChunk>,
     ) -> Result<()> {
-        self.epoch = epoch;
+        self.states.start_epoch(epoch);
         self.flush(out)
     }
 
@@ -502,7 +399,7 @@ impl Operator for KeyedAgg {
     }
 
     fn attach_keyed(&mut self, keyed: Box<dyn KeyedReader>) {
-        self.keyed = Some(keyed);
+        self.states.attach(keyed);
     }
 
     fn checkpoint_state(&mut self, state: &mut WriteBatch) -> Result<()> {
@@ -513,36 +410,21 @@ impl Operator for KeyedAgg {
     }
 
     fn checkpoint_keyed(&mut self, keyed: &mut WriteBatch) -> Result<()> {
-        if let Some(w) = &mut self.windows {
+        let mut windows = self.windows.as_mut();
+        if let Some(w) = windows.as_deref_mut() {
             w.checkpoint_keyed(keyed);
         }
-        for key in std::mem::take(&mut self.unsaved) {
-            let state = self
-                .groups
-                .get(&key)
-                .ok_or_else(|| Error::Internal("a changed group left memory unsaved".into()))?;
-            let size = cached_size(&key, state);
-            if let Some(w) = &mut self.windows {
-                w.writes(&key);
+        self.states.checkpoint(keyed, |key| {
+            if let Some(w) = windows.as_deref_mut() {
+                w.writes(key);
             }
-            keyed.put(group_key(&key), state.clone());
-            self.groups.saved(&key, self.epoch, Some(size));
-        }
-        let committed = self.keyed.as_ref().map_or(0, |k| k.committed_epoch());
-        if self
-            .groups
-            .settle_and_report(self.epoch, committed, Some(&self.metrics))
-            > 0
-        {
-            self.stored_elsewhere = true;
-        }
-        Ok(())
+        })
     }
 
     fn restore(&mut self, entries: StateEntries) -> Result<()> {
         // Groups are read back as rows reach them: the keyed state is all
         // but the windows' progress.
-        self.stored_elsewhere = true;
+        self.states.restored();
         if let Some(w) = &mut self.windows {
             for (key, value) in &entries {
                 w.restore(key, value, &self.metrics)?;

@@ -42,6 +42,9 @@ pub(super) struct KeyedWindows {
     /// Windows the store may hold groups of (a checkpoint wrote some, or
     /// they were restored): only their key ranges need deleting.
     written: BTreeSet<i64>,
+    /// Whether rows without a window are late (else kept in a window no
+    /// watermark closes).
+    nulls_late: bool,
 }
 
 impl KeyedWindows {
@@ -53,7 +56,28 @@ impl KeyedWindows {
             stored: StoredWindows::default(),
             closed: Vec::new(),
             written: BTreeSet::new(),
+            nulls_late: false,
         }
+    }
+
+    /// The slices of HOP windows: the rows of a slice whose newest window
+    /// is final are late, so its "watermark" is the first slice still open;
+    /// a row without a time is in no window, and late.
+    pub fn for_slices(window: WindowKey) -> Self {
+        Self {
+            nulls_late: true,
+            ..Self::new(window)
+        }
+    }
+
+    /// The watermark windows closed by.
+    pub fn watermark(&self) -> Option<i64> {
+        self.progress.watermark
+    }
+
+    /// The open windows with groups, whose starts are in `range`, oldest first.
+    pub fn open_in(&self, range: std::ops::Range<i64>) -> impl Iterator<Item = i64> + '_ {
+        self.open.range(range).copied()
     }
 
     fn starts(&self, keys: &[ArrayRef]) -> Result<Int64Array> {
@@ -75,7 +99,7 @@ impl KeyedWindows {
         let mut last = None;
         for r in 0..starts.len() {
             let start = start_at(&starts, r);
-            if first_open.is_some_and(|w| start < w) {
+            if first_open.is_some_and(|w| start < w) || (self.nulls_late && starts.is_null(r)) {
                 continue;
             }
             if last != Some(start) && self.open.insert(start) {

@@ -7,11 +7,12 @@ mod grouped;
 mod hash_agg;
 mod hop_agg;
 mod keyed_agg;
+mod keyed_states;
 mod keyed_windows;
 mod min_max;
 mod session_agg;
+mod slice_groups;
 
-pub(crate) use grouped::GroupedState;
 pub use hash_agg::HashAgg;
 pub use hop_agg::{HopAgg, HopAggSpec};
 pub use keyed_agg::KeyedAgg;

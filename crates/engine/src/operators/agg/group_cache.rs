@@ -10,6 +10,8 @@
 //! so a row for it meanwhile starts a new group instead of reading back the
 //! committed, older one.
 
+use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::sync::Arc;
 
 use datafusion::common::HashMap;
@@ -33,7 +35,12 @@ struct Slot<G> {
 }
 
 pub(crate) struct GroupCache<G> {
-    slots: HashMap<Vec<u8>, Slot<G>>,
+    /// The resident groups, by the first `bucket_len` bytes of their keys:
+    /// for groups keyed by window, a window's groups are one bucket.
+    buckets: BTreeMap<Vec<u8>, HashMap<Vec<u8>, Slot<G>>>,
+    bucket_len: usize,
+    /// How many groups are resident.
+    groups: usize,
     /// The bytes the resident groups take, as last estimated.
     resident: usize,
     /// What all caches of the server share.
@@ -52,7 +59,9 @@ impl<G> GroupCache<G> {
     /// A cache that evicts when the caches sharing `budget` are over it.
     pub fn new(budget: Arc<CacheBudget>) -> Self {
         Self {
-            slots: HashMap::default(),
+            buckets: BTreeMap::new(),
+            bucket_len: 0,
+            groups: 0,
             resident: 0,
             budget,
             shared: 0,
@@ -60,6 +69,27 @@ impl<G> GroupCache<G> {
             gone: HashMap::default(),
             reported: (0, 0),
         }
+    }
+
+    /// Buckets groups by the first `len` bytes of their keys (a window's
+    /// start): a window's groups are then found and taken out without
+    /// looking at the others'. Before any group is added.
+    pub fn with_buckets(mut self, len: usize) -> Self {
+        self.bucket_len = len;
+        self
+    }
+
+    fn bucket<'k>(&self, key: &'k [u8]) -> &'k [u8] {
+        &key[..self.bucket_len.min(key.len())]
+    }
+
+    fn slot(&self, key: &[u8]) -> Option<&Slot<G>> {
+        self.buckets.get(self.bucket(key))?.get(key)
+    }
+
+    fn slot_mut(&mut self, key: &[u8]) -> Option<&mut Slot<G>> {
+        let bucket = self.bucket(key);
+        self.buckets.get_mut(bucket)?.get_mut(key)
     }
 
     pub fn set_budget(&mut self, budget: Arc<CacheBudget>) {
@@ -74,7 +104,7 @@ impl<G> GroupCache<G> {
     }
 
     pub fn contains(&self, key: &[u8]) -> bool {
-        self.slots.contains_key(key)
+        self.slot(key).is_some()
     }
 
     /// Whether `key` was deleted by a checkpoint not yet committed: the store
@@ -84,13 +114,14 @@ impl<G> GroupCache<G> {
     }
 
     pub fn get(&self, key: &[u8]) -> Option<&G> {
-        self.slots.get(key).map(|s| &s.group)
+        self.slot(key).map(|s| &s.group)
     }
 
     /// The group, marked as just used.
     pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut G> {
-        let slot = self.slots.get_mut(key)?;
-        slot.used = self.tick;
+        let tick = self.tick;
+        let slot = self.slot_mut(key)?;
+        slot.used = tick;
         Some(&mut slot.group)
     }
 
@@ -104,13 +135,25 @@ impl<G> GroupCache<G> {
             used: self.tick,
             size,
         };
-        if let Some(old) = self.slots.insert(key, slot) {
-            self.resident -= old.size;
+        let bucket = self.bucket(&key);
+        let slots = match self.buckets.get_mut(bucket) {
+            Some(slots) => slots,
+            None => self.buckets.entry(bucket.to_vec()).or_default(),
+        };
+        match slots.insert(key, slot) {
+            Some(old) => self.resident -= old.size,
+            None => self.groups += 1,
         }
     }
 
     pub fn remove(&mut self, key: &[u8]) -> Option<G> {
-        let slot = self.slots.remove(key)?;
+        let bucket = self.bucket(key);
+        let slots = self.buckets.get_mut(bucket)?;
+        let slot = slots.remove(key)?;
+        if slots.is_empty() {
+            self.buckets.remove(bucket);
+        }
+        self.groups -= 1;
         self.resident -= slot.size;
         Some(slot.group)
     }
@@ -143,18 +186,47 @@ impl<G> GroupCache<G> {
             .collect())
     }
 
-    /// The resident groups, in no order.
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &G)> {
-        self.slots.iter().map(|(k, s)| (k.as_slice(), &s.group))
+    /// The resident groups whose keys start with `prefix`, in key order.
+    /// Looks at the groups of the buckets `prefix` may reach only.
+    pub fn with_prefix(&self, prefix: &[u8]) -> Vec<(&[u8], &G)> {
+        let start = self.bucket(prefix);
+        let mut found: Vec<(&[u8], &G)> = self
+            .buckets
+            .range::<[u8], _>((Bound::Included(start), Bound::Unbounded))
+            .take_while(|(bucket, _)| bucket.starts_with(start))
+            .flat_map(|(_, slots)| slots.iter())
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, s)| (k.as_slice(), &s.group))
+            .collect();
+        found.sort_unstable_by_key(|(k, _)| *k);
+        found
     }
 
     /// Takes out every group whose key starts with `prefix` (a window's
-    /// groups, when it closes). Looks at every resident group.
+    /// groups, when it closes): a whole bucket when `prefix` is one.
     pub fn take_prefix(&mut self, prefix: &[u8]) -> Vec<(Vec<u8>, G)> {
-        let taken: Vec<(Vec<u8>, Slot<G>)> = self
-            .slots
-            .extract_if(|k, _| k.starts_with(prefix))
-            .collect();
+        let taken: Vec<(Vec<u8>, Slot<G>)> = if prefix.len() == self.bucket_len {
+            self.buckets
+                .remove(prefix)
+                .map(|slots| slots.into_iter().collect())
+                .unwrap_or_default()
+        } else {
+            let keys: Vec<Vec<u8>> = self
+                .with_prefix(prefix)
+                .into_iter()
+                .map(|(k, _)| k.to_vec())
+                .collect();
+            let mut taken = Vec::with_capacity(keys.len());
+            for key in keys {
+                let bucket = self.bucket(&key);
+                if let Some(slot) = self.buckets.get_mut(bucket).and_then(|b| b.remove(&key)) {
+                    taken.push((key, slot));
+                }
+            }
+            self.buckets.retain(|_, slots| !slots.is_empty());
+            taken
+        };
+        self.groups -= taken.len();
         self.resident -= taken.iter().map(|(_, s)| s.size).sum::<usize>();
         taken.into_iter().map(|(k, s)| (k, s.group)).collect()
     }
@@ -162,10 +234,13 @@ impl<G> GroupCache<G> {
     /// Records that the checkpoint of `epoch` stored `key` as it is now,
     /// `size` bytes, or its delete when it is not resident.
     pub fn saved(&mut self, key: &[u8], epoch: Epoch, size: Option<usize>) {
-        match (self.slots.get_mut(key), size) {
+        let resident = &mut self.resident;
+        let bucket = &key[..self.bucket_len.min(key.len())];
+        let slot = self.buckets.get_mut(bucket).and_then(|b| b.get_mut(key));
+        match (slot, size) {
             (Some(slot), Some(size)) => {
                 slot.saved = epoch;
-                self.resident = self.resident - slot.size + size;
+                *resident = *resident - slot.size + size;
                 slot.size = size;
             }
             _ => {
@@ -187,20 +262,21 @@ impl<G> GroupCache<G> {
             return 0;
         }
         let target = (self.resident as f64 * kept) as usize;
-        let mut candidates: Vec<(u64, &Vec<u8>)> = self
-            .slots
-            .iter()
+        let mut candidates: Vec<(u64, usize, &Vec<u8>)> = self
+            .buckets
+            .values()
+            .flat_map(|slots| slots.iter())
             .filter(|(_, s)| s.saved <= committed)
-            .map(|(k, s)| (s.used, k))
+            .map(|(k, s)| (s.used, s.size, k))
             .collect();
-        candidates.sort_unstable_by_key(|(used, _)| *used);
+        candidates.sort_unstable_by_key(|(used, _, _)| *used);
         let mut doomed = Vec::new();
         let mut resident = self.resident;
-        for (_, key) in candidates {
+        for (_, size, key) in candidates {
             if resident <= target {
                 break;
             }
-            resident -= self.slots[key].size;
+            resident -= size;
             doomed.push(key.clone());
         }
         for key in &doomed {
@@ -241,7 +317,7 @@ impl<G> GroupCache<G> {
     }
 
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.groups
     }
 
     pub fn resident_bytes(&self) -> usize {
@@ -282,6 +358,31 @@ mod tests {
         assert_eq!(cache.resident_bytes(), 300);
         // within budget: nothing leaves
         assert_eq!(cache.settle(9, 7), 0);
+    }
+
+    /// Groups bucketed by window: a window's groups are found in key order
+    /// and taken out whole, and a shorter prefix reaches every bucket.
+    #[test]
+    fn a_window_of_groups_is_one_bucket() {
+        let mut cache = GroupCache::new(CacheBudget::new(usize::MAX)).with_buckets(2);
+        for key in [[1, 1, 9], [1, 1, 3], [1, 2, 5], [2, 1, 1], [1, 1, 7]] {
+            cache.insert(key.to_vec(), key[2], 10, 0);
+        }
+        let keys =
+            |found: Vec<(&[u8], &u8)>| -> Vec<u8> { found.iter().map(|(_, g)| **g).collect() };
+        assert_eq!(keys(cache.with_prefix(&[1, 1])), vec![3, 7, 9]);
+        assert_eq!(keys(cache.with_prefix(&[1])), vec![3, 7, 9, 5]);
+        assert_eq!(keys(cache.with_prefix(&[1, 1, 7])), vec![7]);
+        let taken: Vec<u8> = cache
+            .take_prefix(&[1, 1])
+            .into_iter()
+            .map(|(_, g)| g)
+            .collect();
+        assert_eq!(taken.len(), 3);
+        assert_eq!((cache.len(), cache.resident_bytes()), (2, 20));
+        assert_eq!(cache.take_prefix(&[2]).len(), 1);
+        assert!(cache.contains(&[1, 2, 5]) && !cache.contains(&[2, 1, 1]));
+        assert_eq!((cache.len(), cache.resident_bytes()), (1, 10));
     }
 
     #[test]

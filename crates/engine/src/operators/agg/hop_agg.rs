@@ -112,7 +112,7 @@ impl HopAgg {
         Ok(Self {
             args: spec.aggs.iter().map(|a| a.expr.expressions()).collect(),
             epoch_rows: Grouped::new(Arc::clone(&slice_schema), &spec.aggs)?,
-            states: KeyedStates::new(&spec.aggs, Arc::clone(&metrics))?,
+            states: KeyedStates::new(&spec.aggs, Arc::clone(&metrics))?.by_window(),
             spec,
             key_codec,
             time_type,
@@ -294,20 +294,17 @@ impl HopAgg {
     /// Emits the rows of the window starting at `start`, which has ended:
     /// its slices' groups merged in key order, [`FLUSH_GROUPS`] at a time.
     fn emit_window(&self, start: i64, out: &mut Vec<StreamChunk>) -> Result<()> {
-        let slices = self.slices_in(start);
-        let mut cached: Vec<Vec<(&[u8], &[u8])>> = vec![Vec::new(); slices.len()];
-        for (key, state) in self.states.resident() {
-            if let Ok(i) = slices.binary_search(&time_of_key(key)) {
-                cached[i].push((key, state));
-            }
-        }
+        let cached: Vec<(i64, Vec<(&[u8], &[u8])>)> = self
+            .slices_in(start)
+            .into_iter()
+            .map(|slice| (slice, self.states.resident(&time_key(slice))))
+            .collect();
         let metrics = self.states.metrics();
-        let mut streams = Vec::with_capacity(slices.len());
-        for (&slice, cached) in slices.iter().zip(&mut cached) {
-            cached.sort_unstable_by_key(|(k, _)| *k);
+        let mut streams = Vec::with_capacity(cached.len());
+        for (slice, groups) in cached {
             streams.push(SliceGroups::new(
                 slice,
-                cached,
+                groups.into_iter(),
                 self.states.elsewhere(),
                 metrics,
             )?);
@@ -593,7 +590,7 @@ mod tests {
                 "seed {seed} {emit_on_close}"
             );
             assert_eq!(agg.slices.open_in(i64::MIN..i64::MAX).count(), 0);
-            assert_eq!(agg.states.resident().count(), 0, "all purged");
+            assert_eq!(agg.states.resident(&[]).len(), 0, "all purged");
             if emit_on_close {
                 assert!(out.iter().all(|c| c.ops().is_none()), "only inserts");
             }

@@ -104,6 +104,7 @@ impl KeyedAgg {
     /// Groups by `window` too (a TUMBLE window's start among the keys).
     pub fn with_window(mut self, window: WindowKey) -> Self {
         self.windows = Some(KeyedWindows::new(window));
+        self.states = self.states.by_window();
         self
     }
 

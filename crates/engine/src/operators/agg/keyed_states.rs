@@ -85,6 +85,12 @@ impl KeyedStates {
         })
     }
 
+    /// Groups keyed by window: their keys start with its start (8 bytes).
+    pub fn by_window(mut self) -> Self {
+        self.groups = self.groups.with_buckets(8);
+        self
+    }
+
     pub fn set_budget(&mut self, budget: Arc<CacheBudget>) {
         self.groups.set_budget(budget);
     }
@@ -205,9 +211,14 @@ impl KeyedStates {
         taken
     }
 
-    /// The resident groups: (key, state), in no order.
-    pub fn resident(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.groups.iter().map(|(k, s)| (k, s.as_slice()))
+    /// The resident groups whose keys start with `prefix`: (key, state),
+    /// in key order.
+    pub fn resident(&self, prefix: &[u8]) -> Vec<(&[u8], &[u8])> {
+        self.groups
+            .with_prefix(prefix)
+            .into_iter()
+            .map(|(k, s)| (k, s.as_slice()))
+            .collect()
     }
 
     /// Writes the groups changed since the last checkpoint (calling

@@ -11,6 +11,7 @@ mod keyed_states;
 mod keyed_windows;
 mod min_max;
 mod session_agg;
+mod session_ends;
 mod slice_groups;
 
 pub use hash_agg::HashAgg;

@@ -11,6 +11,7 @@ use tidemark_state::{RowCodec, WriteBatch};
 use tidemark_types::{Epoch, Op, StreamChunk, Watermark};
 
 use super::group_cache::GroupCache;
+use super::session_ends::SessionEnds;
 use super::{evaluate_agg_inputs, rows_to_chunk, selected_args};
 use crate::cache_budget::CacheBudget;
 use crate::durable::{
@@ -67,9 +68,10 @@ pub struct SessionAgg {
     /// restore, or once one was evicted.
     stored_elsewhere: bool,
     epoch: Epoch,
-    /// (end, partition, start) of sessions, to find those a watermark closes;
-    /// entries of merged or extended sessions go stale and are skipped.
-    by_end: BTreeMap<i64, Vec<(Vec<u8>, i64)>>,
+    /// (end, start, partition) of sessions, to find those a watermark
+    /// closes; entries of merged or extended sessions go stale and are
+    /// skipped.
+    ends: SessionEnds,
     /// The watermark windows close by, and the late rows dropped,
     /// restored ones included.
     progress: Progress,
@@ -80,9 +82,7 @@ pub struct SessionAgg {
     state_rows: ScalarRows,
 }
 
-/// The key of a partition's sessions in the keyed state, and of their
-/// starts and ends in the state restored whole (whose empty key holds the
-/// [`Progress`]).
+/// The key of a partition's sessions in the keyed state.
 fn partition_key(key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(key.len() + 1);
     k.push(1);
@@ -128,7 +128,7 @@ impl SessionAgg {
             keyed: None,
             stored_elsewhere: false,
             epoch: 0,
-            by_end: BTreeMap::new(),
+            ends: SessionEnds::default(),
             progress: Progress::default(),
             metrics,
             unsaved: HashSet::new(),
@@ -248,31 +248,6 @@ impl SessionAgg {
         Ok(())
     }
 
-    /// Files the sessions of a partition restored as (start, last) pairs
-    /// to be closed by the watermark.
-    fn restore_ends(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-        let mut d = Decoder::new("session ends", value);
-        for _ in 0..d.len()? {
-            let (start, last) = (d.i64()?, d.i64()?);
-            self.by_end
-                .entry(last.saturating_add(self.spec.gap))
-                .or_default()
-                .push((key.to_vec(), start));
-        }
-        d.end()
-    }
-
-    /// The (start, last) of each of the sessions of the partition `key`.
-    fn encode_ends(&self, key: &[u8]) -> Option<Vec<u8>> {
-        let p = self.partitions.get(key)?;
-        let mut e = Encoder::new();
-        e.u64(p.sessions.len() as u64);
-        for (&start, session) in &p.sessions {
-            e.i64(start).i64(session.last);
-        }
-        Some(e.finish())
-    }
-
     fn output_row(
         &self,
         key: &[ScalarValue],
@@ -338,7 +313,7 @@ impl SessionAgg {
         let only = first.is_some() && touched.next().is_none();
         if let (Some((&start, session)), true) = (first, only) {
             // The common case: the row extends one session. A session whose
-            // end moves keeps its old entry in `by_end`; closing re-files it.
+            // end moves keeps its old entry in `ends`; closing re-files it.
             let first_in_chunk = session.pending.is_empty();
             session.pending.push(row);
             session.last = session.last.max(t);
@@ -349,7 +324,7 @@ impl SessionAgg {
             if let Some(session) = partition.sessions.remove(&start) {
                 partition.sessions.insert(t, session);
             }
-            self.by_end.entry(end).or_default().push((key.to_vec(), t));
+            self.ends.file(end, t, key);
             return Ok(Some(t));
         }
         let touched: Vec<i64> = partition
@@ -411,10 +386,7 @@ impl SessionAgg {
         merged.pending.push(row);
         let end = merged.last.saturating_add(gap);
         partition.sessions.insert(start, merged);
-        self.by_end
-            .entry(end)
-            .or_default()
-            .push((key.to_vec(), start));
+        self.ends.file(end, start, key);
         Ok(Some(start))
     }
 
@@ -451,15 +423,14 @@ impl SessionAgg {
 
     /// Closes every session that ends before `watermark`.
     fn close(&mut self, watermark: i64, out: &mut Vec<StreamChunk>) -> Result<()> {
-        let open = self.by_end.split_off(&watermark);
-        let closed = std::mem::replace(&mut self.by_end, open);
+        let closed = self.ends.take_before(watermark, self.keyed.as_deref())?;
         if closed.is_empty() {
             return Ok(());
         }
         self.partitions.next_tick();
-        self.load_missing(closed.values().flatten().map(|(k, _)| k.as_slice()))?;
+        self.load_missing(closed.iter().map(|(k, _)| k.as_slice()))?;
         let mut rows = Vec::new();
-        for (key, start) in closed.into_values().flatten() {
+        for (key, start) in closed {
             let Some(partition) = self.partitions.get_mut(&key) else {
                 continue;
             };
@@ -471,7 +442,7 @@ impl SessionAgg {
                 continue;
             };
             if end >= watermark {
-                self.by_end.entry(end).or_default().push((key, start));
+                self.ends.file(end, start, &key);
                 continue;
             }
             let Some(mut session) = partition.sessions.remove(&start) else {
@@ -623,16 +594,9 @@ impl Operator for SessionAgg {
         Ok(())
     }
 
-    /// The progress, and the starts and ends of the sessions of the
-    /// partitions changed: what a restore needs to close them in time.
+    /// The progress: the sessions and their ends are keyed state.
     fn checkpoint_state(&mut self, state: &mut WriteBatch) -> Result<()> {
         self.progress.put(state);
-        for key in &self.unsaved {
-            match self.encode_ends(key) {
-                Some(ends) => state.put(partition_key(key), ends),
-                None => state.delete(partition_key(key)),
-            }
-        }
         Ok(())
     }
 
@@ -640,8 +604,10 @@ impl Operator for SessionAgg {
         self.keyed = Some(keyed);
     }
 
-    /// The sessions of the partitions changed, with their accumulators.
+    /// The sessions of the partitions changed, with their accumulators,
+    /// and the ends filed or taken.
     fn checkpoint_keyed(&mut self, keyed: &mut WriteBatch) -> Result<()> {
+        self.ends.checkpoint(self.epoch, keyed);
         let keys: Vec<Vec<u8>> = std::mem::take(&mut self.unsaved).into_iter().collect();
         let values = self.encode_partitions(&keys)?;
         for (key, value) in keys.into_iter().zip(values) {
@@ -653,6 +619,9 @@ impl Operator for SessionAgg {
             self.partitions.saved(&key, self.epoch, size);
         }
         let committed = self.keyed.as_ref().map_or(0, |k| k.committed_epoch());
+        if self.keyed.is_some() {
+            self.ends.settle(committed);
+        }
         if self
             .partitions
             .settle_and_report(self.epoch, committed, Some(&self.metrics))
@@ -664,21 +633,18 @@ impl Operator for SessionAgg {
     }
 
     fn restore(&mut self, entries: StateEntries) -> Result<()> {
-        // Partitions are read back as rows or closing sessions reach them.
+        // Partitions are read back as rows or closing sessions reach them,
+        // and the sessions' ends as watermarks reach them.
         self.stored_elsewhere = true;
+        self.ends.restored();
         for (key, value) in entries {
-            match key.split_first() {
-                None => {
-                    self.progress = Progress::restore(&value, Some(&self.metrics))?;
-                }
-                Some((1, partition)) => self.restore_ends(partition, &value)?,
-                Some(_) => {
-                    return Err(Error::Internal(format!(
-                        "a stored session key of {} bytes",
-                        key.len()
-                    )))
-                }
+            if !key.is_empty() {
+                return Err(Error::Internal(format!(
+                    "a stored session key of {} bytes",
+                    key.len()
+                )));
             }
+            self.progress = Progress::restore(&value, Some(&self.metrics))?;
         }
         Ok(())
     }
@@ -871,21 +837,19 @@ mod tests {
         for seed in 0..30u64 {
             let steps = random_steps(seed, 80, 8, 4 + seed as i64 % 7);
             for emit_on_close in [true, false] {
-                let make = |budget| -> Box<dyn crate::Operator> {
+                // What went out, and how many partitions were read back
+                // (the store's reads count the sessions' ends too).
+                let run = |budget| {
                     let m = Arc::new(JobMetrics::default());
-                    Box::new(
-                        session_agg_with(emit_on_close, m)
-                            .with_cache_budget(CacheBudget::new(budget)),
-                    )
+                    let op = session_agg_with(emit_on_close, Arc::clone(&m))
+                        .with_cache_budget(CacheBudget::new(budget));
+                    let (out, _) = run_in_store(Box::new(op), &steps);
+                    (applied_pretty(&out), m.stats().groups_read_back)
                 };
-                let (expected, none) = run_in_store(make(usize::MAX), &steps);
+                let (expected, none) = run(usize::MAX);
                 assert_eq!(none, 0);
-                let (got, read) = run_in_store(make(0), &steps);
-                assert_eq!(
-                    applied_pretty(&got),
-                    applied_pretty(&expected),
-                    "seed {seed}, emit on close {emit_on_close}"
-                );
+                let (got, read) = run(0);
+                assert_eq!(got, expected, "seed {seed}, emit on close {emit_on_close}");
                 read_back += read;
             }
         }

@@ -42,23 +42,23 @@ impl StoredPages<'_> {
 
 /// One slice's groups in key order: those in memory, and those only the
 /// store holds (a group in both is as memory has it).
-pub(super) struct SliceGroups<'a> {
-    cached: std::iter::Peekable<std::slice::Iter<'a, (&'a [u8], &'a [u8])>>,
+pub(super) struct SliceGroups<'a, I: Iterator<Item = (&'a [u8], &'a [u8])>> {
+    cached: std::iter::Peekable<I>,
     stored: Option<StoredPages<'a>>,
     head: Option<Entry<'a>>,
 }
 
-impl<'a> SliceGroups<'a> {
-    /// The groups of the slice starting at `start`: `cached` sorted by key,
+impl<'a, I: Iterator<Item = (&'a [u8], &'a [u8])>> SliceGroups<'a, I> {
+    /// The groups of the slice starting at `start`: `cached` in key order,
     /// and, when `keyed` is given, those of the store too.
     pub fn new(
         start: i64,
-        cached: &'a [(&'a [u8], &'a [u8])],
+        cached: I,
         keyed: Option<&'a dyn KeyedReader>,
         metrics: &JobMetrics,
     ) -> Result<Self> {
         let mut groups = Self {
-            cached: cached.iter().peekable(),
+            cached: cached.peekable(),
             stored: keyed.map(|keyed| StoredPages {
                 keyed,
                 prefix: group_key(&time_key(start)),
@@ -114,7 +114,7 @@ impl<'a> SliceGroups<'a> {
             Some((Cow::Owned(key[1..].to_vec()), Cow::Owned(state)))
         } else {
             let (key, state) = self.cached.next().expect("peeked");
-            Some((Cow::Borrowed(*key), Cow::Borrowed(*state)))
+            Some((Cow::Borrowed(key), Cow::Borrowed(state)))
         };
         Ok(())
     }

@@ -41,7 +41,8 @@ const FORMAT_KEY: &[u8] = b"format";
 /// key, instead of each window whole. 6: a SESSION aggregate keeps each
 /// partition's sessions as keyed state, and only their starts and ends with
 /// the state restored whole. 7: a HOP aggregate keeps each slice's groups
-/// as keyed state, by slice start then key, instead of each slice whole.
+/// as keyed state, by slice start then key, instead of each slice whole;
+/// SESSION's index of session ends is keyed state, not restored whole.
 pub const STORE_FORMAT: u32 = 7;
 
 /// How the RocksDB store is tuned.

@@ -186,6 +186,16 @@ impl<G> GroupCache<G> {
             .collect())
     }
 
+    /// The resident groups of the bucket `bucket` (the first bytes of
+    /// their keys, as many as [`Self::with_buckets`] said), in no order.
+    pub fn in_bucket(&self, bucket: &[u8]) -> impl Iterator<Item = (&[u8], &G)> {
+        self.buckets
+            .get(bucket)
+            .into_iter()
+            .flat_map(|slots| slots.iter())
+            .map(|(k, s)| (k.as_slice(), &s.group))
+    }
+
     /// The resident groups whose keys start with `prefix`, in key order.
     /// Looks at the groups of the buckets `prefix` may reach only.
     pub fn with_prefix(&self, prefix: &[u8]) -> Vec<(&[u8], &G)> {

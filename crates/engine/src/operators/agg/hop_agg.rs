@@ -294,17 +294,16 @@ impl HopAgg {
     /// Emits the rows of the window starting at `start`, which has ended:
     /// its slices' groups merged in key order, [`FLUSH_GROUPS`] at a time.
     fn emit_window(&self, start: i64, out: &mut Vec<StreamChunk>) -> Result<()> {
-        let cached: Vec<(i64, Vec<(&[u8], &[u8])>)> = self
-            .slices_in(start)
-            .into_iter()
-            .map(|slice| (slice, self.states.resident(&time_key(slice))))
-            .collect();
+        if self.states.elsewhere().is_none() {
+            return self.emit_resident_window(start, out);
+        }
+        let slices = self.slices_in(start);
         let metrics = self.states.metrics();
-        let mut streams = Vec::with_capacity(cached.len());
-        for (slice, groups) in cached {
+        let mut streams = Vec::with_capacity(slices.len());
+        for slice in slices {
             streams.push(SliceGroups::new(
                 slice,
-                groups.into_iter(),
+                self.states.resident(&time_key(slice)).into_iter(),
                 self.states.elsewhere(),
                 metrics,
             )?);
@@ -331,6 +330,32 @@ impl HopAgg {
             }
             out.push(StreamChunk::inserts(self.window_rows(&groups)?));
         }
+    }
+
+    /// [`Self::emit_window`] when memory holds every group: its slices'
+    /// groups matched by key through a hash map, not put in order.
+    fn emit_resident_window(&self, start: i64, out: &mut Vec<StreamChunk>) -> Result<()> {
+        let mut groups = WindowGroups::default();
+        let mut numbers: HashMap<&[u8], usize> = HashMap::new();
+        for slice in self.slices_in(start) {
+            for (key, state) in self.states.resident_in(slice) {
+                let j = *numbers.entry(&key[8..]).or_insert_with(|| {
+                    groups.windows.push(start);
+                    groups.keys.push(Cow::Borrowed(&key[8..]));
+                    groups.keys.len() - 1
+                });
+                groups.parts.push((j, Cow::Borrowed(state)));
+            }
+        }
+        if groups.keys.is_empty() {
+            return Ok(());
+        }
+        let rows = self.window_rows(&groups)?;
+        for offset in (0..rows.num_rows()).step_by(FLUSH_GROUPS) {
+            let len = FLUSH_GROUPS.min(rows.num_rows() - offset);
+            out.push(StreamChunk::inserts(rows.slice(offset, len)));
+        }
+        Ok(())
     }
 }
 

@@ -18,7 +18,7 @@ use super::group_cache::GroupCache;
 use super::grouped::{Grouped, GroupedState};
 use super::hash_agg::group_key;
 use crate::cache_budget::CacheBudget;
-use crate::durable::{KeyedReader, ScalarRows};
+use crate::durable::{time_key, KeyedReader, ScalarRows};
 use crate::metrics::JobMetrics;
 use crate::{Error, Result};
 
@@ -209,6 +209,14 @@ impl KeyedStates {
             self.unsaved.remove(key);
         }
         taken
+    }
+
+    /// The resident groups of the window starting at `start`: (key,
+    /// state), in no order.
+    pub fn resident_in(&self, start: i64) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.groups
+            .in_bucket(&time_key(start))
+            .map(|(k, s)| (k, s.as_slice()))
     }
 
     /// The resident groups whose keys start with `prefix`: (key, state),

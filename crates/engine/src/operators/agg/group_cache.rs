@@ -303,7 +303,7 @@ impl<G> GroupCache<G> {
 
     /// [`Self::settle`], then reports to `metrics` how the resident groups
     /// and bytes changed since the last report.
-    pub fn settle_and_report(
+    fn settle_and_report(
         &mut self,
         epoch: Epoch,
         committed: Epoch,
@@ -324,6 +324,20 @@ impl<G> GroupCache<G> {
             );
         }
         evicted
+    }
+
+    /// [`Self::settle_and_report`] after the checkpoint of `epoch`, with
+    /// the committed epoch of the store `keyed` reads (none: nothing has
+    /// committed). Returns whether any group left memory: the store then
+    /// holds groups memory does not.
+    pub fn settle_after(
+        &mut self,
+        epoch: Epoch,
+        keyed: Option<&dyn KeyedReader>,
+        metrics: Option<&JobMetrics>,
+    ) -> bool {
+        let committed = keyed.map_or(0, |k| k.committed_epoch());
+        self.settle_and_report(epoch, committed, metrics) > 0
     }
 
     pub fn len(&self) -> usize {

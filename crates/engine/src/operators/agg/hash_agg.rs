@@ -545,14 +545,9 @@ impl Operator for HashAgg {
             return Ok(());
         }
         self.write_unsaved(keyed)?;
-        let committed = self.keyed.as_ref().map_or(0, |k| k.committed_epoch());
-        if self
-            .groups
-            .settle_and_report(self.epoch, committed, self.metrics.as_deref())
-            > 0
-        {
-            self.stored_elsewhere = true;
-        }
+        self.stored_elsewhere |=
+            self.groups
+                .settle_after(self.epoch, self.keyed.as_deref(), self.metrics.as_deref());
         Ok(())
     }
 

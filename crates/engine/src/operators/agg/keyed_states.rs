@@ -247,14 +247,9 @@ impl KeyedStates {
             keyed.put(group_key(&key), state.clone());
             self.groups.saved(&key, self.epoch, Some(size));
         }
-        let committed = self.keyed.as_ref().map_or(0, |k| k.committed_epoch());
-        if self
-            .groups
-            .settle_and_report(self.epoch, committed, Some(&self.metrics))
-            > 0
-        {
-            self.stored_elsewhere = true;
-        }
+        self.stored_elsewhere |=
+            self.groups
+                .settle_after(self.epoch, self.keyed.as_deref(), Some(&self.metrics));
         Ok(())
     }
 }

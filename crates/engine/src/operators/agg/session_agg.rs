@@ -618,17 +618,12 @@ impl Operator for SessionAgg {
             }
             self.partitions.saved(&key, self.epoch, size);
         }
-        let committed = self.keyed.as_ref().map_or(0, |k| k.committed_epoch());
-        if self.keyed.is_some() {
-            self.ends.settle(committed);
+        if let Some(keyed) = &self.keyed {
+            self.ends.settle(keyed.committed_epoch());
         }
-        if self
-            .partitions
-            .settle_and_report(self.epoch, committed, Some(&self.metrics))
-            > 0
-        {
-            self.stored_elsewhere = true;
-        }
+        self.stored_elsewhere |=
+            self.partitions
+                .settle_after(self.epoch, self.keyed.as_deref(), Some(&self.metrics));
         Ok(())
     }
 

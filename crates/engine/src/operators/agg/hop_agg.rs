@@ -11,7 +11,7 @@
 //! change, the group's old and new rows, both computed from its slices.
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, TimestampMicrosecondArray};
@@ -240,16 +240,15 @@ impl HopAgg {
         }
         // The open windows the part changes, per group, each once.
         let mut pairs: Vec<(i64, Vec<u8>)> = Vec::new();
-        let mut seen: HashMap<(i64, &[u8]), ()> = HashMap::new();
+        let mut seen: HashSet<(i64, &[u8])> = HashSet::new();
         for key in &keys {
             let slice = time_of_key(key);
             for window in self.windows_of(slice).filter(|&w| !self.is_final(w)) {
-                if seen.insert((window, &key[8..]), ()).is_none() {
+                if seen.insert((window, &key[8..])) {
                     pairs.push((window, key[8..].to_vec()));
                 }
             }
         }
-        drop(seen);
         // Every slice state those windows' rows are made of.
         let mut needed = Vec::new();
         for (window, key) in &pairs {
@@ -259,14 +258,12 @@ impl HopAgg {
         }
         self.states.load_missing(needed.iter().map(Vec::as_slice))?;
         let pairs: Vec<(i64, &[u8])> = pairs.iter().map(|(w, k)| (*w, k.as_slice())).collect();
-        let old = {
-            let (groups, found) = self.pairs_now(&pairs);
-            (self.window_rows(&groups)?, found)
-        };
+        let (before, found) = self.pairs_now(&pairs);
+        let old = self.window_rows(&before)?;
+        drop(before);
         self.merge_part(keys, added)?;
-        let (groups, _) = self.pairs_now(&pairs);
-        let new = self.window_rows(&groups)?;
-        let (old, found) = old;
+        let (after, _) = self.pairs_now(&pairs);
+        let new = self.window_rows(&after)?;
         let matched: Vec<u32> = (0..pairs.len() as u32)
             .filter(|&j| found[j as usize])
             .collect();

@@ -4,7 +4,7 @@
 //! CREATE MATERIALIZED VIEW until FLUSH returns (the whole file read, parsed,
 //! aggregated and every window closed). Runs the server in-process.
 //!
-//! `cargo run --release -p tidemark-bench -- --rows 10000000 --window tumble`
+//! `cargo build --release --workspace && target/release/window-bench --rows 10000000 --window tumble`
 
 mod generate;
 
@@ -57,6 +57,10 @@ struct Args {
     /// with `--window tumble-bidder` makes windows of many groups.
     #[arg(long, default_value_t = 10)]
     window_secs: u64,
+    /// Windowed views emit each window's changes as they come, instead of
+    /// its rows once it closes (`EMIT ON WINDOW CLOSE`).
+    #[arg(long)]
+    continuous: bool,
     /// Memory the GROUP BYs keep of their groups, together, MiB.
     #[arg(long, default_value_t = 64)]
     operator_cache_mib: usize,
@@ -152,6 +156,7 @@ async fn main() -> anyhow::Result<()> {
         ),
         _ => ("auction, window_start, window_end", " EMIT ON WINDOW CLOSE"),
     };
+    let emit = if args.continuous { "" } else { emit };
     let started = Instant::now();
     let cpu_before = cpu_seconds();
     run(

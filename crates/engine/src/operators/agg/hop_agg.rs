@@ -14,7 +14,8 @@ use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, TimestampMicrosecondArray};
+use arrow::array::{ArrayRef, TimestampMicrosecondArray, UInt32Array};
+use arrow::compute::take;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use datafusion::physical_expr::PhysicalExpr;
@@ -172,19 +173,30 @@ impl HopAgg {
 
     /// The final rows of `groups`.
     fn window_rows(&self, groups: &WindowGroups) -> Result<RecordBatch> {
-        let n = groups.windows.len();
         let bytes: Vec<&[u8]> = groups.parts.iter().map(|(_, s)| s.as_ref()).collect();
         let states = self.states.decode(&bytes)?;
         let numbers: Vec<usize> = groups.parts.iter().map(|(j, _)| *j).collect();
-        let aggregates = merge_by_group(&self.spec.aggs, &states, &numbers, n)?;
+        let keys: Vec<&[u8]> = groups.keys.iter().map(|k| k.as_ref()).collect();
+        self.rows_of(&groups.windows, &keys, &states, &numbers)
+    }
+
+    /// The final rows of groups: group `j` is the window starting at
+    /// `windows[j]` of the group whose key row is `keys[j]`; row `i` of
+    /// each aggregate's `states` is a part of group `numbers[i]`.
+    fn rows_of(
+        &self,
+        windows: &[i64],
+        keys: &[&[u8]],
+        states: &[Vec<ArrayRef>],
+        numbers: &[usize],
+    ) -> Result<RecordBatch> {
+        let aggregates = merge_by_group(&self.spec.aggs, states, numbers, windows.len())?;
         let partition = match self.spec.partition.len() {
             0 => Vec::new(),
-            _ => self
-                .key_codec
-                .decode(groups.keys.iter().map(|k| k.as_ref()))?,
+            _ => self.key_codec.decode(keys.iter().copied())?,
         };
         let times = |shift: i64| {
-            let starts = groups.windows.iter().map(|w| w.saturating_add(shift));
+            let starts = windows.iter().map(|w| w.saturating_add(shift));
             timestamps_array(starts, &self.time_type)
                 .ok_or_else(|| Error::Internal("HOP over a column that is not a timestamp".into()))
         };
@@ -200,23 +212,55 @@ impl HopAgg {
         columns_to_batch(&self.spec.schema, columns)
     }
 
-    /// The groups (window, key row) `pairs` as their resident slices'
-    /// states give them; also whether each has any.
-    fn pairs_now<'a>(&'a self, pairs: &[(i64, &'a [u8])]) -> (WindowGroups<'a>, Vec<bool>) {
-        let mut groups = WindowGroups::default();
+    /// The rows of the groups (window, key row) `pairs` as their resident
+    /// slices' states give them, each slice's state decoded once; also
+    /// whether each has any.
+    fn pairs_rows(&self, pairs: &[(i64, &[u8])]) -> Result<(RecordBatch, Vec<bool>)> {
         let mut found = vec![false; pairs.len()];
-        for (j, &(window, key)) in pairs.iter().enumerate() {
-            groups.windows.push(window);
-            groups.keys.push(Cow::Borrowed(key));
-            for slice in self.slices_in(window) {
-                let stored = [time_key(slice).as_slice(), key].concat();
-                if let Some(state) = self.states.peek(&stored) {
-                    groups.parts.push((j, Cow::Borrowed(state)));
-                    found[j] = true;
-                }
+        let mut slices: HashMap<i64, Vec<i64>> = HashMap::new();
+        let mut decoded_at: HashMap<Vec<u8>, u32> = HashMap::new();
+        let mut bytes: Vec<&[u8]> = Vec::new();
+        let (mut rows, mut numbers) = (Vec::new(), Vec::new());
+        let mut key = Vec::new();
+        for (j, &(window, group)) in pairs.iter().enumerate() {
+            let covered = slices
+                .entry(window)
+                .or_insert_with(|| self.slices_in(window));
+            for &slice in covered.iter() {
+                key.clear();
+                key.extend_from_slice(&time_key(slice));
+                key.extend_from_slice(group);
+                let row = match decoded_at.get(&key) {
+                    Some(&row) => row,
+                    None => {
+                        let Some(state) = self.states.peek(&key) else {
+                            continue;
+                        };
+                        bytes.push(state);
+                        let row = bytes.len() as u32 - 1;
+                        decoded_at.insert(key.clone(), row);
+                        row
+                    }
+                };
+                rows.push(row);
+                numbers.push(j);
+                found[j] = true;
             }
         }
-        (groups, found)
+        let decoded = self.states.decode(&bytes)?;
+        let rows = UInt32Array::from(rows);
+        let states = decoded
+            .iter()
+            .map(|columns| {
+                columns
+                    .iter()
+                    .map(|c| Ok(take(c.as_ref(), &rows, None)?))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let windows: Vec<i64> = pairs.iter().map(|(w, _)| *w).collect();
+        let keys: Vec<&[u8]> = pairs.iter().map(|(_, k)| *k).collect();
+        Ok((self.rows_of(&windows, &keys, &states, &numbers)?, found))
     }
 
     /// Merges the epoch's rows into their slices' groups, and, with
@@ -250,20 +294,19 @@ impl HopAgg {
             }
         }
         // Every slice state those windows' rows are made of.
-        let mut needed = Vec::new();
-        for (window, key) in &pairs {
-            for slice in self.slices_in(*window) {
-                needed.push([time_key(slice).as_slice(), key].concat());
+        if self.states.elsewhere().is_some() {
+            let mut needed = Vec::new();
+            for (window, key) in &pairs {
+                for slice in self.slices_in(*window) {
+                    needed.push([time_key(slice).as_slice(), key].concat());
+                }
             }
+            self.states.load_missing(needed.iter().map(Vec::as_slice))?;
         }
-        self.states.load_missing(needed.iter().map(Vec::as_slice))?;
         let pairs: Vec<(i64, &[u8])> = pairs.iter().map(|(w, k)| (*w, k.as_slice())).collect();
-        let (before, found) = self.pairs_now(&pairs);
-        let old = self.window_rows(&before)?;
-        drop(before);
+        let (old, found) = self.pairs_rows(&pairs)?;
         self.merge_part(keys, added)?;
-        let (after, _) = self.pairs_now(&pairs);
-        let new = self.window_rows(&after)?;
+        let (new, _) = self.pairs_rows(&pairs)?;
         let matched: Vec<u32> = (0..pairs.len() as u32)
             .filter(|&j| found[j as usize])
             .collect();

@@ -215,27 +215,22 @@ impl<G> GroupCache<G> {
     /// Takes out every group whose key starts with `prefix` (a window's
     /// groups, when it closes): a whole bucket when `prefix` is one.
     pub fn take_prefix(&mut self, prefix: &[u8]) -> Vec<(Vec<u8>, G)> {
-        let taken: Vec<(Vec<u8>, Slot<G>)> = if prefix.len() == self.bucket_len {
-            self.buckets
-                .remove(prefix)
-                .map(|slots| slots.into_iter().collect())
-                .unwrap_or_default()
-        } else {
+        if prefix.len() != self.bucket_len {
             let keys: Vec<Vec<u8>> = self
                 .with_prefix(prefix)
                 .into_iter()
                 .map(|(k, _)| k.to_vec())
                 .collect();
-            let mut taken = Vec::with_capacity(keys.len());
-            for key in keys {
-                let bucket = self.bucket(&key);
-                if let Some(slot) = self.buckets.get_mut(bucket).and_then(|b| b.remove(&key)) {
-                    taken.push((key, slot));
-                }
-            }
-            self.buckets.retain(|_, slots| !slots.is_empty());
-            taken
-        };
+            return keys
+                .into_iter()
+                .filter_map(|k| self.remove(&k).map(|group| (k, group)))
+                .collect();
+        }
+        let taken: Vec<(Vec<u8>, Slot<G>)> = self
+            .buckets
+            .remove(prefix)
+            .map(|slots| slots.into_iter().collect())
+            .unwrap_or_default();
         self.groups -= taken.len();
         self.resident -= taken.iter().map(|(_, s)| s.size).sum::<usize>();
         taken.into_iter().map(|(k, s)| (k, s.group)).collect()
@@ -244,14 +239,11 @@ impl<G> GroupCache<G> {
     /// Records that the checkpoint of `epoch` stored `key` as it is now,
     /// `size` bytes, or its delete when it is not resident.
     pub fn saved(&mut self, key: &[u8], epoch: Epoch, size: Option<usize>) {
-        let resident = &mut self.resident;
-        let bucket = &key[..self.bucket_len.min(key.len())];
-        let slot = self.buckets.get_mut(bucket).and_then(|b| b.get_mut(key));
-        match (slot, size) {
+        match (self.slot_mut(key), size) {
             (Some(slot), Some(size)) => {
                 slot.saved = epoch;
-                *resident = *resident - slot.size + size;
-                slot.size = size;
+                let old = std::mem::replace(&mut slot.size, size);
+                self.resident = self.resident - old + size;
             }
             _ => {
                 self.gone.insert(key.to_vec(), epoch);

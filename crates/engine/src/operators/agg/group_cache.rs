@@ -34,6 +34,16 @@ struct Slot<G> {
     size: usize,
 }
 
+/// The resident groups of one bucket, for many lookups in it.
+pub(crate) struct Bucket<'c, G>(Option<&'c HashMap<Vec<u8>, Slot<G>>>);
+
+impl<'c, G> Bucket<'c, G> {
+    /// The group of `key`, whose first bytes are the bucket's.
+    pub fn get(&self, key: &[u8]) -> Option<&'c G> {
+        self.0?.get(key).map(|s| &s.group)
+    }
+}
+
 pub(crate) struct GroupCache<G> {
     /// The resident groups, by the first `bucket_len` bytes of their keys:
     /// for groups keyed by window, a window's groups are one bucket.
@@ -184,6 +194,11 @@ impl<G> GroupCache<G> {
             .zip(stored)
             .filter_map(|(k, v)| Some((k.to_vec(), v?)))
             .collect())
+    }
+
+    /// The bucket `bucket` (the first bytes of its keys), looked up once.
+    pub fn bucket_of(&self, bucket: &[u8]) -> Bucket<'_, G> {
+        Bucket(self.buckets.get(bucket))
     }
 
     /// The resident groups of the bucket `bucket` (the first bytes of

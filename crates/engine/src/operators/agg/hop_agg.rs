@@ -11,11 +11,11 @@
 //! change, the group's old and new rows, both computed from its slices.
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, TimestampMicrosecondArray, UInt32Array};
-use arrow::compute::take;
+use arrow::compute::{concat, take};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use datafusion::physical_expr::PhysicalExpr;
@@ -25,13 +25,15 @@ use tidemark_types::{Epoch, StreamChunk, Watermark};
 
 use super::changes::{columns_to_batch, matched_changes};
 use super::evaluate_agg_inputs;
+use super::group_cache::Bucket;
 use super::grouped::{merge_by_group, Grouped, GroupedState};
 use super::keyed_agg::{parts, FLUSH_GROUPS};
 use super::keyed_states::{merge_stored, KeyedStates};
 use super::keyed_windows::KeyedWindows;
 use super::slice_groups::SliceGroups;
+use super::window_changes::WindowChanges;
 use crate::cache_budget::CacheBudget;
-use crate::durable::{time_key, time_of_key, KeyedReader, StateEntries};
+use crate::durable::{time_key, KeyedReader, StateEntries};
 use crate::event_time::{micros_array, timestamps_array, END_OF_TIME};
 use crate::metrics::JobMetrics;
 use crate::{Error, Operator, Result};
@@ -49,6 +51,15 @@ pub struct HopAggSpec {
     pub keys: Vec<SessionKey>,
     pub emit_on_close: bool,
     pub schema: SchemaRef,
+}
+
+/// Rows `rows` of each of `columns`.
+fn take_all(columns: &[ArrayRef], rows: &[u32]) -> Result<Vec<ArrayRef>> {
+    let rows = UInt32Array::from(rows.to_vec());
+    columns
+        .iter()
+        .map(|c| Ok(take(c.as_ref(), &rows, None)?))
+        .collect()
 }
 
 /// Groups of windows to emit: group `j` is the window starting at
@@ -190,7 +201,13 @@ impl HopAgg {
         states: &[Vec<ArrayRef>],
         numbers: &[usize],
     ) -> Result<RecordBatch> {
-        let aggregates = merge_by_group(&self.spec.aggs, states, numbers, windows.len())?;
+        let columns = self.key_columns(windows, keys)?;
+        self.rows_with(columns, states, numbers)
+    }
+
+    /// The output's key columns of groups: group `j` is the window starting
+    /// at `windows[j]` of the group whose key row is `keys[j]`.
+    fn key_columns(&self, windows: &[i64], keys: &[&[u8]]) -> Result<Vec<ArrayRef>> {
         let partition = match self.spec.partition.len() {
             0 => Vec::new(),
             _ => self.key_codec.decode(keys.iter().copied())?,
@@ -208,59 +225,20 @@ impl HopAgg {
                 SessionKey::WindowEnd => times(self.spec.size)?,
             });
         }
-        columns.extend(aggregates);
-        columns_to_batch(&self.spec.schema, columns)
+        Ok(columns)
     }
 
-    /// The rows of the groups (window, key row) `pairs` as their resident
-    /// slices' states give them, each slice's state decoded once; also
-    /// whether each has any.
-    fn pairs_rows(&self, pairs: &[(i64, &[u8])]) -> Result<(RecordBatch, Vec<bool>)> {
-        let mut found = vec![false; pairs.len()];
-        let mut slices: HashMap<i64, Vec<i64>> = HashMap::new();
-        let mut decoded_at: HashMap<Vec<u8>, u32> = HashMap::new();
-        let mut bytes: Vec<&[u8]> = Vec::new();
-        let (mut rows, mut numbers) = (Vec::new(), Vec::new());
-        let mut key = Vec::new();
-        for (j, &(window, group)) in pairs.iter().enumerate() {
-            let covered = slices
-                .entry(window)
-                .or_insert_with(|| self.slices_in(window));
-            for &slice in covered.iter() {
-                key.clear();
-                key.extend_from_slice(&time_key(slice));
-                key.extend_from_slice(group);
-                let row = match decoded_at.get(&key) {
-                    Some(&row) => row,
-                    None => {
-                        let Some(state) = self.states.peek(&key) else {
-                            continue;
-                        };
-                        bytes.push(state);
-                        let row = bytes.len() as u32 - 1;
-                        decoded_at.insert(key.clone(), row);
-                        row
-                    }
-                };
-                rows.push(row);
-                numbers.push(j);
-                found[j] = true;
-            }
-        }
-        let decoded = self.states.decode(&bytes)?;
-        let rows = UInt32Array::from(rows);
-        let states = decoded
-            .iter()
-            .map(|columns| {
-                columns
-                    .iter()
-                    .map(|c| Ok(take(c.as_ref(), &rows, None)?))
-                    .collect::<Result<Vec<_>>>()
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let windows: Vec<i64> = pairs.iter().map(|(w, _)| *w).collect();
-        let keys: Vec<&[u8]> = pairs.iter().map(|(_, k)| *k).collect();
-        Ok((self.rows_of(&windows, &keys, &states, &numbers)?, found))
+    /// The final rows of the groups whose key columns are `columns`: row
+    /// `i` of each aggregate's `states` is a part of group `numbers[i]`.
+    fn rows_with(
+        &self,
+        mut columns: Vec<ArrayRef>,
+        states: &[Vec<ArrayRef>],
+        numbers: &[usize],
+    ) -> Result<RecordBatch> {
+        let groups = columns.first().map_or(0, |c| c.len());
+        columns.extend(merge_by_group(&self.spec.aggs, states, numbers, groups)?);
+        columns_to_batch(&self.spec.schema, columns)
     }
 
     /// Merges the epoch's rows into their slices' groups, and, with
@@ -280,39 +258,82 @@ impl HopAgg {
     fn flush_part(&mut self, added: GroupedState, out: &mut Vec<StreamChunk>) -> Result<()> {
         let keys = self.encode_keys(&added.keys)?;
         if self.spec.emit_on_close {
-            return self.merge_part(keys, added);
+            let stored = self.states.stored(&keys, &added.keys)?;
+            return self
+                .merge_part(keys, added, stored.map(|(_, s)| s))
+                .map(drop);
         }
-        // The open windows the part changes, per group, each once.
-        let mut pairs: Vec<(i64, Vec<u8>)> = Vec::new();
-        let mut seen: HashSet<(i64, &[u8])> = HashSet::new();
-        for key in &keys {
-            let slice = time_of_key(key);
-            for window in self.windows_of(slice).filter(|&w| !self.is_final(w)) {
-                if seen.insert((window, &key[8..])) {
-                    pairs.push((window, key[8..].to_vec()));
-                }
-            }
-        }
-        // Every slice state those windows' rows are made of.
+        // The open windows the part changes, per group, and every slice
+        // state those windows' rows are made of, each looked up once.
+        let mut changes = WindowChanges::new(
+            &keys,
+            |slice| {
+                self.windows_of(slice)
+                    .filter(|&w| !self.is_final(w))
+                    .collect()
+            },
+            |range| self.slices.open_in(range).collect(),
+            self.spec.size,
+        );
         if self.states.elsewhere().is_some() {
-            let mut needed = Vec::new();
-            for (window, key) in &pairs {
-                for slice in self.slices_in(*window) {
-                    needed.push([time_key(slice).as_slice(), key].concat());
-                }
-            }
+            let needed = changes.cell_keys();
             self.states.load_missing(needed.iter().map(Vec::as_slice))?;
         }
-        let pairs: Vec<(i64, &[u8])> = pairs.iter().map(|(w, k)| (*w, k.as_slice())).collect();
-        let (old, found) = self.pairs_rows(&pairs)?;
-        self.merge_part(keys, added)?;
-        let (new, _) = self.pairs_rows(&pairs)?;
-        let matched: Vec<u32> = (0..pairs.len() as u32)
-            .filter(|&j| found[j as usize])
-            .collect();
-        let added: Vec<u32> = (0..pairs.len() as u32)
-            .filter(|&j| !found[j as usize])
-            .collect();
+        let states = &self.states;
+        let mut windows: Vec<Option<Bucket<Vec<u8>>>> =
+            (0..changes.slices().len()).map(|_| None).collect();
+        let bytes = changes.read_before(|i, slice, key| {
+            let window = windows[i].get_or_insert_with(|| states.window(slice));
+            window.get(key).map(Vec::as_slice)
+        });
+        let before_rows = bytes.len() as u32;
+        let before = self.states.decode(&bytes)?;
+        // The part merged into the states its groups had before.
+        let stored = match changes.part_before() {
+            Some((at, _)) if at.is_empty() => None,
+            Some((at, rows)) => Some(GroupedState {
+                keys: take_all(&added.keys, &at)?,
+                states: before
+                    .iter()
+                    .map(|columns| take_all(columns, &rows))
+                    .collect::<Result<_>>()?,
+            }),
+            None => self.states.stored(&keys, &added.keys)?.map(|(_, s)| s),
+        };
+        self.states.next_tick();
+        let merged = self.merge_part(keys, added, stored)?;
+        changes.merged_at(before_rows);
+        let after = before
+            .iter()
+            .zip(&merged)
+            .map(|(before, merged)| {
+                before
+                    .iter()
+                    .zip(merged)
+                    .map(|(b, m)| Ok(concat(&[b.as_ref(), m.as_ref()])?))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // Each changed row before and after.
+        let (windows, groups): (Vec<i64>, Vec<&[u8]>) = changes.pairs().unzip();
+        let key_columns = self.key_columns(&windows, &groups)?;
+        let rows = |states: &[Vec<ArrayRef>], after: bool| {
+            let (rows, numbers) = changes.parts(after);
+            let states = states
+                .iter()
+                .map(|columns| take_all(columns, &rows))
+                .collect::<Result<Vec<_>>>()?;
+            let batch = self.rows_with(key_columns.clone(), &states, &numbers)?;
+            Ok::<_, Error>((batch, numbers))
+        };
+        let (old, had) = rows(&before, false)?;
+        let (new, _) = rows(&after, true)?;
+        let mut found = vec![false; windows.len()];
+        for j in had {
+            found[j] = true;
+        }
+        let (matched, added): (Vec<u32>, Vec<u32>) =
+            (0..windows.len() as u32).partition(|&j| found[j as usize]);
         if let Some(chunk) = matched_changes(&old, &matched, &new, &matched, &added)? {
             out.push(chunk);
         }
@@ -320,15 +341,20 @@ impl HopAgg {
     }
 
     /// Merges `added` (whose groups' keys are `keys`) into the slices'
-    /// groups.
-    fn merge_part(&mut self, keys: Vec<Vec<u8>>, added: GroupedState) -> Result<()> {
-        let merged = match self.states.stored(&keys, &added.keys)? {
+    /// groups, whose `stored` states are those of the groups that had one
+    /// (numbered as in `added`): the merged states, one row per group.
+    fn merge_part(
+        &mut self,
+        keys: Vec<Vec<u8>>,
+        added: GroupedState,
+        stored: Option<GroupedState>,
+    ) -> Result<Vec<Vec<ArrayRef>>> {
+        let merged = match stored {
             None => added,
-            Some((_, stored)) => {
-                merge_stored(&self.slice_schema, &self.spec.aggs, &stored, &added)?
-            }
+            Some(stored) => merge_stored(&self.slice_schema, &self.spec.aggs, &stored, &added)?,
         };
-        self.states.put(keys, &merged.states)
+        self.states.put(keys, &merged.states)?;
+        Ok(merged.states)
     }
 
     /// Emits the rows of the window starting at `start`, which has ended:

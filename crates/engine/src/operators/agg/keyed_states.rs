@@ -14,7 +14,7 @@ use tidemark_plan::AggCall;
 use tidemark_state::WriteBatch;
 use tidemark_types::Epoch;
 
-use super::group_cache::GroupCache;
+use super::group_cache::{Bucket, GroupCache};
 use super::grouped::{Grouped, GroupedState};
 use super::hash_agg::group_key;
 use crate::cache_budget::CacheBudget;
@@ -146,11 +146,6 @@ impl KeyedStates {
         Ok(())
     }
 
-    /// The state of a resident group.
-    pub fn peek(&self, key: &[u8]) -> Option<&[u8]> {
-        self.groups.get(key).map(Vec::as_slice)
-    }
-
     /// The stored states of the groups of `keys` that have one, read back
     /// from the store when they left memory: their positions in `keys`, and
     /// their key columns (rows of `key_columns`) with their aggregates'
@@ -209,6 +204,17 @@ impl KeyedStates {
             self.unsaved.remove(key);
         }
         taken
+    }
+
+    /// The resident groups of the window starting at `start`, for
+    /// lookups by key.
+    pub fn window(&self, start: i64) -> Bucket<'_, Vec<u8>> {
+        self.groups.bucket_of(&time_key(start))
+    }
+
+    /// Starts the next chunk: groups it touches are the most recently used.
+    pub fn next_tick(&mut self) {
+        self.groups.next_tick();
     }
 
     /// The resident groups of the window starting at `start`: (key,

@@ -13,6 +13,7 @@ mod min_max;
 mod session_agg;
 mod session_ends;
 mod slice_groups;
+mod window_changes;
 
 pub use hash_agg::HashAgg;
 pub use hop_agg::{HopAgg, HopAggSpec};

@@ -145,14 +145,21 @@ pub fn agg_call(udaf: Arc<AggregateUDF>, arg: usize, input: &SchemaRef, name: &s
     }
 }
 
-/// The rows the changes in `out` leave, applied in order, sorted: five
-/// columns, each an Int64 or a µs timestamp (-1 for anything else).
+/// The rows the changes in `out` leave, applied in order, sorted: the
+/// first five columns, each an Int64 or a µs timestamp (-1 for anything
+/// else, or a column past the last).
 pub fn applied_rows(out: &[StreamChunk]) -> Vec<(i64, i64, i64, i64, i64)> {
     let mut rows: Vec<(i64, i64, i64, i64, i64)> = Vec::new();
     for c in out {
         let b = c.batch();
-        let int = |i: usize, r: usize| match ScalarValue::try_from_array(b.column(i), r) {
-            Ok(ScalarValue::Int64(Some(x)) | ScalarValue::TimestampMicrosecond(Some(x), _)) => x,
+        let int = |i: usize, r: usize| match b
+            .columns()
+            .get(i)
+            .map(|c| ScalarValue::try_from_array(c, r))
+        {
+            Some(Ok(
+                ScalarValue::Int64(Some(x)) | ScalarValue::TimestampMicrosecond(Some(x), _),
+            )) => x,
             _ => -1,
         };
         for r in 0..b.num_rows() {

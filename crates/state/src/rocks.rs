@@ -43,7 +43,7 @@ const FORMAT_KEY: &[u8] = b"format";
 /// the state restored whole. 7: a HOP aggregate keeps each slice's groups
 /// as keyed state, by slice start then key, instead of each slice whole;
 /// SESSION's index of session ends is keyed state, not restored whole.
-pub const STORE_FORMAT: u32 = 7;
+pub const STORE_FORMAT: u32 = 8;
 
 /// How the RocksDB store is tuned.
 #[derive(Debug, Clone)]

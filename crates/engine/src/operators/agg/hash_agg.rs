@@ -1,8 +1,8 @@
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray};
-use arrow::compute::filter_record_batch;
+use arrow::array::ArrayRef;
+use arrow::compute::{take, take_record_batch};
+use arrow::datatypes::DataType;
 use arrow::datatypes::SchemaRef;
 // DataFusion's maps hash with foldhash: keyed by group, they are on the
 // hot path, where std's SipHash costs several percent.
@@ -14,13 +14,14 @@ use tidemark_state::{RowCodec, WriteBatch};
 use tidemark_types::{Epoch, Op, StreamChunk, Watermark};
 
 use super::group_cache::GroupCache;
+use super::keyed_agg::FLUSH_GROUPS;
+use super::keyed_windows::KeyedWindows;
 use super::{
     evaluate_agg_inputs, evaluate_columns, forward_watermark, rows_to_chunk, selected_args,
     RetractableMinMax,
 };
 use crate::cache_budget::CacheBudget;
-use crate::durable::{merge_row, KeyedReader, Progress, ScalarRows, StateEntries};
-use crate::event_time::micros_at;
+use crate::durable::{merge_row, time_key, KeyedReader, ScalarRows, StateEntries};
 use crate::metrics::JobMetrics;
 use crate::{Operator, Result};
 
@@ -51,9 +52,12 @@ struct Group {
 /// whose rows are all deleted disappears. Without GROUP BY there is exactly one
 /// group, present even when empty, as SQL requires.
 ///
-/// A plain (unwindowed) `GROUP BY` whose state restores keeps its groups as
-/// keyed state: memory holds the recently used ones within a budget, and a
-/// row for another reads its group back from the store (see [`GroupCache`]).
+/// A `GROUP BY` whose state restores keeps its groups as keyed state:
+/// memory holds the recently used ones within a budget, and a row for
+/// another reads its group back from the store (see [`GroupCache`]). A
+/// windowed one keys its groups by window start first, so a closing
+/// window's groups are one bucket of the cache and one key range of the
+/// store, read a page at a time and deleted as a range.
 pub struct HashAgg {
     group_exprs: Vec<Arc<dyn PhysicalExpr>>,
     aggs: Vec<AggCall>,
@@ -62,15 +66,12 @@ pub struct HashAgg {
     key_codec: RowCodec,
     groups: GroupCache<Group>,
     global: bool,
-    window: Option<WindowKey>,
+    /// A windowed aggregate's windows: late rows, open windows, and the
+    /// closed ones whose stored groups a checkpoint deletes.
+    windows: Option<KeyedWindows>,
     /// (input column, output column): watermarks passed on.
     watermark_map: Vec<(usize, usize)>,
     metrics: Option<Arc<JobMetrics>>,
-    /// The watermark on the window's input column (µs: groups below it are
-    /// closed) and the late rows dropped, restored ones included.
-    progress: Progress,
-    /// Open groups by their window key's time, to find those a watermark closes.
-    by_window: BTreeMap<i64, Vec<Vec<u8>>>,
     /// Groups changed (or gone) since the last checkpoint.
     unsaved: HashSet<Vec<u8>>,
     /// How a group's row count and accumulator states are stored; `None`
@@ -149,11 +150,9 @@ impl HashAgg {
             schema,
             groups: GroupCache::new(CacheBudget::new(usize::MAX)),
             global,
-            window: None,
+            windows: None,
             watermark_map: Vec::new(),
             metrics: None,
-            progress: Progress::default(),
-            by_window: BTreeMap::new(),
             unsaved: HashSet::default(),
             state_rows: None,
             append_only,
@@ -184,10 +183,20 @@ impl HashAgg {
     }
 
     /// Whether groups are stored as keyed state, read back when needed,
-    /// rather than with the state restored whole: a windowed aggregate must
-    /// know all its open groups to close them, and a global one has one.
+    /// rather than with the state restored whole (a global aggregate has
+    /// one group).
     fn keeps_groups_keyed(&self) -> bool {
-        self.keyed.is_some() && self.state_rows.is_some() && !self.global && self.window.is_none()
+        self.state_rows.is_some()
+            && !self.global
+            && (self.keyed.is_some() || self.windows.is_some())
+    }
+
+    /// The key row of a group's key: after its window's start, if windowed.
+    fn key_row<'k>(&self, key: &'k [u8]) -> &'k [u8] {
+        match self.windows {
+            Some(_) => &key[8..],
+            None => key,
+        }
     }
 
     fn insert_group(&mut self, key: Vec<u8>, group: Group, saved: Epoch) {
@@ -217,36 +226,47 @@ impl HashAgg {
 
     /// Rebuilds the stored groups `keys` (group keys) from their `values`.
     fn load_groups(&mut self, keys: Vec<Vec<u8>>, values: &[&[u8]]) -> Result<()> {
+        let groups = self.stored_groups(&keys, values)?;
+        for (key, group) in keys.into_iter().zip(groups) {
+            self.insert_group(key, group, 0);
+        }
+        Ok(())
+    }
+
+    /// The groups of `keys` as their stored `values` give them.
+    fn stored_groups(&self, keys: &[Vec<u8>], values: &[&[u8]]) -> Result<Vec<Group>> {
         let Some(state_rows) = &self.state_rows else {
             return Err(crate::Error::Internal(
                 "restoring an aggregate whose state is not checkpointed".into(),
             ));
         };
         if keys.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let columns = state_rows.decode(values)?;
         let key_columns = if self.global {
             Vec::new()
         } else {
-            self.key_codec.decode(keys.iter().map(|k| k.as_slice()))?
+            self.key_codec
+                .decode(keys.iter().map(|k| self.key_row(k)))?
         };
         let counts = columns[0]
             .as_any()
             .downcast_ref::<arrow::array::Int64Array>()
             .ok_or_else(|| crate::Error::Internal("stored group row count is not Int64".into()))?
             .clone();
-        for (i, key) in keys.into_iter().enumerate() {
-            let mut group = self.group_at(&key, &key_columns, i)?;
+        let mut groups = Vec::with_capacity(keys.len());
+        for i in 0..keys.len() {
+            let mut group = self.group_at(&key_columns, i)?;
             group.rows = counts.value(i);
             merge_row(&mut group.accumulators, &columns, 1, i)?;
             // Every change was emitted by the checkpoint that stored this.
             if !self.emits_on_close() {
                 group.emitted = Self::output_row(&mut group, self.global)?;
             }
-            self.insert_group(key, group, 0);
+            groups.push(group);
         }
-        Ok(())
+        Ok(groups)
     }
 
     /// Writes the groups changed since the last checkpoint (and deletes of
@@ -275,7 +295,12 @@ impl HashAgg {
                 self.groups.saved(&key, self.epoch, stored);
             }
             match stored {
-                Some(_) => keys.push(key),
+                Some(_) => {
+                    if let Some(w) = &mut self.windows {
+                        w.writes(&key);
+                    }
+                    keys.push(key)
+                }
                 None => out.delete(group_key(&key)),
             }
         }
@@ -287,89 +312,137 @@ impl HashAgg {
 
     /// Makes the aggregate windowed: rows for closed groups are late (dropped
     /// and counted), and closed groups are purged (after being emitted, when
-    /// the window emits on close).
+    /// the window emits on close). A window column that is not a timestamp
+    /// has no times, so its windows never close.
     pub fn with_window(
         mut self,
         window: Option<WindowKey>,
         watermark_map: Vec<(usize, usize)>,
         metrics: Arc<JobMetrics>,
     ) -> Self {
-        self.window = window;
+        let timed = |w: &WindowKey| {
+            matches!(
+                self.schema.fields().get(w.key).map(|f| f.data_type()),
+                Some(DataType::Timestamp(..))
+            )
+        };
+        if let Some(window) = window.filter(timed) {
+            self.windows = Some(KeyedWindows::new(window));
+            self.groups = std::mem::replace(
+                &mut self.groups,
+                GroupCache::new(CacheBudget::new(usize::MAX)),
+            )
+            .with_buckets(8);
+        }
         self.watermark_map = watermark_map;
         self.metrics = Some(metrics);
         self
     }
 
     fn emits_on_close(&self) -> bool {
-        self.window.is_some_and(|w| w.emit_on_close)
+        self.windows
+            .as_ref()
+            .is_some_and(|w| w.window.emit_on_close)
     }
 
-    /// Drops the rows whose window is already closed, counting them.
-    fn drop_late(&mut self, chunk: StreamChunk, key_columns: &[ArrayRef]) -> Result<StreamChunk> {
-        let (Some(window), Some(watermark)) = (self.window, self.progress.watermark) else {
-            return Ok(chunk);
+    /// The rows of `chunk` whose window is still open, with their key
+    /// columns; the others are late, dropped and counted.
+    fn admit(
+        &mut self,
+        chunk: StreamChunk,
+        key_columns: Vec<ArrayRef>,
+    ) -> Result<(StreamChunk, Vec<ArrayRef>)> {
+        let (Some(windows), Some(metrics)) = (&mut self.windows, &self.metrics) else {
+            return Ok((chunk, key_columns));
         };
-        let times = &key_columns[window.key];
-        let keep: BooleanArray = (0..chunk.num_rows())
-            .map(|r| Some(micros_at(times.as_ref(), r).is_none_or(|t| t >= watermark)))
-            .collect();
-        let late = keep.false_count();
-        if late == 0 {
-            return Ok(chunk);
-        }
-        if let Some(m) = &self.metrics {
-            m.add_late_rows(late);
-        }
-        self.progress.late += late as u64;
-        let ops = chunk.ops().map(|ops| {
-            ops.iter()
-                .zip(keep.iter())
-                .filter(|(_, k)| k.unwrap_or(false))
-                .map(|(op, _)| *op)
-                .collect::<Vec<Op>>()
-        });
-        let batch = filter_record_batch(chunk.batch(), &keep)?;
-        Ok(match ops {
-            Some(ops) => StreamChunk::with_ops(batch, ops),
+        let Some(rows) = windows.admit(&key_columns, metrics)? else {
+            return Ok((chunk, key_columns));
+        };
+        let batch = take_record_batch(chunk.batch(), &rows)?;
+        let key_columns = key_columns
+            .iter()
+            .map(|c| take(c.as_ref(), &rows, None))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let chunk = match chunk.ops() {
+            Some(ops) => StreamChunk::with_ops(
+                batch,
+                rows.values().iter().map(|&r| ops[r as usize]).collect(),
+            ),
             None => StreamChunk::inserts(batch),
-        })
+        };
+        Ok((chunk, key_columns))
     }
 
-    /// Closes every group whose window key is below `watermark`.
-    fn close_windows(&mut self, watermark: i64, out: &mut Vec<StreamChunk>) -> Result<()> {
-        let open = self.by_window.split_off(&watermark);
-        let closed = std::mem::replace(&mut self.by_window, open);
-        let emit = self.emits_on_close();
-        let mut rows = Vec::new();
-        for key in closed.into_values().flatten() {
-            let Some(mut group) = self.groups.remove(&key) else {
-                continue;
+    /// The window starting at `start` closed: its groups leave memory and,
+    /// when the view emits on close, are emitted, with those only the store
+    /// holds (read a page at a time). Their stored states are deleted, as
+    /// a range, by the next checkpoint.
+    fn close_window(&mut self, start: i64, out: &mut Vec<StreamChunk>) -> Result<()> {
+        let prefix = time_key(start);
+        let mut taken = self.groups.take_prefix(&prefix);
+        for (key, _) in &taken {
+            self.unsaved.remove(key);
+        }
+        if !self.emits_on_close() {
+            return Ok(());
+        }
+        for part in taken.chunks_mut(FLUSH_GROUPS) {
+            let mut rows = Vec::with_capacity(part.len());
+            for (_, group) in part {
+                if let Some(row) = Self::output_row(group, false)? {
+                    rows.push((Op::Insert, row));
+                }
+            }
+            if let Some(chunk) = rows_to_chunk(&self.schema, rows)? {
+                out.push(chunk);
+            }
+        }
+        let Some(keyed) = self.keyed.as_ref().filter(|_| self.stored_elsewhere) else {
+            return Ok(());
+        };
+        // The groups only the store holds: not resident, not deleted since
+        // it was written.
+        let resident: HashSet<&[u8]> = taken.iter().map(|(k, _)| k.as_slice()).collect();
+        let stored_prefix = group_key(&prefix);
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = keyed.scan_page(&stored_prefix, after.as_deref(), FLUSH_GROUPS)?;
+            let Some((last, _)) = page.last() else {
+                return Ok(());
             };
-            self.unsaved.insert(key);
-            if emit {
+            after = Some(last.clone());
+            // Stored keys are `group_key`s: a tag byte, then the group's key.
+            let (keys, values): (Vec<Vec<u8>>, Vec<Vec<u8>>) = page
+                .into_iter()
+                .map(|(k, v)| (k[1..].to_vec(), v))
+                .filter(|(k, _)| {
+                    !resident.contains(k.as_slice())
+                        && !self.unsaved.contains(k)
+                        && !self.groups.is_gone(k)
+                })
+                .unzip();
+            if let Some(m) = &self.metrics {
+                m.add_groups_read_back(keys.len());
+            }
+            let values: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+            let mut rows = Vec::with_capacity(keys.len());
+            for mut group in self.stored_groups(&keys, &values)? {
                 if let Some(row) = Self::output_row(&mut group, false)? {
                     rows.push((Op::Insert, row));
                 }
             }
+            if let Some(chunk) = rows_to_chunk(&self.schema, rows)? {
+                out.push(chunk);
+            }
         }
-        if let Some(chunk) = rows_to_chunk(&self.schema, rows)? {
-            out.push(chunk);
-        }
-        Ok(())
     }
 
-    /// A new, empty group for `key`, whose key values are row `row` of
-    /// `key_columns`; filed by window time when the aggregate is windowed.
-    fn group_at(&mut self, key: &[u8], key_columns: &[ArrayRef], row: usize) -> Result<Group> {
+    /// A new, empty group whose key values are row `row` of `key_columns`.
+    fn group_at(&self, key_columns: &[ArrayRef], row: usize) -> Result<Group> {
         let scalars = key_columns
             .iter()
             .map(|c| ScalarValue::try_from_array(c, row))
             .collect::<datafusion::error::Result<Vec<_>>>()?;
-        if let Some(w) = self.window {
-            if let Some(t) = micros_at(key_columns[w.key].as_ref(), row) {
-                self.by_window.entry(t).or_default().push(key.to_vec());
-            }
-        }
         self.new_group(scalars)
     }
 
@@ -439,18 +512,17 @@ impl Operator for HashAgg {
     }
 
     fn on_chunk(&mut self, chunk: StreamChunk, out: &mut Vec<StreamChunk>) -> Result<()> {
-        let mut key_columns = evaluate_columns(&self.group_exprs, chunk.batch())?;
-        let before = chunk.num_rows();
-        let chunk = self.drop_late(chunk, &key_columns)?;
-        if chunk.num_rows() != before {
-            key_columns = evaluate_columns(&self.group_exprs, chunk.batch())?;
-        }
+        let key_columns = evaluate_columns(&self.group_exprs, chunk.batch())?;
+        let (chunk, key_columns) = self.admit(chunk, key_columns)?;
         let batch = chunk.batch();
         let n = batch.num_rows();
-        let keys = if self.global {
-            vec![Vec::new(); n]
-        } else {
-            self.key_codec.encode(&key_columns)?
+        if n == 0 {
+            return Ok(());
+        }
+        let keys = match &self.windows {
+            _ if self.global => vec![Vec::new(); n],
+            Some(w) => w.window_keys(&key_columns, self.key_codec.encode(&key_columns)?)?,
+            None => self.key_codec.encode(&key_columns)?,
         };
         let (args, filters) = evaluate_agg_inputs(&self.args, &self.aggs, batch)?;
 
@@ -477,7 +549,7 @@ impl Operator for HashAgg {
             let (inserts, deletes) = &by_group[key.as_slice()];
             if !self.groups.contains(key) {
                 let first = inserts.first().or(deletes.first()).copied().unwrap_or(0) as usize;
-                let group = self.group_at(key, &key_columns, first)?;
+                let group = self.group_at(&key_columns, first)?;
                 self.insert_group(key.clone(), group, 0);
             }
             let Some(group) = self.groups.get_mut(key) else {
@@ -509,11 +581,12 @@ impl Operator for HashAgg {
         wm: Watermark,
         out: &mut Vec<StreamChunk>,
     ) -> Result<Vec<Watermark>> {
-        if self.window.is_some_and(|w| w.input_column == wm.column)
-            && self.progress.watermark.is_none_or(|w| wm.value > w)
-        {
-            self.progress.watermark = Some(wm.value);
-            self.close_windows(wm.value, out)?;
+        if let Some(windows) = &mut self.windows {
+            if windows.window.input_column == wm.column {
+                for start in windows.advance(wm.value) {
+                    self.close_window(start, out)?;
+                }
+            }
         }
         Ok(forward_watermark(&self.watermark_map, wm))
     }
@@ -529,7 +602,9 @@ impl Operator for HashAgg {
         if self.state_rows.is_none() {
             return Ok(());
         }
-        self.progress.put(state);
+        if let Some(windows) = &mut self.windows {
+            return windows.checkpoint_state(state);
+        }
         if self.keeps_groups_keyed() {
             return Ok(());
         }
@@ -544,6 +619,9 @@ impl Operator for HashAgg {
         if !self.keeps_groups_keyed() {
             return Ok(());
         }
+        if let Some(windows) = &mut self.windows {
+            windows.checkpoint_keyed(keyed);
+        }
         self.write_unsaved(keyed)?;
         self.stored_elsewhere |=
             self.groups
@@ -553,18 +631,23 @@ impl Operator for HashAgg {
 
     fn restore(&mut self, entries: StateEntries) -> Result<()> {
         self.stored_elsewhere = true;
+        if let (Some(windows), Some(metrics)) = (&mut self.windows, &self.metrics) {
+            // Groups are read back as rows and closing windows reach them:
+            // the state restored whole is the progress and the open windows.
+            for (key, value) in &entries {
+                windows.restore(key, value, metrics)?;
+            }
+            return Ok(());
+        }
         let mut keys = Vec::new();
         let mut values = Vec::new();
         for (key, value) in &entries {
             match key.split_first() {
-                None => {
-                    self.progress = Progress::restore(value, self.metrics.as_deref())?;
-                }
                 Some((1, group)) => {
                     keys.push(group.to_vec());
                     values.push(value.as_slice());
                 }
-                Some(_) => {
+                _ => {
                     return Err(crate::Error::Internal(format!(
                         "a stored aggregate key of {} bytes",
                         key.len()
@@ -602,7 +685,7 @@ mod tests {
     use datafusion::physical_expr::expressions::Column;
 
     use super::*;
-    use crate::test_util::{agg_call, chunk_from_pretty, pretty, schema_of};
+    use crate::test_util::{agg_call, chunk_from_pretty, pretty, schema_of, Step};
 
     fn count_and_max() -> HashAgg {
         count_and_max_over(false)
@@ -732,6 +815,152 @@ mod tests {
                 };
                 assert_restores(make, &steps, cut);
             }
+        }
+    }
+
+    /// `k, ts, count(v), min(v) … GROUP BY k, ts`, windowed by `ts`.
+    fn windowed(emit_on_close: bool, budget: usize, metrics: Arc<JobMetrics>) -> Box<dyn Operator> {
+        use arrow::datatypes::TimeUnit;
+        use datafusion::functions_aggregate::min_max::min_udaf;
+        let input = crate::test_util::key_value_time_schema();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, true),
+            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+            Field::new("n", DataType::Int64, false),
+            Field::new("low", DataType::Int64, true),
+        ]));
+        let keys: Vec<Arc<dyn PhysicalExpr>> = vec![
+            Arc::new(Column::new("k", 0)),
+            Arc::new(Column::new("ts", 2)),
+        ];
+        let aggs = vec![
+            agg_call(count_udaf(), 1, &input, "n"),
+            agg_call(min_udaf(), 1, &input, "low"),
+        ];
+        let window = WindowKey {
+            key: 1,
+            input_column: 2,
+            emit_on_close,
+        };
+        Box::new(
+            HashAgg::new(keys, aggs, schema, false)
+                .unwrap()
+                .with_window(Some(window), vec![(2, 1)], metrics)
+                .with_cache_budget(CacheBudget::new(budget)),
+        )
+    }
+
+    /// Random inserts and deletes of (k, v, ts) rows, times rising with up
+    /// to 20 of disorder, a watermark 12 behind the newest (some rows and
+    /// deletes are late), checkpoints between; with the rows each group is
+    /// left with (count, min) and the late rows, as a brute force sees them.
+    #[allow(clippy::type_complexity)]
+    fn windowed_steps(seed: u64) -> (Vec<Step>, Vec<(i64, i64, i64, i64, i64)>, u64) {
+        use crate::test_util::{key_value_time_chunk, Lcg};
+        use std::collections::BTreeMap;
+        let mut lcg = Lcg::new(seed);
+        let (mut steps, mut sent) = (Vec::new(), Vec::new());
+        let mut groups: BTreeMap<(i64, i64), Vec<i64>> = BTreeMap::new();
+        let (mut watermark, mut newest, mut late) = (i64::MIN, i64::MIN, 0);
+        for i in 0..60i64 {
+            let (mut rows, mut ops) = (Vec::new(), Vec::new());
+            for _ in 0..1 + lcg.next(4) {
+                let row = if !sent.is_empty() && lcg.next(3) == 0 {
+                    ops.push(Op::Delete);
+                    sent.remove(lcg.next(sent.len() as u64) as usize)
+                } else {
+                    ops.push(Op::Insert);
+                    let t = i * 2 + lcg.next(21) as i64 - 20;
+                    let row = (lcg.next(3) as i64, lcg.next(100) as i64, t);
+                    sent.push(row);
+                    row
+                };
+                rows.push(row);
+                newest = newest.max(row.2);
+            }
+            for (&(k, v, t), op) in rows.iter().zip(&ops) {
+                if t < watermark {
+                    late += 1;
+                    continue;
+                }
+                let values = groups.entry((k, t)).or_default();
+                match op {
+                    Op::Insert => values.push(v),
+                    Op::Delete => {
+                        let at = values.iter().position(|x| *x == v).unwrap();
+                        values.remove(at);
+                    }
+                }
+            }
+            let batch = key_value_time_chunk(&rows).batch().clone();
+            steps.push(Step::Chunk(StreamChunk::with_ops(batch, ops)));
+            watermark = watermark.max(newest - 12);
+            steps.push(Step::Watermark(Watermark {
+                column: 2,
+                value: watermark,
+            }));
+            if lcg.next(3) == 0 {
+                steps.push(Step::Checkpoint);
+            }
+        }
+        steps.push(Step::Watermark(Watermark {
+            column: 2,
+            value: crate::event_time::END_OF_TIME,
+        }));
+        let rows = groups
+            .into_iter()
+            .filter(|(_, values)| !values.is_empty())
+            .map(|((k, t), values)| (k, t, values.len() as i64, *values.iter().min().unwrap(), -1))
+            .collect();
+        (steps, rows, late)
+    }
+
+    #[test]
+    fn windows_over_retracting_input_equal_brute_force() {
+        use crate::test_util::{applied_rows, run_in_store};
+        let mut read_back = 0;
+        for seed in 0..30u64 {
+            let (steps, expected, late) = windowed_steps(seed);
+            for emit_on_close in [true, false] {
+                for budget in [usize::MAX, 0] {
+                    let m = Arc::new(JobMetrics::default());
+                    let op = windowed(emit_on_close, budget, Arc::clone(&m));
+                    let (got, read) = run_in_store(op, &steps);
+                    let case = format!("seed {seed}, on close {emit_on_close}, budget {budget}");
+                    assert_eq!(applied_rows(&got), expected, "{case}");
+                    assert_eq!(m.stats().late_rows, late, "{case}");
+                    read_back += read;
+                }
+            }
+        }
+        assert!(read_back > 100, "only {read_back} groups were read back");
+    }
+
+    #[test]
+    fn a_restored_windowed_aggregate_still_retracts_what_it_had() {
+        use crate::test_util::assert_restores;
+        for seed in 0..8u64 {
+            let (steps, _, _) = windowed_steps(seed);
+            for cut in (0..steps.len()).step_by(7) {
+                for emit_on_close in [true, false] {
+                    for budget in [usize::MAX, 0] {
+                        let make = |m| windowed(emit_on_close, budget, m);
+                        assert_restores(make, &steps, cut);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn closed_windows_leave_only_the_progress_stored() {
+        use crate::test_util::stored_after;
+        let (steps, _, _) = windowed_steps(5);
+        for emit_on_close in [true, false] {
+            let op = windowed(emit_on_close, 0, Arc::new(JobMetrics::default()));
+            let (state, keyed) = stored_after(op, &steps);
+            assert_eq!(state.len(), 1, "{state:?}");
+            assert!(keyed.is_empty(), "{keyed:?}");
         }
     }
 }

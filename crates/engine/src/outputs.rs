@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::sync::Mutex;
 
@@ -86,6 +87,9 @@ pub struct Shared {
     actor_threads: tokio::runtime::Handle,
     /// Rows of a snapshot an actor sends per epoch (see [`Backfill`]).
     backfill_rows: usize,
+    /// Whether source readers wait (passing barriers on) instead of
+    /// reading: while a restart restores its views one barrier each.
+    sources_held: AtomicBool,
 }
 
 impl Shared {
@@ -103,7 +107,18 @@ impl Shared {
             settled,
             actor_threads,
             backfill_rows: backfill_rows.max(1),
+            sources_held: AtomicBool::new(false),
         }
+    }
+
+    /// Holds source readers back (or lets them go): each reader waits,
+    /// still passing barriers on, so barriers are not queued behind input.
+    pub fn hold_sources(&self, held: bool) {
+        self.sources_held.store(held, Ordering::Relaxed);
+    }
+
+    pub fn sources_held(&self) -> bool {
+        self.sources_held.load(Ordering::Relaxed)
     }
 
     pub fn store(&self) -> &dyn StateStore {

@@ -216,6 +216,14 @@ impl Runtime {
         }
     }
 
+    /// Holds every source reader back, or lets them go (see
+    /// [`Shared::hold_sources`]): a restart restores its views one barrier
+    /// each, and a barrier would otherwise wait behind the input the views
+    /// already resumed are reading.
+    pub fn hold_sources(&self, held: bool) {
+        self.inner.shared.hold_sources(held);
+    }
+
     /// Whether some view restored at start was recomputed rather than
     /// resumed: its rows are incomplete until it catches up with its inputs.
     pub fn recomputed_any(&self) -> bool {

@@ -183,9 +183,11 @@ impl SourceActor {
             }
             self.uncommitted
                 .committed(self.shared.store().committed_epoch());
-            if self.uncommitted.too_far_ahead() {
-                // Checkpoints lag: wait for commits, still passing barriers on.
-                if !self.asked_for_checkpoint {
+            let held = self.shared.sources_held();
+            if held || self.uncommitted.too_far_ahead() {
+                // Checkpoints lag (or a restart restores views): wait,
+                // still passing barriers on.
+                if !held && !self.asked_for_checkpoint {
                     self.asked_for_checkpoint = true;
                     self.shared.report(ActorEvent::CheckpointWanted);
                 }

@@ -46,6 +46,8 @@ impl Database {
         let started = std::time::Instant::now();
         let count = records.len();
         tracing::info!(epoch, relations = count, "restoring the catalog");
+        // Each view resumes with a barrier; sources read once all have.
+        let held = HeldSources::new(&self.runtime);
         for (key, value) in records {
             let id = key
                 .get(prefix.len()..)
@@ -68,6 +70,7 @@ impl Database {
                 .with_detail(format!("Stored statement: {text}"))
             })?;
         }
+        drop(held);
         // A recomputed view is read only once it has caught up with its
         // inputs; resumed ones are as of their checkpoint already.
         if self.runtime.recomputed_any() {
@@ -105,5 +108,21 @@ impl Database {
         };
         self.run(&req, statement).await?;
         Ok(())
+    }
+}
+
+/// Source readers held back until dropped (also when a restore fails).
+struct HeldSources<'r>(&'r tidemark_engine::Runtime);
+
+impl<'r> HeldSources<'r> {
+    fn new(runtime: &'r tidemark_engine::Runtime) -> Self {
+        runtime.hold_sources(true);
+        Self(runtime)
+    }
+}
+
+impl Drop for HeldSources<'_> {
+    fn drop(&mut self) {
+        self.0.hold_sources(false);
     }
 }

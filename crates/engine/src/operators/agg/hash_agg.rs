@@ -15,7 +15,7 @@ use tidemark_types::{Epoch, Op, StreamChunk, Watermark};
 
 use super::group_cache::GroupCache;
 use super::keyed_agg::FLUSH_GROUPS;
-use super::keyed_windows::KeyedWindows;
+use super::keyed_windows::{for_each_stored_page, KeyedWindows};
 use super::{
     evaluate_agg_inputs, evaluate_columns, forward_watermark, rows_to_chunk, selected_args,
     RetractableMinMax,
@@ -403,18 +403,9 @@ impl HashAgg {
         // The groups only the store holds: not resident, not deleted since
         // it was written.
         let resident: HashSet<&[u8]> = taken.iter().map(|(k, _)| k.as_slice()).collect();
-        let stored_prefix = group_key(&prefix);
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let page = keyed.scan_page(&stored_prefix, after.as_deref(), FLUSH_GROUPS)?;
-            let Some((last, _)) = page.last() else {
-                return Ok(());
-            };
-            after = Some(last.clone());
-            // Stored keys are `group_key`s: a tag byte, then the group's key.
+        for_each_stored_page(keyed.as_ref(), start, |page| {
             let (keys, values): (Vec<Vec<u8>>, Vec<Vec<u8>>) = page
                 .into_iter()
-                .map(|(k, v)| (k[1..].to_vec(), v))
                 .filter(|(k, _)| {
                     !resident.contains(k.as_slice())
                         && !self.unsaved.contains(k)
@@ -434,7 +425,8 @@ impl HashAgg {
             if let Some(chunk) = rows_to_chunk(&self.schema, rows)? {
                 out.push(chunk);
             }
-        }
+            Ok(())
+        })
     }
 
     /// A new, empty group whose key values are row `row` of `key_columns`.

@@ -17,9 +17,8 @@ use tidemark_types::{Epoch, StreamChunk, Watermark};
 
 use super::changes::{columns_to_batch, matched_changes};
 use super::grouped::{Grouped, GroupedState};
-use super::hash_agg::group_key;
 use super::keyed_states::{merge_stored, KeyedStates};
-use super::keyed_windows::KeyedWindows;
+use super::keyed_windows::{for_each_stored_page, KeyedWindows};
 use super::{evaluate_agg_inputs, evaluate_columns, forward_watermark};
 use crate::cache_budget::CacheBudget;
 use crate::durable::{KeyedReader, StateEntries};
@@ -278,23 +277,14 @@ impl KeyedAgg {
             .map(|(k, _)| k.as_slice())
             .chain(self.emitted.iter().map(Vec::as_slice))
             .collect();
-        let stored_prefix = group_key(&prefix);
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let page = keyed.scan_page(&stored_prefix, after.as_deref(), FLUSH_GROUPS)?;
-            let Some((last, _)) = page.last() else {
-                return Ok(());
-            };
-            after = Some(last.clone());
-            // Stored keys are `group_key`s: a tag byte, then the group's key.
+        for_each_stored_page(keyed, start, |page| {
             let groups: Vec<(Vec<u8>, Vec<u8>)> = page
                 .into_iter()
-                .map(|(k, v)| (k[1..].to_vec(), v))
                 .filter(|(k, _)| !in_memory.contains(k.as_slice()))
                 .collect();
             self.metrics.add_groups_read_back(groups.len());
-            self.emit_groups(&groups, out)?;
-        }
+            self.emit_groups(&groups, out)
+        })
     }
 
     /// Emits the final rows of windowed groups: (key, stored state).

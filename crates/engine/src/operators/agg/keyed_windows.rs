@@ -11,10 +11,36 @@ use tidemark_plan::WindowKey;
 use tidemark_state::WriteBatch;
 
 use super::hash_agg::group_key;
-use crate::durable::{time_key, time_of_key, window_of_key, Progress, StoredWindows};
+use super::keyed_agg::FLUSH_GROUPS;
+use crate::durable::{time_key, time_of_key, window_of_key, KeyedReader, Progress, StoredWindows};
 use crate::event_time::micros_array;
 use crate::metrics::JobMetrics;
 use crate::{Error, Result};
+
+/// Calls `each` with the groups the store holds of the window (or slice)
+/// starting at `start`, a page of [`FLUSH_GROUPS`] at a time, in key order:
+/// (key, stored state), keys as the caches hold them.
+pub(super) fn for_each_stored_page(
+    keyed: &dyn KeyedReader,
+    start: i64,
+    mut each: impl FnMut(Vec<(Vec<u8>, Vec<u8>)>) -> Result<()>,
+) -> Result<()> {
+    let prefix = group_key(&time_key(start));
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = keyed.scan_page(&prefix, after.as_deref(), FLUSH_GROUPS)?;
+        let Some((last, _)) = page.last() else {
+            return Ok(());
+        };
+        after = Some(last.clone());
+        // Stored keys are `group_key`s: a tag byte, then the group's key.
+        each(
+            page.into_iter()
+                .map(|(k, v)| (k[1..].to_vec(), v))
+                .collect(),
+        )?;
+    }
+}
 
 /// Where rows whose window key is NULL are kept: no watermark closes it.
 const NULL_WINDOW: i64 = i64::MAX;

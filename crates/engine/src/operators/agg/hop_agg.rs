@@ -11,13 +11,15 @@
 //! change, the group's old and new rows, both computed from its slices.
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, TimestampMicrosecondArray, UInt32Array};
 use arrow::compute::{concat, take};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
+// Keyed by group: foldhash, not std's SipHash, on this hot path.
+use datafusion::common::HashMap;
 use datafusion::physical_expr::PhysicalExpr;
 use tidemark_plan::{AggCall, SessionKey, WindowKey};
 use tidemark_state::{RowCodec, WriteBatch};
@@ -402,7 +404,7 @@ impl HopAgg {
     /// groups matched by key through a hash map, not put in order.
     fn emit_resident_window(&self, start: i64, out: &mut Vec<StreamChunk>) -> Result<()> {
         let mut groups = WindowGroups::default();
-        let mut numbers: HashMap<&[u8], usize> = HashMap::new();
+        let mut numbers: HashMap<&[u8], usize> = HashMap::default();
         for slice in self.slices_in(start) {
             for (key, state) in self.states.resident_in(slice) {
                 let j = *numbers.entry(&key[8..]).or_insert_with(|| {

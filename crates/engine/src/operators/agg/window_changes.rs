@@ -7,8 +7,10 @@
 //! slices, not `n²` lookups), and the states after the flush are the ones
 //! before, except the changed slices', which the flush's merge gives.
 
-use std::collections::HashMap;
 use std::ops::Range;
+
+// Keyed by group: foldhash, not std's SipHash, on this hot path.
+use datafusion::common::HashMap;
 
 use crate::durable::{time_key, time_of_key};
 
@@ -53,7 +55,7 @@ impl WindowChanges {
         O: Fn(Range<i64>) -> Vec<i64>,
     {
         // The part's keys by group, then slice.
-        let mut numbers: HashMap<&[u8], u32> = HashMap::new();
+        let mut numbers: HashMap<&[u8], u32> = HashMap::default();
         let mut groups = Vec::new();
         let mut changed: Vec<(u32, i64, u32)> = Vec::with_capacity(keys.len());
         for (k, key) in keys.iter().enumerate() {

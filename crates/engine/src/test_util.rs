@@ -13,6 +13,7 @@ use datafusion::common::ScalarValue;
 use datafusion::logical_expr::AggregateUDF;
 use datafusion::physical_expr::aggregate::AggregateExprBuilder;
 use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::PhysicalExpr;
 use tidemark_plan::AggCall;
 use tidemark_types::{Op, StreamChunk};
 
@@ -112,6 +113,39 @@ pub fn key_value_time_schema() -> SchemaRef {
         Field::new("v", DataType::Int64, true),
         Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
     ]))
+}
+
+/// `k, ts, count(v) AS n, min(v) AS low … GROUP BY k, ts` over
+/// [`key_value_time_schema`], each distinct time a window of its own (see
+/// [`time_window`]): the group keys, the aggregates and the output schema.
+pub fn count_min_by_key_and_time() -> (Vec<Arc<dyn PhysicalExpr>>, Vec<AggCall>, SchemaRef) {
+    use datafusion::functions_aggregate::{count::count_udaf, min_max::min_udaf};
+    let input = key_value_time_schema();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Int64, true),
+        Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+        Field::new("n", DataType::Int64, false),
+        Field::new("low", DataType::Int64, true),
+    ]));
+    let keys: Vec<Arc<dyn PhysicalExpr>> = vec![
+        Arc::new(Column::new("k", 0)),
+        Arc::new(Column::new("ts", 2)),
+    ];
+    let aggs = vec![
+        agg_call(count_udaf(), 1, &input, "n"),
+        agg_call(min_udaf(), 1, &input, "low"),
+    ];
+    (keys, aggs, schema)
+}
+
+/// The window of [`count_min_by_key_and_time`]: its `ts` key, the input's
+/// time column.
+pub fn time_window(emit_on_close: bool) -> tidemark_plan::WindowKey {
+    tidemark_plan::WindowKey {
+        key: 1,
+        input_column: 2,
+        emit_on_close,
+    }
 }
 
 /// Inserts of `(k, v, ts)` rows of [`key_value_time_schema`].

@@ -812,28 +812,8 @@ mod tests {
 
     /// `k, ts, count(v), min(v) … GROUP BY k, ts`, windowed by `ts`.
     fn windowed(emit_on_close: bool, budget: usize, metrics: Arc<JobMetrics>) -> Box<dyn Operator> {
-        use arrow::datatypes::TimeUnit;
-        use datafusion::functions_aggregate::min_max::min_udaf;
-        let input = crate::test_util::key_value_time_schema();
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("k", DataType::Int64, true),
-            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
-            Field::new("n", DataType::Int64, false),
-            Field::new("low", DataType::Int64, true),
-        ]));
-        let keys: Vec<Arc<dyn PhysicalExpr>> = vec![
-            Arc::new(Column::new("k", 0)),
-            Arc::new(Column::new("ts", 2)),
-        ];
-        let aggs = vec![
-            agg_call(count_udaf(), 1, &input, "n"),
-            agg_call(min_udaf(), 1, &input, "low"),
-        ];
-        let window = WindowKey {
-            key: 1,
-            input_column: 2,
-            emit_on_close,
-        };
+        let (keys, aggs, schema) = crate::test_util::count_min_by_key_and_time();
+        let window = crate::test_util::time_window(emit_on_close);
         Box::new(
             HashAgg::new(keys, aggs, schema, false)
                 .unwrap()

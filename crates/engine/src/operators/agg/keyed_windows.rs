@@ -224,63 +224,29 @@ impl KeyedWindows {
 mod tests {
     use std::sync::Arc;
 
-    use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-    use datafusion::functions_aggregate::{count::count_udaf, min_max::min_udaf};
-    use datafusion::physical_expr::expressions::Column;
-    use datafusion::physical_expr::PhysicalExpr;
-    use tidemark_plan::AggCall;
-
     use super::*;
     use crate::cache_budget::CacheBudget;
     use crate::operators::{HashAgg, KeyedAgg};
     use crate::test_util::{
-        agg_call, applied_pretty, key_value_time_schema, random_steps,
-        restores_over_random_streams, run_in_store, stored_after, Step,
+        applied_pretty, count_min_by_key_and_time, key_value_time_schema, random_steps,
+        restores_over_random_streams, run_in_store, stored_after, time_window, Step,
     };
     use crate::Operator;
 
-    /// count and min per (k, ts): each distinct time is a window of its own.
-    fn parts() -> (Vec<Arc<dyn PhysicalExpr>>, Vec<AggCall>, SchemaRef) {
-        let input = key_value_time_schema();
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("k", DataType::Int64, true),
-            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
-            Field::new("n", DataType::Int64, false),
-            Field::new("low", DataType::Int64, true),
-        ]));
-        let keys: Vec<Arc<dyn PhysicalExpr>> = vec![
-            Arc::new(Column::new("k", 0)),
-            Arc::new(Column::new("ts", 2)),
-        ];
-        let aggs = vec![
-            agg_call(count_udaf(), 1, &input, "n"),
-            agg_call(min_udaf(), 1, &input, "low"),
-        ];
-        (keys, aggs, schema)
-    }
-
-    fn window(emit_on_close: bool) -> WindowKey {
-        WindowKey {
-            key: 1,
-            input_column: 2,
-            emit_on_close,
-        }
-    }
-
     fn keyed(emit_on_close: bool, budget: usize, metrics: Arc<JobMetrics>) -> Box<dyn Operator> {
-        let (keys, aggs, schema) = parts();
+        let (keys, aggs, schema) = count_min_by_key_and_time();
         Box::new(
             KeyedAgg::new(keys, aggs, schema, vec![(2, 1)], metrics)
                 .unwrap()
-                .with_window(window(emit_on_close))
+                .with_window(time_window(emit_on_close))
                 .with_cache_budget(CacheBudget::new(budget)),
         )
     }
 
     fn row_at_a_time(emit_on_close: bool, metrics: Arc<JobMetrics>) -> Box<dyn Operator> {
-        let (keys, aggs, schema) = parts();
+        let (keys, aggs, schema) = count_min_by_key_and_time();
         Box::new(HashAgg::new(keys, aggs, schema, true).unwrap().with_window(
-            Some(window(emit_on_close)),
+            Some(time_window(emit_on_close)),
             vec![(2, 1)],
             metrics,
         ))
@@ -353,7 +319,7 @@ mod tests {
     /// groups of it: a checkpoint wrote some, or it was restored.
     #[test]
     fn only_windows_the_store_may_hold_are_deleted() {
-        let mut w = KeyedWindows::new(window(true));
+        let mut w = KeyedWindows::new(time_window(true));
         let metrics = JobMetrics::default();
         w.restore(&crate::durable::window_key(5), &[], &metrics)
             .unwrap();
@@ -378,7 +344,7 @@ mod tests {
         // by window, and plain, grouped by the time (so rows before a
         // watermark are not late, and must go out before it)
         let plain = || -> Box<dyn Operator> {
-            let (keys, aggs, schema) = parts();
+            let (keys, aggs, schema) = count_min_by_key_and_time();
             let metrics = Arc::new(JobMetrics::default());
             Box::new(KeyedAgg::new(keys, aggs, schema, vec![(2, 1)], metrics).unwrap())
         };

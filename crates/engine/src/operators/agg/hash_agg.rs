@@ -328,11 +328,9 @@ impl HashAgg {
         };
         if let Some(window) = window.filter(timed) {
             self.windows = Some(KeyedWindows::new(window));
-            self.groups = std::mem::replace(
-                &mut self.groups,
-                GroupCache::new(CacheBudget::new(usize::MAX)),
-            )
-            .with_buckets(8);
+            // Still empty: a window key is a group key, so the aggregate is
+            // not global (the one that starts with a group).
+            self.groups = GroupCache::new(CacheBudget::new(usize::MAX)).with_buckets(8);
         }
         self.watermark_map = watermark_map;
         self.metrics = Some(metrics);

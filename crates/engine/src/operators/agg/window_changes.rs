@@ -69,21 +69,15 @@ impl WindowChanges {
         // Each group's changed windows, oldest first.
         let mut pairs = Vec::new();
         let mut group_pairs = Vec::with_capacity(groups.len());
+        let mut windows = Vec::new();
         for run in changed.chunk_by(|a, b| a.0 == b.0) {
+            windows.clear();
+            windows.extend(run.iter().flat_map(|&(_, slice, _)| windows_of(slice)));
+            windows.sort_unstable();
+            windows.dedup();
             let first = pairs.len();
-            for &(group, slice, _) in run {
-                pairs.extend(windows_of(slice).into_iter().map(|w| (w, group)));
-            }
-            pairs[first..].sort_unstable();
-            let mut end = first;
-            for i in first..pairs.len() {
-                if end == first || pairs[end - 1] != pairs[i] {
-                    pairs[end] = pairs[i];
-                    end += 1;
-                }
-            }
-            pairs.truncate(end);
-            group_pairs.push(first..end);
+            pairs.extend(windows.iter().map(|&w| (w, run[0].0)));
+            group_pairs.push(first..pairs.len());
         }
         let slices = match (
             pairs.iter().map(|p| p.0).min(),
